@@ -1,0 +1,91 @@
+package rockety
+
+import (
+	"context"
+	"iter"
+	"sync"
+)
+
+// Page is one page of a traversal, in page order.
+type Page struct {
+	Resource string
+	Number   int
+	Items    []Item
+	// Meta is the metadata this page reported; Meta.Found is false when the
+	// API sends none.
+	Meta Meta
+}
+
+// Pages traverses a resource's list endpoint and yields its pages in order.
+// Once page 1 has told how many pages there are, later pages are fetched in
+// parallel (WithPageConcurrency), and still handed on in page order; at most
+// that many pages are held at once. On an error it yields (nil, err) once and
+// stops. Breaking out of the loop cancels the requests in flight.
+//
+// The traversal guards against listings that never end: a page that repeats
+// the one before, a page with items beyond the page count its own metadata
+// gives, and more pages than the limit (WithMaxPages). Each is an error
+// matching ErrPagination.
+func (c *Client) Pages(ctx context.Context, resource string) iter.Seq2[*Page, error] {
+	return func(yield func(*Page, error) bool) {
+		if err := checkResource(resource); err != nil {
+			yield(nil, err)
+			return
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		defer func() {
+			cancel()
+			wg.Wait()
+		}()
+
+		type result struct {
+			body PageBody
+			err  error
+		}
+		type inFlight struct {
+			number int
+			done   chan result
+		}
+		cur := newCursor(resource, c.pageSize, c.maxPages)
+		var queue []inFlight
+		next := 1
+		for {
+			for len(queue) < c.pageConcurrency {
+				want, err := cur.want(next)
+				if err != nil {
+					yield(nil, err)
+					return
+				}
+				if !want {
+					break
+				}
+				f := inFlight{number: next, done: make(chan result, 1)}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					body, err := c.FetchPage(ctx, resource, f.number)
+					f.done <- result{body, err}
+				}()
+				queue = append(queue, f)
+				next++
+			}
+			if len(queue) == 0 {
+				return
+			}
+			f := queue[0]
+			queue = queue[1:]
+			r := <-f.done
+			if r.err == nil {
+				r.err = cur.accept(f.number, r.body)
+			}
+			if r.err != nil {
+				yield(nil, r.err)
+				return
+			}
+			if !yield(&Page{Resource: resource, Number: f.number, Items: r.body.Items, Meta: r.body.Meta}, nil) || cur.done {
+				return
+			}
+		}
+	}
+}
