@@ -1,0 +1,140 @@
+package publisher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rockety-io/rockety-bridge/events"
+)
+
+// ErrConflict means another writer changed an item's state since the
+// revision the caller expected.
+var ErrConflict = errors.New("publisher: state changed by another writer")
+
+// ErrNoState means the mirror has no live entry for an item.
+var ErrNoState = errors.New("publisher: no state for item")
+
+// Entry is one item's state in the mirror.
+type Entry struct {
+	ID string
+	// Value is the item's JSON as the API returned it; nil when Deleted.
+	Value []byte
+	// Revision is the entry's KV revision. It only grows, across deletes
+	// too: a deleted item keeps the revision of its delete marker.
+	Revision uint64
+	Deleted  bool
+}
+
+// StateStore is the live mirror: KV ROCKETY_STATE, key <resource>.<id>,
+// value the item's JSON. It is also the bridge's snapshot, so a restarted
+// or moved bridge neither repeats nor loses changes.
+type StateStore struct {
+	kv     jetstream.KeyValue
+	js     jetstream.JetStream
+	bucket string
+}
+
+// NewStateStore wraps the state bucket (Resources.State).
+func NewStateStore(js jetstream.JetStream, kv jetstream.KeyValue) *StateStore {
+	return &StateStore{kv: kv, js: js, bucket: kv.Bucket()}
+}
+
+// Load streams the state of every item of resource to fn, deleted ones
+// included (as tombstones, so a re-created id continues its revisions).
+// It reads the bucket with one watcher, not one request per key.
+func (s *StateStore) Load(ctx context.Context, resource string, fn func(Entry) error) error {
+	if err := events.ValidResource(resource); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := s.kv.Watch(ctx, resource+".>")
+	if err != nil {
+		return fmt.Errorf("publisher: loading %s state: %w", resource, err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("publisher: loading %s state: %w", resource, context.Cause(ctx))
+		case kve, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("publisher: loading %s state: the watcher stopped", resource)
+			}
+			if kve == nil { // the initial values are all delivered
+				return nil
+			}
+			_, id, err := events.ParseStateKey(kve.Key())
+			if err != nil {
+				return fmt.Errorf("publisher: loading %s state: %w", resource, err)
+			}
+			e := Entry{ID: id, Revision: kve.Revision(), Deleted: kve.Operation() != jetstream.KeyValuePut}
+			if !e.Deleted {
+				e.Value = kve.Value()
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Get reads one item's live state; a missing or deleted item is ErrNoState.
+func (s *StateStore) Get(ctx context.Context, resource, id string) (Entry, error) {
+	kve, err := s.kv.Get(ctx, events.StateKey(resource, id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return Entry{}, fmt.Errorf("%w: %s %s", ErrNoState, resource, id)
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("publisher: reading state of %s %s: %w", resource, id, err)
+	}
+	return Entry{ID: id, Value: kve.Value(), Revision: kve.Revision()}, nil
+}
+
+// Put stores an item's state if its revision is still lastRevision (0: the
+// item has never had state) and returns the new revision. A concurrent
+// writer makes it fail with ErrConflict.
+func (s *StateStore) Put(ctx context.Context, resource, id string, value []byte, lastRevision uint64) (uint64, error) {
+	key := events.StateKey(resource, id)
+	var rev uint64
+	var err error
+	if lastRevision == 0 {
+		rev, err = s.kv.Create(ctx, key, value)
+	} else {
+		rev, err = s.kv.Update(ctx, key, value, lastRevision)
+	}
+	if err != nil {
+		return 0, s.writeError("storing", resource, id, lastRevision, err)
+	}
+	return rev, nil
+}
+
+// Delete marks an item deleted if its revision is still lastRevision and
+// returns the revision of the delete marker.
+func (s *StateStore) Delete(ctx context.Context, resource, id string, lastRevision uint64) (uint64, error) {
+	// The KV API's Delete does not return the marker's revision, which the
+	// next create of the same id must replace; the KV protocol is a plain
+	// publish, so publish the marker directly.
+	m := nats.NewMsg("$KV." + s.bucket + "." + events.StateKey(resource, id))
+	m.Header.Set("KV-Operation", "DEL")
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(lastRevision, 10))
+	ack, err := s.js.PublishMsg(ctx, m)
+	if err != nil {
+		return 0, s.writeError("deleting", resource, id, lastRevision, err)
+	}
+	return ack.Sequence, nil
+}
+
+func (s *StateStore) writeError(verb, resource, id string, lastRevision uint64, err error) error {
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyExists) ||
+		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164)) {
+		return fmt.Errorf("%w: %s %s %s at revision %d: %w", ErrConflict, verb, resource, id, lastRevision, err)
+	}
+	return fmt.Errorf("publisher: %s state of %s %s: %w", verb, resource, id, err)
+}

@@ -1,0 +1,213 @@
+package publisher_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rockety-io/rockety-bridge/publisher"
+)
+
+func TestStateRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	_, _, js, res := setup(t)
+	store := publisher.NewStateStore(js, res.State)
+
+	ids := []string{"42", "a.b", "x y", "=", "ünï/cödé", "-_"}
+	revs := map[string]uint64{}
+	for _, id := range ids {
+		rev, err := store.Put(ctx, "tasks", id, []byte(fmt.Sprintf(`{"id":%q}`, id)), 0)
+		if err != nil {
+			t.Fatalf("put %q: %v", id, err)
+		}
+		revs[id] = rev
+	}
+	for _, id := range ids {
+		e, err := store.Get(ctx, "tasks", id)
+		if err != nil || string(e.Value) != fmt.Sprintf(`{"id":%q}`, id) || e.Revision != revs[id] || e.ID != id {
+			t.Errorf("get %q = %+v, %v", id, e, err)
+		}
+	}
+
+	// Compare-and-set: a stale revision is a conflict and changes nothing.
+	if _, err := store.Put(ctx, "tasks", "42", []byte(`{"id":"42","v":2}`), revs["42"]+100); !errors.Is(err, publisher.ErrConflict) {
+		t.Errorf("stale put err = %v, want ErrConflict", err)
+	}
+	if _, err := store.Put(ctx, "tasks", "42", []byte(`{"id":"42"}`), 0); !errors.Is(err, publisher.ErrConflict) {
+		t.Errorf("create over a live item err = %v, want ErrConflict", err)
+	}
+	rev2, err := store.Put(ctx, "tasks", "42", []byte(`{"id":"42","v":2}`), revs["42"])
+	if err != nil || rev2 <= revs["42"] {
+		t.Fatalf("update = %d, %v; want a larger revision than %d", rev2, err, revs["42"])
+	}
+
+	// Delete leaves a tombstone whose revision a re-create replaces.
+	if _, err := store.Delete(ctx, "tasks", "a.b", revs["42"]); !errors.Is(err, publisher.ErrConflict) {
+		t.Errorf("stale delete err = %v, want ErrConflict", err)
+	}
+	tomb, err := store.Delete(ctx, "tasks", "a.b", revs["a.b"])
+	if err != nil || tomb <= revs["a.b"] {
+		t.Fatalf("delete = %d, %v", tomb, err)
+	}
+	if _, err := store.Get(ctx, "tasks", "a.b"); !errors.Is(err, publisher.ErrNoState) {
+		t.Errorf("get deleted err = %v, want ErrNoState", err)
+	}
+	// Another resource with the same ids does not leak into tasks.
+	if _, err := store.Put(ctx, "users", "42", []byte(`{"id":42}`), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	var loaded []publisher.Entry
+	if err := store.Load(ctx, "tasks", func(e publisher.Entry) error {
+		e.Value = append([]byte(nil), e.Value...)
+		loaded = append(loaded, e)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(loaded, func(i, j int) bool { return loaded[i].ID < loaded[j].ID })
+	if len(loaded) != len(ids) {
+		t.Fatalf("loaded %d entries, want %d: %+v", len(loaded), len(ids), loaded)
+	}
+	for _, e := range loaded {
+		switch e.ID {
+		case "a.b":
+			if !e.Deleted || e.Revision != tomb || e.Value != nil {
+				t.Errorf("tombstone = %+v, want deleted at %d", e, tomb)
+			}
+		case "42":
+			if e.Revision != rev2 || string(e.Value) != `{"id":"42","v":2}` {
+				t.Errorf("42 = %+v", e)
+			}
+		default:
+			if e.Deleted || e.Revision != revs[e.ID] {
+				t.Errorf("%q = %+v", e.ID, e)
+			}
+		}
+	}
+
+	again, err := store.Put(ctx, "tasks", "a.b", []byte(`{"id":"a.b"}`), tomb)
+	if err != nil || again <= tomb {
+		t.Errorf("re-create after delete = %d, %v", again, err)
+	}
+
+	// An empty resource loads nothing, quickly.
+	n := 0
+	if err := store.Load(ctx, "projects", func(publisher.Entry) error { n++; return nil }); err != nil || n != 0 {
+		t.Errorf("empty load: %d entries, %v", n, err)
+	}
+	stop := errors.New("stop")
+	if err := store.Load(ctx, "tasks", func(publisher.Entry) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("load err = %v, want the callback's error", err)
+	}
+}
+
+func TestLeases(t *testing.T) {
+	ctx := context.Background()
+	_, _, _, res := setup(t) // lease TTL 1s
+	a, err := publisher.NewLeases(ctx, res.Leases, "pod-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := publisher.NewLeases(ctx, res.Leases, "pod-b")
+	if a.TTL() != time.Second {
+		t.Fatalf("TTL = %s", a.TTL())
+	}
+
+	la, held, _, err := a.Acquire(ctx, "tasks")
+	if err != nil || !held || !la.Valid(time.Now()) {
+		t.Fatalf("a acquire = %v, %v", held, err)
+	}
+	if _, held, holder, err := b.Acquire(ctx, "tasks"); err != nil || held || holder != "pod-a" {
+		t.Fatalf("b acquire while a holds = %v, holder %q, %v", held, holder, err)
+	}
+	// Renewing keeps it past the TTL.
+	for range 4 {
+		time.Sleep(300 * time.Millisecond)
+		if la, err = a.Renew(ctx, la); err != nil {
+			t.Fatal(err)
+		}
+		if _, held, _, _ := b.Acquire(ctx, "tasks"); held {
+			t.Fatal("b took a lease that a keeps renewing")
+		}
+	}
+
+	// a stops renewing: b gets the lease within the TTL (and a little slack
+	// for the server's expiry timer), and a learns it is gone.
+	stopped := time.Now()
+	var lb publisher.Lease
+	for {
+		if lb, held, _, err = b.Acquire(ctx, "tasks"); err != nil {
+			t.Fatal(err)
+		}
+		if held {
+			break
+		}
+		if time.Since(stopped) > 3*time.Second {
+			t.Fatal("b did not get the lease within 3s of a 1s TTL")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("lease passed on %s after the last renewal", time.Since(stopped).Round(10*time.Millisecond))
+	if la.Valid(time.Now()) {
+		t.Error("a's lease still looks valid to a after the TTL")
+	}
+	if _, err := a.Renew(ctx, la); !errors.Is(err, publisher.ErrLeaseLost) {
+		t.Errorf("a renew after losing = %v, want ErrLeaseLost", err)
+	}
+
+	// A restart of b (same instance id) takes its own lease over at once.
+	b2, _ := publisher.NewLeases(ctx, res.Leases, "pod-b")
+	lb2, held, _, err := b2.Acquire(ctx, "tasks")
+	if err != nil || !held {
+		t.Fatalf("restarted b acquire = %v, %v", held, err)
+	}
+	if _, err := b.Renew(ctx, lb); !errors.Is(err, publisher.ErrLeaseLost) {
+		t.Errorf("old b renew after the takeover = %v, want ErrLeaseLost", err)
+	}
+	// Release hands it on without waiting for the TTL; releasing twice is harmless.
+	if err := b2.Release(ctx, lb2); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Release(ctx, lb2); err != nil {
+		t.Errorf("second release: %v", err)
+	}
+	if _, held, _, err := a.Acquire(ctx, "tasks"); err != nil || !held {
+		t.Errorf("a acquire after release = %v, %v", held, err)
+	}
+}
+
+func TestLeaseHasOneHolderUnderContention(t *testing.T) {
+	ctx := context.Background()
+	_, _, _, res := setup(t)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	holders := 0
+	for i := range 10 {
+		l, err := publisher.NewLeases(ctx, res.Leases, fmt.Sprintf("pod-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, held, _, err := l.Acquire(ctx, "users")
+			if err != nil {
+				t.Error(err)
+			}
+			if held {
+				mu.Lock()
+				holders++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if holders != 1 {
+		t.Errorf("%d holders of one lease", holders)
+	}
+}
