@@ -1,0 +1,195 @@
+// Command rockety-sim serves the in-memory Rockety API simulator (package
+// rockety/sim) on its own, for trying the bridge without a Rockety account:
+//
+//	rockety-sim -seed-items 500 -churn 5
+//	ROCKETY_API_URL=http://127.0.0.1:8090/api/v1 ROCKETY_API_TOKEN=dev-token \
+//	  ROCKETY_ALLOW_INSECURE=true rockety-bridge run
+//
+// Exit status: 0 after a clean shutdown on SIGINT or SIGTERM, 1 when the
+// server cannot run, 2 for bad flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+)
+
+// shutdownTimeout bounds how long in-flight requests may take to finish.
+const shutdownTimeout = 5 * time.Second
+
+// logLimit keeps a long-running simulator's mutation log, which nothing
+// outside reads, from growing without end.
+const logLimit = 10000
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+type config struct {
+	addr  string
+	opts  sim.Options
+	style string
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("rockety-sim", flag.ContinueOnError)
+	// The flag package would print the error and the whole usage; one line
+	// that says what is wrong is easier to read, so errors are printed by run.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8090", "listen address")
+	fs.StringVar(&c.opts.Token, "token", "dev-token", "bearer token clients must send; empty disables auth")
+	fs.IntVar(&c.opts.SeedItems, "seed-items", 1000, "items each resource starts with")
+	fs.Int64Var(&c.opts.Seed, "seed", 1, "seed of the generated data, churn and fault decisions")
+	resources := fs.String("resources", strings.Join(sim.DefaultResources, ","), "comma-separated resources to seed and churn")
+	fs.Float64Var(&c.opts.Churn, "churn", 2, "background mutations per second; 0 for none")
+	fs.DurationVar(&c.opts.Faults.Latency, "latency", 0, "latency added to every request")
+	fs.Float64Var(&c.opts.Faults.ErrorRate, "error-rate", 0, "fraction of requests answered 500, 0 to 1")
+	fs.Float64Var(&c.opts.Faults.RateLimitRate, "rate-limit-rate", 0, "fraction of requests answered 429, 0 to 1")
+	fs.DurationVar(&c.opts.Faults.RetryAfter, "retry-after", sim.DefaultRetryAfter, "Retry-After of injected 429s")
+	failPage := fs.String("fail-page", "", "fail list requests of one page: resource:page[:status[:times]]")
+	fs.IntVar(&c.opts.Faults.DriftInserts, "drift", 0, "items inserted at the front of a resource after each page served")
+	fs.StringVar(&c.style, "style", "data", "list envelope: data, items or nometa")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintln(stderr, "Usage: rockety-sim [flags]")
+			fs.PrintDefaults()
+		}
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	f := c.opts.Faults
+	for _, check := range []struct {
+		bad  bool
+		flag string
+		val  any
+		want string
+	}{
+		{c.opts.SeedItems < 0, "-seed-items", c.opts.SeedItems, "0 or more"},
+		{c.opts.Churn < 0, "-churn", c.opts.Churn, "0 or more"},
+		{f.Latency < 0, "-latency", f.Latency, "0 or more"},
+		{f.ErrorRate < 0 || f.ErrorRate > 1, "-error-rate", f.ErrorRate, "between 0 and 1"},
+		{f.RateLimitRate < 0 || f.RateLimitRate > 1, "-rate-limit-rate", f.RateLimitRate, "between 0 and 1"},
+		{f.DriftInserts < 0, "-drift", f.DriftInserts, "0 or more"},
+	} {
+		if check.bad {
+			return c, fmt.Errorf("%s %v: want %s", check.flag, check.val, check.want)
+		}
+	}
+	for r := range strings.SplitSeq(*resources, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			c.opts.Resources = append(c.opts.Resources, r)
+		}
+	}
+	style, err := sim.ParseStyle(c.style)
+	if err != nil {
+		return c, fmt.Errorf("-style: %w", err)
+	}
+	c.opts.Style = style
+	if *failPage != "" {
+		fp, err := parseFailPage(*failPage)
+		if err != nil {
+			return c, fmt.Errorf("-fail-page: %w", err)
+		}
+		c.opts.Faults.FailPage = fp
+	}
+	c.opts.LogLimit = logLimit
+	return c, nil
+}
+
+func parseFailPage(s string) (sim.FailPage, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 4 || parts[0] == "" {
+		return sim.FailPage{}, fmt.Errorf("%q: want resource:page[:status[:times]]", s)
+	}
+	fp := sim.FailPage{Resource: parts[0]}
+	nums := []*int{&fp.Page, &fp.Status, &fp.Times}
+	names := []string{"page", "status", "times"}
+	for i, p := range parts[1:] {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return sim.FailPage{}, fmt.Errorf("%q: %s %q is not a number", s, names[i], p)
+		}
+		*nums[i] = n
+	}
+	return fp, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	c, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "rockety-sim: %v\n", err)
+		return 2
+	}
+	srv, err := sim.New(c.opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "rockety-sim: %v\n", err)
+		return 2
+	}
+	defer srv.Close()
+	// Signals are caught before the address is printed, so whoever reads
+	// that line may signal at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "rockety-sim: %v\n", err)
+		return 1
+	}
+	base := "http://" + ln.Addr().String() + sim.BasePath
+	auth := "no auth"
+	curlAuth := ""
+	if c.opts.Token != "" {
+		auth = "token " + c.opts.Token
+		curlAuth = "-H 'Authorization: Bearer " + c.opts.Token + "' "
+	}
+	fmt.Fprintf(stdout, "Rockety simulator on %s (%s)\n", base, auth)
+	first := c.opts.Resources
+	if len(first) == 0 {
+		first = sim.DefaultResources
+	}
+	fmt.Fprintf(stdout, "  try: curl %s'%s/%s?page=1&per_page=2'\n", curlAuth, base, first[0])
+
+	if err := srv.Start(ctx); err != nil {
+		fmt.Fprintf(stderr, "rockety-sim: %v\n", err)
+		return 1
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		fmt.Fprintf(stderr, "rockety-sim: serving: %v\n", err)
+		return 1
+	case <-ctx.Done():
+	}
+	stop()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil {
+		fmt.Fprintf(stderr, "rockety-sim: shutdown: %v\n", err)
+		return 1
+	}
+	<-serveErr // Serve has returned ErrServerClosed; wait so nothing outlives run.
+	return 0
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+)
+
+func TestFlagErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"-nope"}, "flag provided but not defined: -nope"},
+		{"bad number", []string{"-churn", "x"}, `invalid value "x" for flag -churn`},
+		{"stray argument", []string{"extra"}, `unexpected argument "extra"`},
+		{"error rate above 1", []string{"-error-rate", "1.5"}, "-error-rate 1.5: want between 0 and 1"},
+		{"negative drift", []string{"-drift", "-1"}, "-drift -1: want 0 or more"},
+		{"bad style", []string{"-style", "xml"}, `-style: sim: invalid: style "xml"`},
+		{"fail page without page", []string{"-fail-page", "tasks"}, "want resource:page[:status[:times]]"},
+		{"fail page bad number", []string{"-fail-page", "tasks:x"}, `page "x" is not a number`},
+		{"fail page bad status", []string{"-fail-page", "tasks:2:200"}, "fail page status 200"},
+		{"bad resource", []string{"-resources", "Tasks"}, `resource name "Tasks"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tt.args, &stdout, &stderr); code != 2 {
+				t.Errorf("exit %d, want 2", code)
+			}
+			out := stderr.String()
+			if strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "rockety-sim: ") || !strings.Contains(out, tt.want) {
+				t.Errorf("stderr %q, want one line containing %q", out, tt.want)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout %q", stdout.String())
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-h"}, &stdout, &stderr); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	if !strings.Contains(stderr.String(), "-fail-page") {
+		t.Errorf("usage %q", stderr.String())
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	c, err := parseFlags([]string{
+		"-addr", ":0", "-token", "", "-seed-items", "5", "-seed", "9", "-resources", "tasks, widgets",
+		"-churn", "0.5", "-latency", "20ms", "-error-rate", "0.1", "-rate-limit-rate", "0.2",
+		"-retry-after", "3s", "-fail-page", "tasks:3:503:2", "-drift", "4", "-style", "items",
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sim.Options{
+		Seed: 9, SeedItems: 5, Resources: []string{"tasks", "widgets"}, Style: sim.StyleItemsPagination,
+		Churn: 0.5, LogLimit: logLimit,
+		Faults: sim.Faults{
+			Latency: 20 * time.Millisecond, ErrorRate: 0.1, RateLimitRate: 0.2, RetryAfter: 3 * time.Second,
+			FailPage:     sim.FailPage{Resource: "tasks", Page: 3, Status: 503, Times: 2},
+			DriftInserts: 4,
+		},
+	}
+	got, _ := json.Marshal(c.opts)
+	exp, _ := json.Marshal(want)
+	if c.addr != ":0" || string(got) != string(exp) {
+		t.Errorf("options\n%s\nwant\n%s", got, exp)
+	}
+}
+
+// TestRunServesAndShutsDown starts the real server, fetches a page and stops
+// it with SIGTERM as a container runtime would.
+func TestRunServesAndShutsDown(t *testing.T) {
+	outR, outW := io.Pipe()
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"-addr", "127.0.0.1:0", "-seed-items", "3", "-churn", "50"}, outW, &stderr)
+		outW.Close()
+	}()
+	lines := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(outR)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	first := <-lines
+	m := regexp.MustCompile(`^Rockety simulator on (http://127\.0\.0\.1:\d+/api/v1) \(token dev-token\)$`).FindStringSubmatch(first)
+	if m == nil {
+		t.Fatalf("first line %q", first)
+	}
+	if curl := <-lines; !strings.Contains(curl, "curl -H 'Authorization: Bearer dev-token' '"+m[1]+"/projects?") {
+		t.Errorf("second line %q", curl)
+	}
+	req, _ := http.NewRequest(http.MethodGet, m[1]+"/tasks", nil)
+	req.Header.Set("Authorization", "Bearer dev-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"meta":{"page":1,"per_page":100,"total":`)) {
+		t.Errorf("GET tasks: %d %s", resp.StatusCode, body)
+	}
+
+	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d, stderr %q", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after SIGTERM")
+	}
+	for range lines {
+	}
+}
