@@ -154,6 +154,13 @@ func Decode(msg *nats.Msg) (Event, Attributes, error) {
 	if err := checkStates(e); err != nil {
 		return fail("%v", err)
 	}
+	// A JSON null decodes to the bytes "null"; nil is what callers test for.
+	if string(e.Before) == "null" {
+		e.Before = nil
+	}
+	if string(e.After) == "null" {
+		e.After = nil
+	}
 	return e, attrs, nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/rockety"
+	"github.com/rockety-io/rockety-bridge/schemas"
 )
 
 func TestPercentEncoding(t *testing.T) {
@@ -96,6 +97,9 @@ func TestNewMsgAndDecode(t *testing.T) {
 	msg, err := events.NewMsg(s, "https://app.rockety.io/api/v1/", id, e)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := schemas.ValidateEvent(msg.Data); err != nil {
+		t.Errorf("event does not match its schema: %v", err)
 	}
 	if msg.Subject != "rockety.events.tasks.updated.a=20b=2E=C3=A9" {
 		t.Errorf("subject = %q", msg.Subject)

@@ -16,6 +16,7 @@ import (
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/publisher"
+	"github.com/rockety-io/rockety-bridge/schemas"
 )
 
 var subjects = events.MustSubjects("rockety")
@@ -127,6 +128,11 @@ func eventMsgs(t testing.TB, n int, tag string) []*nats.Msg {
 		m, err := events.NewMsg(subjects, "https://app.rockety.io/api/v1", events.EventID("tasks", id, events.OpCreated, 0), e)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := schemas.ValidateEvent(m.Data); err != nil {
+				t.Fatal(err)
+			}
 		}
 		msgs[i] = m
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -137,4 +138,143 @@ func (s *StateStore) writeError(verb, resource, id string, lastRevision uint64, 
 		return fmt.Errorf("%w: %s %s %s at revision %d: %w", ErrConflict, verb, resource, id, lastRevision, err)
 	}
 	return fmt.Errorf("publisher: %s state of %s %s: %w", verb, resource, id, err)
+}
+
+// Write is one change to commit to the mirror: Value for a put, nil for a
+// delete, if the item's revision is still LastRevision (0: never stored).
+type Write struct {
+	ID           string
+	Value        []byte
+	LastRevision uint64
+}
+
+// Committed is the outcome of one Write: its new revision, or a conflict
+// with another writer (then nothing was written).
+type Committed struct {
+	Revision uint64
+	Conflict bool
+}
+
+// Lookup reads the stored state of several items at once; an item that was
+// never stored has Revision 0. Deleted items come back with their delete
+// marker's revision.
+func (s *StateStore) Lookup(ctx context.Context, resource string, ids []string) ([]Entry, error) {
+	out := make([]Entry, len(ids))
+	errs := make([]error, len(ids))
+	stream, err := s.js.Stream(ctx, s.kvStream())
+	if err != nil {
+		return nil, fmt.Errorf("publisher: reading %s state: %w", resource, err)
+	}
+	sem := make(chan struct{}, lookupConcurrency)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out[i], errs[i] = s.lookupOne(ctx, stream, resource, id)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("publisher: reading %s state: %w", resource, err)
+	}
+	return out, nil
+}
+
+// lookupConcurrency bounds the reads in flight: enough to hide the round
+// trip, few enough not to crowd out publishing.
+const lookupConcurrency = 16
+
+func (s *StateStore) kvStream() string { return "KV_" + s.bucket }
+
+func (s *StateStore) lookupOne(ctx context.Context, stream jetstream.Stream, resource, id string) (Entry, error) {
+	msg, err := stream.GetLastMsgForSubject(ctx, "$KV."+s.bucket+"."+events.StateKey(resource, id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Entry{ID: id}, nil
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("%s: %w", id, err)
+	}
+	e := Entry{ID: id, Revision: msg.Sequence}
+	switch msg.Header.Get("KV-Operation") {
+	case "DEL", "PURGE":
+		e.Deleted = true
+	default:
+		e.Value = msg.Data
+	}
+	return e, nil
+}
+
+// Commit applies writes with compare-and-set, all in flight at once, and
+// reports each outcome in order. An error other than a conflict fails the
+// whole call; writes that landed before it stay landed, and are found by
+// the next Lookup.
+func (s *StateStore) Commit(ctx context.Context, resource string, writes []Write) ([]Committed, error) {
+	out := make([]Committed, len(writes))
+	futs := make([]jetstream.PubAckFuture, len(writes))
+	for i, w := range writes {
+		m := nats.NewMsg("$KV." + s.bucket + "." + events.StateKey(resource, w.ID))
+		if w.Value == nil {
+			m.Header.Set("KV-Operation", "DEL")
+		} else {
+			m.Data = w.Value
+		}
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.LastRevision, 10))
+		fut, err := s.js.PublishMsgAsync(m)
+		if err != nil {
+			return nil, fmt.Errorf("publisher: committing %s %s: %w", resource, w.ID, err)
+		}
+		futs[i] = fut
+	}
+	var errs []error
+	for i, fut := range futs {
+		select {
+		case ack := <-fut.Ok():
+			out[i].Revision = ack.Sequence
+		case err := <-fut.Err():
+			if conflict := s.writeError("committing", resource, writes[i].ID, writes[i].LastRevision, err); errors.Is(conflict, ErrConflict) {
+				out[i].Conflict = true
+			} else {
+				errs = append(errs, conflict)
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("publisher: committing %s state: %w", resource, context.Cause(ctx))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// checkpointKey keeps checkpoints out of every resource's key space: no
+// escaped id starts with "=" followed by a non-hex letter.
+func checkpointKey(resource string) string { return "=checkpoint." + resource }
+
+// Checkpoint returns the events-stream sequence up to which every event of
+// resource is reflected in the mirror, and whether the resource has ever
+// completed a first synchronisation.
+func (s *StateStore) Checkpoint(ctx context.Context, resource string) (seq uint64, synced bool, err error) {
+	kve, err := s.kv.Get(ctx, checkpointKey(resource))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("publisher: reading the %s checkpoint: %w", resource, err)
+	}
+	seq, err = strconv.ParseUint(string(kve.Value()), 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("publisher: the %s checkpoint %q is not a sequence number", resource, kve.Value())
+	}
+	return seq, true, nil
+}
+
+// SetCheckpoint records seq as resource's checkpoint, and with it that the
+// resource has been synchronised.
+func (s *StateStore) SetCheckpoint(ctx context.Context, resource string, seq uint64) error {
+	if _, err := s.kv.Put(ctx, checkpointKey(resource), []byte(strconv.FormatUint(seq, 10))); err != nil {
+		return fmt.Errorf("publisher: storing the %s checkpoint: %w", resource, err)
+	}
+	return nil
 }

@@ -1,0 +1,134 @@
+// Package app wires the bridge's parts together for the binary's run and
+// demo commands: it adapts the publisher's JetStream types to the small
+// interfaces the poller and the consumer declare.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/publisher"
+)
+
+// Sink publishes poller events as CloudEvents messages.
+type Sink struct {
+	Publisher  *publisher.Publisher
+	Subjects   events.Subjects
+	APIBaseURL string
+}
+
+// Publish implements poller.Sink.
+func (s Sink) Publish(ctx context.Context, evs []poller.Outgoing, acked func(i int, seq uint64)) error {
+	msgs := make([]*nats.Msg, len(evs))
+	for i, o := range evs {
+		m, err := events.NewMsg(s.Subjects, s.APIBaseURL, o.EventID, o.Event)
+		if err != nil {
+			return err
+		}
+		msgs[i] = m
+	}
+	return s.Publisher.Publish(ctx, msgs, func(i int, ack *jetstream.PubAck) { acked(i, ack.Sequence) })
+}
+
+// Mirror is the state store as the poller sees it.
+type Mirror struct {
+	*publisher.StateStore
+}
+
+// Load implements poller.Mirror.
+func (m Mirror) Load(ctx context.Context, resource string, fn func(poller.Stored) error) error {
+	return m.StateStore.Load(ctx, resource, func(e publisher.Entry) error { return fn(stored(e)) })
+}
+
+// Lookup implements poller.Mirror.
+func (m Mirror) Lookup(ctx context.Context, resource string, ids []string) ([]poller.Stored, error) {
+	entries, err := m.StateStore.Lookup(ctx, resource, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]poller.Stored, len(entries))
+	for i, e := range entries {
+		out[i] = stored(e)
+	}
+	return out, nil
+}
+
+// Commit implements poller.Mirror.
+func (m Mirror) Commit(ctx context.Context, resource string, writes []poller.Write) ([]poller.Committed, error) {
+	ws := make([]publisher.Write, len(writes))
+	for i, w := range writes {
+		ws[i] = publisher.Write{ID: w.ID, Value: w.Value, LastRevision: w.LastRevision}
+	}
+	res, err := m.StateStore.Commit(ctx, resource, ws)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]poller.Committed, len(res))
+	for i, r := range res {
+		out[i] = poller.Committed{Revision: r.Revision, Conflict: r.Conflict}
+	}
+	return out, nil
+}
+
+func stored(e publisher.Entry) poller.Stored {
+	return poller.Stored{ID: e.ID, Value: e.Value, Revision: e.Revision, Deleted: e.Deleted}
+}
+
+// Lease holds one resource's lease for one poller. Its methods are called
+// from one goroutine.
+type Lease struct {
+	Leases   *publisher.Leases
+	Resource string
+	cur      *publisher.Lease
+}
+
+// Hold implements poller.Lease: renew the lease if held, else try to take it.
+func (l *Lease) Hold(ctx context.Context) (time.Time, bool, error) {
+	if l.cur != nil {
+		renewed, err := l.Leases.Renew(ctx, *l.cur)
+		switch {
+		case err == nil:
+			l.cur = &renewed
+			return renewed.Until, true, nil
+		case !errors.Is(err, publisher.ErrLeaseLost):
+			// NATS is unreachable: the lease holds until it runs out.
+			return l.cur.Until, l.cur.Valid(time.Now()), err
+		}
+		l.cur = nil
+	}
+	taken, held, _, err := l.Leases.Acquire(ctx, l.Resource)
+	if err != nil || !held {
+		return time.Time{}, false, err
+	}
+	l.cur = &taken
+	return taken.Until, true, nil
+}
+
+// Release implements poller.Lease.
+func (l *Lease) Release(ctx context.Context) error {
+	if l.cur == nil {
+		return nil
+	}
+	err := l.Leases.Release(ctx, *l.cur)
+	l.cur = nil
+	if err != nil {
+		return fmt.Errorf("releasing the %s lease: %w", l.Resource, err)
+	}
+	return nil
+}
+
+// Compile-time checks that the adapters fit.
+var (
+	_ poller.Sink        = Sink{}
+	_ poller.Mirror      = Mirror{}
+	_ poller.Checkpoints = Mirror{}
+	_ poller.Journal     = (*publisher.Journal)(nil)
+	_ poller.Lease       = (*Lease)(nil)
+)

@@ -1,0 +1,136 @@
+package poller
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+func TestCanonicalHash(t *testing.T) {
+	tests := []struct {
+		name string
+		a, b string
+		same bool
+	}{
+		{"key order", `{"a":1,"b":2}`, `{"b":2,"a":1}`, true},
+		{"whitespace", `{"a":[1,2],"b":{"c":null}}`, "{ \"a\" : [ 1 , 2 ] ,\n\t\"b\": {\"c\" :null} }", true},
+		{"nested key order", `{"x":{"a":1,"b":[{"d":1,"c":2}]}}`, `{"x":{"b":[{"c":2,"d":1}],"a":1}}`, true},
+		{"string escapes", `{"s":"A\u00e9\n"}`, "{\"s\":\"Aé\\n\"}", true},
+		{"escaped key", `{"\u0061":1}`, `{"a":1}`, true},
+		{"value change", `{"a":1}`, `{"a":2}`, false},
+		{"array order matters", `[1,2]`, `[2,1]`, false},
+		{"number text matters", `{"a":1}`, `{"a":1.0}`, false},
+		{"string vs number", `{"a":"1"}`, `{"a":1}`, false},
+		{"null vs missing", `{"a":null}`, `{}`, false},
+		{"empty object vs array", `{"a":{}}`, `{"a":[]}`, false},
+		{"boundaries", `{"ab":"c"}`, `{"a":"bc"}`, false},
+		{"nesting boundaries", `[[1],2]`, `[[1,2]]`, false},
+		{"added key", `{"a":1}`, `{"a":1,"b":1}`, false},
+		{"true vs false", `{"a":true}`, `{"a":false}`, false},
+	}
+	hs := newHasher()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := hs.Sum([]byte(tt.a))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := hs.Sum([]byte(tt.b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (a == b) != tt.same {
+				t.Errorf("hash(%s) == hash(%s) is %v, want %v", tt.a, tt.b, a == b, tt.same)
+			}
+		})
+	}
+	for _, bad := range []string{``, `  `, `{"a":1`, `{"a":"x`, `"`, `[1,2`, `{"a":1} x`, `{1:2}`} {
+		if _, err := hs.Sum([]byte(bad)); err == nil {
+			t.Errorf("Sum(%q): no error", bad)
+		}
+	}
+}
+
+// FuzzCanonicalHash checks that the hash of any valid JSON equals the hash of
+// the same value re-encoded by encoding/json (sorted keys, no whitespace,
+// its own string escaping), and that no input makes it panic.
+func FuzzCanonicalHash(f *testing.F) {
+	for _, s := range []string{`{"b":1,"a":[true,null,"x\u00e9"]}`, `[]`, `{}`, `"s"`, `-1.5e3`, `{"a":{"c":1,"b":2}}`, `{"a":1,"a":2}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		hs := newHasher()
+		got, err := hs.Sum(raw)
+		if !json.Valid(raw) {
+			return // only "no panic" is promised for broken input
+		}
+		if err != nil {
+			t.Fatalf("valid JSON %q: %v", raw, err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var v any
+		if dec.Decode(&v) != nil || hasDuplicateKeys(raw) {
+			return
+		}
+		again, err := json.Marshal(v)
+		if err != nil {
+			return
+		}
+		want, err := hs.Sum(again)
+		if err != nil || want != got {
+			t.Fatalf("hash(%s) != hash(%s) (re-encoded): %v", raw, again, err)
+		}
+	})
+}
+
+// hasDuplicateKeys reports objects with a repeated key, which encoding/json
+// collapses and the hasher keeps.
+func hasDuplicateKeys(raw []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	type frame struct {
+		keys   map[string]bool
+		object bool
+		expect bool
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		top := len(stack) - 1
+		if d, ok := tok.(json.Delim); ok {
+			switch d {
+			case '{':
+				if top >= 0 && stack[top].object {
+					stack[top].expect = true
+				}
+				stack = append(stack, frame{keys: map[string]bool{}, object: true, expect: true})
+			case '[':
+				if top >= 0 && stack[top].object {
+					stack[top].expect = true
+				}
+				stack = append(stack, frame{})
+			default:
+				stack = stack[:top]
+				if len(stack) > 0 && stack[len(stack)-1].object {
+					stack[len(stack)-1].expect = true
+				}
+			}
+			continue
+		}
+		if top >= 0 && stack[top].object {
+			if stack[top].expect {
+				k := tok.(string)
+				if stack[top].keys[k] {
+					return true
+				}
+				stack[top].keys[k] = true
+				stack[top].expect = false
+			} else {
+				stack[top].expect = true
+			}
+		}
+	}
+}

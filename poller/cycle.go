@@ -1,0 +1,306 @@
+package poller
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/rockety"
+)
+
+// minGuardCount keeps the mass-delete guard from blocking small resources
+// for ever (deleting the last item of a one-item resource is a 100%
+// "mass" delete); below it, the GET that confirms each delete protects on
+// its own.
+const minGuardCount = 10
+
+// cycle is the state of one RunOnce.
+type cycle struct {
+	p       *Poller
+	ctx     context.Context
+	stats   *CycleStats
+	pending []Change
+	since   int64 // unix nanos of the oldest pending change
+	lastSeq uint64
+}
+
+func (c *cycle) traverse() error {
+	p := c.p
+	res := p.cfg.Resource
+	for page, err := range p.deps.Lister.Pages(c.ctx, res) {
+		if err != nil {
+			// Publish what this cycle saw, then stop: never a delete.
+			return errors.Join(fmt.Errorf("%w: %s: %w", ErrIncomplete, res, err), c.flush())
+		}
+		c.stats.Pages++
+		if page.Meta.Total >= 0 {
+			c.stats.Total = page.Meta.Total
+		}
+		changes, dupes, err := p.ix.Diff(p.hs, p.cycle, page.Items)
+		if err != nil {
+			return errors.Join(fmt.Errorf("%w: %s page %d: %w", ErrIncomplete, res, page.Number, err), c.flush())
+		}
+		c.stats.Dupes += dupes
+		c.stats.Seen += len(page.Items) - dupes
+		if err := c.add(changes); err != nil {
+			return err
+		}
+	}
+	return c.flush()
+}
+
+// add queues changes and publishes them when enough have gathered, or
+// when the oldest has waited long enough.
+func (c *cycle) add(changes []Change) error {
+	now := c.p.deps.Now().UnixNano()
+	for _, ch := range changes {
+		// Detach from the page's buffer so the page can be freed.
+		ch.Raw = bytes.Clone(ch.Raw)
+		if len(c.pending) == 0 {
+			c.since = now
+		}
+		c.pending = append(c.pending, ch)
+	}
+	if len(c.pending) >= c.p.cfg.FlushChanges ||
+		(len(c.pending) > 0 && now-c.since >= int64(c.p.cfg.FlushAfter)) {
+		return c.flush()
+	}
+	return nil
+}
+
+// flush publishes the pending changes and commits those acknowledged.
+func (c *cycle) flush() error {
+	batch := c.pending
+	c.pending = nil
+	if len(batch) == 0 {
+		return nil
+	}
+	p := c.p
+	if !p.synced && p.cfg.InitialSync == SyncBaseline {
+		writes := make([]Write, len(batch))
+		for i, ch := range batch {
+			writes[i] = Write{ID: ch.ID, Value: ch.Raw, LastRevision: ch.Replaced}
+		}
+		return c.commit(writes)
+	}
+
+	var befores []Stored
+	if p.synced {
+		// The mirror holds the full previous state for `before`, and tells
+		// whether someone else (a command's write-through) stored a newer
+		// state since the index last looked.
+		ids := make([]string, len(batch))
+		for i, ch := range batch {
+			ids[i] = ch.ID
+		}
+		var err error
+		if befores, err = p.deps.Mirror.Lookup(c.ctx, p.cfg.Resource, ids); err != nil {
+			return err
+		}
+	}
+	out := make([]Outgoing, 0, len(batch))
+	writes := make([]Write, 0, len(batch))
+	for i, ch := range batch {
+		var before []byte
+		if befores != nil {
+			s := befores[i]
+			if s.Revision != ch.Replaced {
+				p.refresh(s)
+				rev, live := p.ix.Revision(ch.ID)
+				if live && p.ix.items[ch.ID].hash == ch.Hash {
+					continue // the mirror has this state already
+				}
+				ch.Replaced = rev
+				ch.Op = events.OpCreated
+				if live {
+					ch.Op = events.OpUpdated
+				}
+			}
+			if ch.Op == events.OpUpdated {
+				before = s.Value
+			}
+		}
+		op := ch.Op
+		if !p.synced {
+			op = events.OpSnapshot
+		}
+		e := events.Event{Resource: p.cfg.Resource, Op: op, ID: ch.ID, Revision: events.ChangeRevision(ch.Replaced),
+			After: ch.Raw, DetectedAt: p.deps.Now().UTC()}
+		if op == events.OpUpdated {
+			changed, err := ChangedFields(p.hs, before, ch.Raw)
+			if err != nil || len(changed) == 0 {
+				// Nothing a subscriber could see changed (or the stored
+				// state is unreadable): store the new state silently.
+				writes = append(writes, Write{ID: ch.ID, Value: ch.Raw, LastRevision: ch.Replaced})
+				continue
+			}
+			e.Before, e.Changed = before, changed
+		}
+		out = append(out, Outgoing{EventID: events.EventID(p.cfg.Resource, ch.ID, op, ch.Replaced), Event: e})
+		writes = append(writes, Write{ID: ch.ID, Value: ch.Raw, LastRevision: ch.Replaced})
+	}
+	return c.publishAndCommit(out, writes)
+}
+
+// publishAndCommit publishes out and commits, for each acknowledged event,
+// its write; writes without an event (silent ones) are committed as well.
+// Writes are matched to events by item id.
+func (c *cycle) publishAndCommit(out []Outgoing, writes []Write) error {
+	if err := c.p.checkLease(); err != nil {
+		return err
+	}
+	acked := make(map[string]bool, len(out))
+	var pubErr error
+	if len(out) > 0 {
+		pubErr = c.p.deps.Sink.Publish(c.ctx, out, func(i int, seq uint64) {
+			acked[out[i].Event.ID] = true
+			c.lastSeq = max(c.lastSeq, seq)
+			c.count(out[i].Event.Op)
+		})
+	}
+	hasEvent := make(map[string]bool, len(out))
+	for _, o := range out {
+		hasEvent[o.Event.ID] = true
+	}
+	toCommit := writes[:0:0]
+	for _, w := range writes {
+		if !hasEvent[w.ID] || acked[w.ID] {
+			toCommit = append(toCommit, w)
+		}
+	}
+	// Commit what was acknowledged even when part of the batch was not:
+	// the event is out, and its state must follow.
+	return errors.Join(pubErr, c.commit(toCommit))
+}
+
+func (c *cycle) count(op events.Op) {
+	switch op {
+	case events.OpCreated:
+		c.stats.Created++
+	case events.OpUpdated:
+		c.stats.Updated++
+	case events.OpDeleted:
+		c.stats.Deleted++
+	case events.OpSnapshot:
+		c.stats.Snapshot++
+	}
+}
+
+func (c *cycle) commit(writes []Write) error {
+	if len(writes) == 0 {
+		return nil
+	}
+	if err := c.p.checkLease(); err != nil {
+		return err
+	}
+	res, err := c.p.deps.Mirror.Commit(c.ctx, c.p.cfg.Resource, writes)
+	if err != nil {
+		return err
+	}
+	return c.p.apply(c.ctx, writes, res)
+}
+
+// deletes confirms every live item the traversal did not see and publishes
+// the deletes of those the API no longer has.
+func (c *cycle) deletes() error {
+	p := c.p
+	suspects := p.ix.Missing(p.cycle)
+	c.stats.Suspected = len(suspects)
+	if len(suspects) == 0 {
+		return nil
+	}
+	known := p.ix.Live()
+	if len(suspects) >= minGuardCount && float64(len(suspects)) > p.cfg.MaxDeleteRatio*float64(known) {
+		c.stats.GuardTripped = true
+		return nil
+	}
+
+	gone, back, err := c.confirm(suspects)
+	c.stats.Confirmed, c.stats.StillThere = len(gone), len(back)
+	// Items the paging missed are still there: publish their updates, if
+	// any, like any other.
+	changes, _, derr := p.ix.Diff(p.hs, p.cycle, back)
+	if derr == nil {
+		derr = c.add(changes)
+	}
+	if ferr := c.flush(); ferr != nil || derr != nil {
+		return errors.Join(err, derr, ferr)
+	}
+	if len(gone) > 0 {
+		if derr := c.publishDeletes(gone); derr != nil {
+			return errors.Join(err, derr)
+		}
+	}
+	return err
+}
+
+// confirm asks the API for each suspect, a few at a time. A 404 confirms
+// the delete; an answer means the traversal missed the item; any other
+// failure keeps the item (it is asked about again next cycle).
+func (c *cycle) confirm(suspects []Suspect) (gone []Suspect, back []rockety.Item, err error) {
+	p := c.p
+	type outcome struct {
+		item rockety.Item
+		err  error
+	}
+	results := make([]outcome, len(suspects))
+	sem := make(chan struct{}, p.cfg.ConfirmConcurrency)
+	var wg sync.WaitGroup
+	for i, s := range suspects {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			it, err := p.deps.Lister.Get(c.ctx, p.cfg.Resource, rockety.ID(s.ID))
+			results[i] = outcome{it, err}
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for i, r := range results {
+		switch {
+		case r.err == nil:
+			r.item.Raw = bytes.Clone(r.item.Raw)
+			r.item.ID = rockety.ID(suspects[i].ID) // the id asked for, even if the body spells it differently
+			back = append(back, r.item)
+		case errors.Is(r.err, rockety.ErrNotFound):
+			gone = append(gone, suspects[i])
+		default:
+			errs = append(errs, r.err)
+		}
+	}
+	if len(errs) > 0 {
+		err = fmt.Errorf("poller: %s: %d of %d suspected deletes could not be confirmed and are kept: %w",
+			p.cfg.Resource, len(errs), len(suspects), errs[0])
+	}
+	return gone, back, err
+}
+
+func (c *cycle) publishDeletes(gone []Suspect) error {
+	p := c.p
+	ids := make([]string, len(gone))
+	for i, s := range gone {
+		ids[i] = s.ID
+	}
+	stored, err := p.deps.Mirror.Lookup(c.ctx, p.cfg.Resource, ids)
+	if err != nil {
+		return err
+	}
+	out := make([]Outgoing, 0, len(gone))
+	writes := make([]Write, 0, len(gone))
+	for i, s := range gone {
+		st := stored[i]
+		if st.Revision != s.Rev || st.Deleted {
+			p.refresh(st) // someone else stored a newer state; judge it next cycle
+			continue
+		}
+		e := events.Event{Resource: p.cfg.Resource, Op: events.OpDeleted, ID: s.ID, Revision: events.ChangeRevision(s.Rev),
+			Before: st.Value, DetectedAt: p.deps.Now().UTC()}
+		out = append(out, Outgoing{EventID: events.EventID(p.cfg.Resource, s.ID, events.OpDeleted, s.Rev), Event: e})
+		writes = append(writes, Write{ID: s.ID, LastRevision: s.Rev})
+	}
+	return c.publishAndCommit(out, writes)
+}

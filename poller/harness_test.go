@@ -1,0 +1,181 @@
+package poller_test
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/internal/natstest"
+	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/publisher"
+	"github.com/rockety-io/rockety-bridge/rockety"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+	"github.com/rockety-io/rockety-bridge/schemas"
+)
+
+var subjects = events.MustSubjects("rockety")
+
+// harness is one simulator over HTTP and one embedded NATS server with the
+// bridge's streams and buckets: the real parts, nothing mocked.
+type harness struct {
+	t      *testing.T
+	sim    *sim.Server
+	url    string
+	client *rockety.Client
+	nats   *natstest.Server
+	js     jetstream.JetStream
+	res    publisher.Resources
+}
+
+func newHarness(t *testing.T, opts sim.Options, clientOpts ...rockety.Option) *harness {
+	t.Helper()
+	opts.Token = "test-token"
+	s, err := sim.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	url := srv.URL + sim.BasePath
+	client, err := rockety.New(url, append([]rockety.Option{rockety.WithToken("test-token"), rockety.WithAllowInsecure(true),
+		rockety.WithRetry(time.Millisecond, 10*time.Millisecond, 100*time.Millisecond)}, clientOpts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.Start(t)
+	h := &harness{t: t, sim: s, url: url, client: client, nats: ns}
+	h.js, err = jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.res, err = publisher.Provision(context.Background(), h.js, publisher.Config{Subjects: subjects, LeaseTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// deps builds a poller's collaborators on a fresh NATS connection, as a
+// freshly started bridge process would.
+func (h *harness) deps() poller.Deps {
+	h.t.Helper()
+	nc := h.nats.Connect(h.t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	pub, err := publisher.NewPublisher(nc)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	store := publisher.NewStateStore(js, h.res.State)
+	return poller.Deps{
+		Lister:      h.client,
+		Mirror:      app.Mirror{StateStore: store},
+		Checkpoints: app.Mirror{StateStore: store},
+		Sink:        app.Sink{Publisher: pub, Subjects: subjects, APIBaseURL: h.url},
+		Journal:     publisher.NewJournal(js, subjects),
+	}
+}
+
+func (h *harness) poller(cfg poller.Config, deps poller.Deps) *poller.Poller {
+	h.t.Helper()
+	if cfg.Resource == "" {
+		cfg.Resource = "tasks"
+	}
+	p, err := poller.New(cfg, deps)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return p
+}
+
+// cycle runs one cycle and fails the test on error.
+func cycle(t *testing.T, p *poller.Poller) poller.CycleStats {
+	t.Helper()
+	stats, err := p.RunOnce(context.Background())
+	if err != nil {
+		t.Fatalf("cycle: %v", err)
+	}
+	return stats
+}
+
+// stream reads every change event on the stream, checking each against the
+// schema and Decode.
+type stream struct {
+	h    *harness
+	seen uint64
+}
+
+func (h *harness) stream() *stream { return &stream{h: h} }
+
+// next returns the events stored since the last call.
+func (s *stream) next() []events.Event {
+	t := s.h.t
+	t.Helper()
+	ctx := context.Background()
+	st, err := s.h.js.Stream(ctx, subjects.EventsStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []events.Event
+	for seq := max(s.seen+1, info.State.FirstSeq); seq <= info.State.LastSeq; seq++ {
+		raw, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := schemas.ValidateEvent(raw.Data); err != nil {
+			t.Errorf("event %d: %v", seq, err)
+		}
+		e, _, err := events.Decode(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
+		if err != nil {
+			t.Fatalf("event %d: %v", seq, err)
+		}
+		out = append(out, e)
+	}
+	s.seen = info.State.LastSeq
+	return out
+}
+
+// recorder is an Observer that keeps every cycle's outcome.
+type recorder struct {
+	mu     sync.Mutex
+	cycles []poller.CycleStats
+	errs   []error
+	leases []bool
+}
+
+func (r *recorder) CycleDone(_ string, s poller.CycleStats, _ time.Duration, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cycles = append(r.cycles, s)
+	r.errs = append(r.errs, err)
+}
+
+func (r *recorder) LeaseHeld(_ string, held bool, _ error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.leases = append(r.leases, held)
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.cycles)
+}

@@ -1,0 +1,390 @@
+// Package poller turns a Rockety list endpoint into change events. One
+// Poller per resource runs cycles: it traverses every page, compares each
+// item with what it knew (by the hash of the item's canonical JSON), and
+// publishes creates and updates as pages arrive; after a complete traversal
+// it confirms every item that vanished with a GET before publishing its
+// delete. State advances only after JetStream has acknowledged the event:
+// event first, snapshot second.
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+	"time"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/rockety"
+)
+
+// Lister reads the Rockety API.
+type Lister interface {
+	// Pages traverses a resource in page order; it yields an error once and
+	// stops when a page cannot be read.
+	Pages(ctx context.Context, resource string) iter.Seq2[*rockety.Page, error]
+	// Get reads one item; a missing one matches rockety.ErrNotFound.
+	Get(ctx context.Context, resource string, id rockety.ID) (rockety.Item, error)
+}
+
+// Stored is an item's state in the mirror.
+type Stored struct {
+	ID    string
+	Value []byte // nil when deleted or never stored
+	// Revision is the mirror revision (of the delete marker for a deleted
+	// item; 0 for an item never stored).
+	Revision uint64
+	Deleted  bool
+}
+
+// Write is one compare-and-set change of the mirror: Value nil deletes.
+type Write struct {
+	ID           string
+	Value        []byte
+	LastRevision uint64
+}
+
+// Committed is the outcome of a Write.
+type Committed struct {
+	Revision uint64
+	Conflict bool // another writer got there first; nothing was written
+}
+
+// Mirror is the stored state of every item (KV ROCKETY_STATE), the
+// poller's snapshot.
+type Mirror interface {
+	// Load streams every stored item of resource, deleted ones included.
+	Load(ctx context.Context, resource string, fn func(Stored) error) error
+	// Lookup reads the stored state of ids, in order.
+	Lookup(ctx context.Context, resource string, ids []string) ([]Stored, error)
+	// Commit applies writes with compare-and-set; outcomes in order.
+	Commit(ctx context.Context, resource string, writes []Write) ([]Committed, error)
+}
+
+// Checkpoints remember, per resource, the events-stream sequence up to
+// which every event is reflected in the mirror, and so whether the
+// resource has been synchronised at all.
+type Checkpoints interface {
+	Checkpoint(ctx context.Context, resource string) (seq uint64, synced bool, err error)
+	SetCheckpoint(ctx context.Context, resource string, seq uint64) error
+}
+
+// Outgoing is an event to publish with its id (Nats-Msg-Id).
+type Outgoing struct {
+	EventID string
+	Event   events.Event
+}
+
+// Sink publishes events and reports the acknowledged ones.
+type Sink interface {
+	// Publish calls acked(i, seq) for each event JetStream stored (at
+	// stream sequence seq); an error means some were not acknowledged.
+	Publish(ctx context.Context, evs []Outgoing, acked func(i int, seq uint64)) error
+}
+
+// Journal replays published events, to finish commits that a stopped
+// bridge left undone.
+type Journal interface {
+	Replay(ctx context.Context, resource string, afterSeq uint64, fn func(seq uint64, e events.Event) error) (skipped int, err error)
+}
+
+// InitialSync says what the first cycle of a resource publishes.
+type InitialSync string
+
+// The BRIDGE_INITIAL_SYNC modes.
+const (
+	// SyncBaseline records the current state silently (the default).
+	SyncBaseline InitialSync = "baseline"
+	// SyncSnapshot publishes one snapshot event per existing item.
+	SyncSnapshot InitialSync = "snapshot"
+)
+
+// Config configures one resource's poller.
+type Config struct {
+	Resource string
+	// Interval between the starts of two cycles, jittered by ±Jitter.
+	Interval time.Duration
+	Jitter   float64
+	// InitialSync is BRIDGE_INITIAL_SYNC.
+	InitialSync InitialSync
+	// MaxDeleteRatio is BRIDGE_MAX_DELETE_RATIO: a cycle in which more than
+	// this fraction of known items vanish publishes no deletes.
+	MaxDeleteRatio float64
+	// ConfirmConcurrency bounds the GETs that confirm suspected deletes.
+	ConfirmConcurrency int
+	// FlushChanges and FlushAfter bound how many changes, and for how long,
+	// wait before they are published: a few pages' worth, so a cycle with
+	// scattered changes does not pay a round trip per page.
+	FlushChanges int
+	FlushAfter   time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	if err := events.ValidResource(c.Resource); err != nil {
+		return err
+	}
+	if c.Interval <= 0 {
+		c.Interval = 30 * time.Second
+	}
+	if c.Jitter == 0 {
+		c.Jitter = 0.1
+	}
+	if c.InitialSync == "" {
+		c.InitialSync = SyncBaseline
+	}
+	if c.MaxDeleteRatio == 0 {
+		c.MaxDeleteRatio = 0.5
+	}
+	if c.ConfirmConcurrency == 0 {
+		c.ConfirmConcurrency = 4
+	}
+	if c.FlushChanges == 0 {
+		c.FlushChanges = 500
+	}
+	if c.FlushAfter == 0 {
+		c.FlushAfter = time.Second
+	}
+	switch {
+	case c.InitialSync != SyncBaseline && c.InitialSync != SyncSnapshot:
+		return fmt.Errorf("poller: initial sync %q (BRIDGE_INITIAL_SYNC): want baseline or snapshot", c.InitialSync)
+	case c.MaxDeleteRatio < 0 || c.MaxDeleteRatio > 1:
+		return fmt.Errorf("poller: max delete ratio %v (BRIDGE_MAX_DELETE_RATIO): want 0 to 1", c.MaxDeleteRatio)
+	case c.Jitter < 0 || c.Jitter >= 1:
+		return fmt.Errorf("poller: jitter %v: want 0 to 1", c.Jitter)
+	}
+	return nil
+}
+
+// Deps are a poller's collaborators. Lease and Observer may be nil.
+type Deps struct {
+	Lister      Lister
+	Mirror      Mirror
+	Checkpoints Checkpoints
+	Sink        Sink
+	Journal     Journal
+	Lease       Lease
+	Observer    Observer
+	Now         func() time.Time
+}
+
+// ErrLeaseLost stops a cycle whose lease ran out; nothing more is published.
+var ErrLeaseLost = errors.New("poller: lease lost")
+
+// ErrIncomplete marks a cycle that could not read every page: what it saw
+// was published, but it published no deletes.
+var ErrIncomplete = errors.New("poller: incomplete traversal")
+
+// Poller runs the cycles of one resource. RunOnce does one cycle; Run
+// schedules them. A Poller is used by one goroutine at a time.
+type Poller struct {
+	cfg  Config
+	deps Deps
+	hs   *hasher
+	ix   *Index
+
+	loaded     bool
+	synced     bool
+	checkpoint uint64
+	cycle      uint32
+
+	leaseMu    sync.Mutex
+	leaseUntil time.Time
+}
+
+// New returns a poller; it reads nothing until its first cycle.
+func New(cfg Config, deps Deps) (*Poller, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if deps.Lister == nil || deps.Mirror == nil || deps.Checkpoints == nil || deps.Sink == nil || deps.Journal == nil {
+		return nil, errors.New("poller: Lister, Mirror, Checkpoints, Sink and Journal are required")
+	}
+	if deps.Observer == nil {
+		deps.Observer = nopObserver{}
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Poller{cfg: cfg, deps: deps, hs: newHasher(), ix: NewIndex(0)}, nil
+}
+
+// Resource is the polled resource.
+func (p *Poller) Resource() string { return p.cfg.Resource }
+
+// Tracked is the number of live items the poller knows.
+func (p *Poller) Tracked() int { return p.ix.Live() }
+
+// CycleStats describe one cycle.
+type CycleStats struct {
+	Pages    int
+	Seen     int // distinct items seen
+	Dupes    int // items seen twice (moved between pages)
+	Total    int // the total the API reported, -1 if none
+	Created  int
+	Updated  int
+	Deleted  int
+	Snapshot int
+	// Suspected deletes and how their confirmations came out.
+	Suspected, Confirmed, StillThere int
+	GuardTripped                     bool
+	Complete                         bool
+}
+
+// RunOnce runs one cycle: on the first, load the snapshot and finish what
+// a stopped bridge left undone; then traverse, diff, publish and commit
+// creates and updates page by page; then, after a complete traversal,
+// confirm and publish deletes; last, advance the checkpoint. A failed page
+// ends the traversal with ErrIncomplete and no deletes.
+func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
+	stats := CycleStats{Total: -1}
+	if err := p.checkLease(); err != nil {
+		return stats, err
+	}
+	if !p.loaded {
+		if err := p.load(ctx); err != nil {
+			return stats, err
+		}
+	}
+	p.cycle++
+	c := &cycle{p: p, ctx: ctx, stats: &stats, lastSeq: p.checkpoint}
+	if err := c.traverse(); err != nil {
+		return stats, err
+	}
+	stats.Complete = true
+	if p.synced {
+		if err := c.deletes(); err != nil {
+			return stats, err
+		}
+	}
+	if err := p.deps.Checkpoints.SetCheckpoint(ctx, p.cfg.Resource, c.lastSeq); err != nil {
+		return stats, err
+	}
+	p.checkpoint, p.synced = c.lastSeq, true
+	return stats, nil
+}
+
+// load reads the snapshot into the index, then replays the events
+// published after the checkpoint and commits any the mirror lacks: the
+// bridge stopped between publishing them and storing their state.
+func (p *Poller) load(ctx context.Context) error {
+	res := p.cfg.Resource
+	seq, synced, err := p.deps.Checkpoints.Checkpoint(ctx, res)
+	if err != nil {
+		return err
+	}
+	ix := NewIndex(1024)
+	err = p.deps.Mirror.Load(ctx, res, func(s Stored) error {
+		if s.Deleted {
+			ix.Load(s.ID, 0, s.Revision, true)
+			return nil
+		}
+		h, err := p.hs.Sum(s.Value)
+		if err != nil {
+			// A value the bridge did not write; treat it as unknown so
+			// the next cycle rewrites it.
+			h = 0
+		}
+		ix.Load(s.ID, h, s.Revision, false)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("poller: loading %s: %w", res, err)
+	}
+	p.ix, p.checkpoint, p.synced = ix, seq, synced
+
+	last := seq
+	_, err = p.deps.Journal.Replay(ctx, res, seq, func(at uint64, e events.Event) error {
+		last = at
+		return p.recover(ctx, e)
+	})
+	if err != nil {
+		return fmt.Errorf("poller: replaying %s events after %d: %w", res, seq, err)
+	}
+	if last != seq {
+		if err := p.deps.Checkpoints.SetCheckpoint(ctx, res, last); err != nil {
+			return err
+		}
+		p.checkpoint = last
+	}
+	p.loaded = true
+	return nil
+}
+
+// recover commits one replayed event if it is the next change of its item
+// and the mirror does not have it yet.
+func (p *Poller) recover(ctx context.Context, e events.Event) error {
+	rev, live := p.ix.Revision(e.ID)
+	if e.Revision != events.ChangeRevision(rev) {
+		return nil // committed already, or superseded
+	}
+	w := Write{ID: e.ID, LastRevision: rev}
+	switch e.Op {
+	case events.OpCreated, events.OpSnapshot:
+		if live {
+			return nil
+		}
+		w.Value = e.After
+	case events.OpUpdated:
+		if !live {
+			return nil
+		}
+		w.Value = e.After
+	case events.OpDeleted:
+		if !live {
+			return nil
+		}
+	}
+	res, err := p.deps.Mirror.Commit(ctx, p.cfg.Resource, []Write{w})
+	if err != nil {
+		return err
+	}
+	return p.apply(ctx, []Write{w}, res)
+}
+
+// apply records committed writes in the index; a conflict re-reads the
+// item, whose state someone else (a command's write-through) stored.
+func (p *Poller) apply(ctx context.Context, writes []Write, res []Committed) error {
+	var conflicts []string
+	for i, w := range writes {
+		switch {
+		case res[i].Conflict:
+			conflicts = append(conflicts, w.ID)
+		case w.Value == nil:
+			p.ix.Bury(w.ID, res[i].Revision)
+		default:
+			h, err := p.hs.Sum(w.Value)
+			if err != nil {
+				return err
+			}
+			p.ix.Commit(w.ID, h, res[i].Revision)
+		}
+	}
+	if len(conflicts) == 0 {
+		return nil
+	}
+	stored, err := p.deps.Mirror.Lookup(ctx, p.cfg.Resource, conflicts)
+	if err != nil {
+		return err
+	}
+	for _, s := range stored {
+		p.refresh(s)
+	}
+	return nil
+}
+
+// refresh makes the index agree with the mirror for one item.
+func (p *Poller) refresh(s Stored) {
+	switch {
+	case s.Revision == 0:
+		p.ix.Bury(s.ID, 0)
+	case s.Deleted:
+		p.ix.Bury(s.ID, s.Revision)
+	default:
+		h, err := p.hs.Sum(s.Value)
+		if err != nil {
+			h = 0
+		}
+		p.ix.Commit(s.ID, h, s.Revision)
+	}
+}

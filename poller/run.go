@@ -1,0 +1,147 @@
+package poller
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+)
+
+// Lease is this instance's claim on polling one resource.
+type Lease interface {
+	// Hold takes the lease, or renews it if held, and says until when it
+	// is held. Not held means another instance polls the resource.
+	Hold(ctx context.Context) (until time.Time, held bool, err error)
+	// Release gives the lease up at shutdown.
+	Release(ctx context.Context) error
+}
+
+// Observer is told what the poller does, for metrics and logs. Its methods
+// must be quick.
+type Observer interface {
+	CycleDone(resource string, stats CycleStats, took time.Duration, err error)
+	LeaseHeld(resource string, held bool, err error)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) CycleDone(string, CycleStats, time.Duration, error) {}
+func (nopObserver) LeaseHeld(string, bool, error)                      {}
+
+func (p *Poller) checkLease() error {
+	if p.deps.Lease == nil {
+		return nil
+	}
+	p.leaseMu.Lock()
+	until := p.leaseUntil
+	p.leaseMu.Unlock()
+	if !p.deps.Now().Before(until) {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+func (p *Poller) setLease(until time.Time) {
+	p.leaseMu.Lock()
+	p.leaseUntil = until
+	p.leaseMu.Unlock()
+}
+
+// maxBackoff caps the wait after failed cycles.
+const maxBackoff = 10 * time.Minute
+
+// NextDelay is the wait before the next cycle: the interval jittered by
+// ±jitter (rnd in [0,1) picks where), doubled for each failure in a row up
+// to maxBackoff (or the interval, if that is longer).
+func NextDelay(interval time.Duration, jitter float64, failures int, rnd float64) time.Duration {
+	d := interval
+	for i := 0; i < failures && d < maxBackoff; i++ {
+		d *= 2
+	}
+	if failures > 0 {
+		d = min(d, max(maxBackoff, interval))
+	}
+	return time.Duration(float64(d) * (1 + jitter*(2*rnd-1)))
+}
+
+// Run schedules cycles until ctx ends, then returns nil. With a Lease, it
+// polls only while it holds the lease, renewing it in the background; a
+// lost lease stops the cycle in progress before its next publish. One
+// resource's failures never stop another's poller.
+func (p *Poller) Run(ctx context.Context) error {
+	var keeper chan struct{}
+	if p.deps.Lease != nil {
+		keeper = make(chan struct{})
+		go func() {
+			defer close(keeper)
+			p.keepLease(ctx)
+		}()
+	}
+	failures := 0
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if keeper != nil {
+				<-keeper
+			}
+			return nil
+		case <-timer.C:
+		}
+		if p.checkLease() != nil {
+			timer.Reset(time.Second) // not the holder: look again soon
+			continue
+		}
+		start := p.deps.Now()
+		stats, err := p.RunOnce(ctx)
+		if ctx.Err() != nil {
+			continue
+		}
+		p.deps.Observer.CycleDone(p.cfg.Resource, stats, p.deps.Now().Sub(start), err)
+		switch {
+		case err == nil:
+			failures = 0
+		case errors.Is(err, ErrLeaseLost):
+			failures = 0
+			timer.Reset(time.Second)
+			continue
+		default:
+			failures++
+		}
+		wait := NextDelay(p.cfg.Interval, p.cfg.Jitter, failures, rand.Float64())
+		timer.Reset(max(0, wait-p.deps.Now().Sub(start)))
+	}
+}
+
+// keepLease takes and renews the lease until ctx ends, then releases it.
+func (p *Poller) keepLease(ctx context.Context) {
+renew:
+	for {
+		until, held, err := p.deps.Lease.Hold(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if !held {
+			until = time.Time{}
+		}
+		p.setLease(until)
+		p.deps.Observer.LeaseHeld(p.cfg.Resource, held, err)
+		wait := time.Second
+		if held {
+			// Renew three times per TTL, so one slow renewal is harmless.
+			wait = max(until.Sub(p.deps.Now())/3, 100*time.Millisecond)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			break renew
+		case <-t.C:
+		}
+	}
+	p.setLease(time.Time{})
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_ = p.deps.Lease.Release(rctx)
+}

@@ -1,0 +1,85 @@
+package publisher
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rockety-io/rockety-bridge/events"
+)
+
+// Journal reads back the events the bridge published, so a bridge that
+// stopped between publishing an event and storing its state can finish the
+// job instead of publishing the change again.
+type Journal struct {
+	js       jetstream.JetStream
+	subjects events.Subjects
+}
+
+// NewJournal reads the events stream of subjects.
+func NewJournal(js jetstream.JetStream, subjects events.Subjects) *Journal {
+	return &Journal{js: js, subjects: subjects}
+}
+
+// Replay calls fn for every change event of resource stored after sequence
+// afterSeq, in stream order, up to the last one stored when Replay began.
+// Messages that are not valid change events are skipped: the stream is
+// shared, and one bad message must not stop a bridge from starting.
+func (j *Journal) Replay(ctx context.Context, resource string, afterSeq uint64, fn func(seq uint64, e events.Event) error) (skipped int, err error) {
+	st, err := j.js.Stream(ctx, j.subjects.EventsStream())
+	if err != nil {
+		return 0, fmt.Errorf("publisher: replaying %s events: %w", resource, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("publisher: replaying %s events: %w", resource, err)
+	}
+	last := info.State.LastSeq
+	if last <= afterSeq || info.State.Msgs == 0 {
+		return 0, nil
+	}
+	start := max(afterSeq+1, info.State.FirstSeq)
+	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		Description:   "rockety-bridge replay of " + resource,
+		FilterSubject: j.subjects.EventFilter(resource, ""),
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   start,
+		AckPolicy:     jetstream.AckNonePolicy,
+		// Cleaned up by the server even if this process dies mid-replay.
+		InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("publisher: replaying %s events: %w", resource, err)
+	}
+	defer func() { _ = st.DeleteConsumer(context.WithoutCancel(ctx), cons.CachedInfo().Name) }()
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("publisher: replaying %s events: %w", resource, err)
+	}
+	if ci.NumPending == 0 {
+		return 0, nil
+	}
+	for {
+		msg, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			return skipped, fmt.Errorf("publisher: replaying %s events: %w", resource, err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return skipped, fmt.Errorf("publisher: replaying %s events: %w", resource, err)
+		}
+		if meta.Sequence.Stream > last {
+			return skipped, nil
+		}
+		if e, _, err := events.DecodeStream(msg); err != nil || e.Resource != resource {
+			skipped++
+		} else if err := fn(meta.Sequence.Stream, e); err != nil {
+			return skipped, err
+		}
+		if meta.NumPending == 0 || meta.Sequence.Stream >= last {
+			return skipped, nil
+		}
+	}
+}
