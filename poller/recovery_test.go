@@ -1,0 +1,146 @@
+package poller_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/publisher"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+)
+
+// crashingMirror stands for a bridge killed after JetStream acknowledged
+// the events but before their state was stored.
+type crashingMirror struct {
+	poller.Mirror
+	crash bool
+}
+
+var errKilled = errors.New("killed")
+
+func (m *crashingMirror) Commit(ctx context.Context, resource string, w []poller.Write) ([]poller.Committed, error) {
+	if m.crash {
+		return nil, errKilled
+	}
+	return m.Mirror.Commit(ctx, resource, w)
+}
+
+func TestHardStopBetweenPublishAndCommit(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 8, SeedItems: 300, Resources: []string{"tasks"}})
+	deps := h.deps()
+	mirror := &crashingMirror{Mirror: deps.Mirror}
+	deps.Mirror = mirror
+	p := h.poller(poller.Config{}, deps)
+	evs := h.stream()
+	cycle(t, p)
+
+	ids := h.sim.IDs("tasks")
+	for _, id := range ids[:5] {
+		if err := h.sim.Update("tasks", id, map[string]any{"status": "blocked"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newID, _ := h.sim.Create("tasks", map[string]any{"title": "created before the crash"})
+	_ = h.sim.Delete("tasks", ids[250])
+	mirror.crash = true
+	if _, err := p.RunOnce(context.Background()); !errors.Is(err, errKilled) {
+		t.Fatalf("err = %v, want the simulated kill", err)
+	}
+	first := evs.next()
+	if len(first) != 6 {
+		t.Fatalf("%d events before the kill, want 5 updates and 1 create (deletes wait for a complete cycle)", len(first))
+	}
+
+	// While the bridge is down, one of the changed items changes again.
+	if err := h.sim.Update("tasks", ids[0], map[string]any{"status": "done"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new process: nothing in memory, everything from NATS.
+	restarted := h.poller(poller.Config{}, h.deps())
+	stats := cycle(t, restarted)
+	second := evs.next()
+	got := byOp(second)
+	if len(second) != 2 || len(got[events.OpUpdated]) != 1 || len(got[events.OpDeleted]) != 1 {
+		t.Fatalf("after the restart: %d events %+v, want the second update of %s and the delete of %s",
+			len(second), second, ids[0], ids[250])
+	}
+	u := got[events.OpUpdated][0]
+	if u.ID != ids[0] || string(u.Before) != string(first[0].After) {
+		t.Errorf("the update after the restart does not follow the one before it: before %s, want %s", u.Before, first[0].After)
+	}
+	if u.Revision <= first[0].Revision {
+		t.Errorf("revision %d after %d", u.Revision, first[0].Revision)
+	}
+	if stats.Created != 0 {
+		t.Errorf("%s created again after the restart", newID)
+	}
+	cycle(t, restarted)
+	if got := evs.next(); len(got) != 0 {
+		t.Errorf("a restart with no changes published %d events", len(got))
+	}
+	// And a second restart with no changes publishes nothing either.
+	cycle(t, h.poller(poller.Config{}, h.deps()))
+	if got := evs.next(); len(got) != 0 {
+		t.Errorf("a second restart published %d events", len(got))
+	}
+}
+
+func TestOnlyTheLeaseHolderPolls(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 9, SeedItems: 50, Resources: []string{"tasks"}})
+	ctx := context.Background()
+	type instance struct {
+		rec    *recorder
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	start := func(name string) *instance {
+		leases, err := publisher.NewLeases(ctx, h.res.Leases, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deps := h.deps()
+		in := &instance{rec: &recorder{}, done: make(chan struct{})}
+		deps.Lease = &app.Lease{Leases: leases, Resource: "tasks"}
+		deps.Observer = in.rec
+		p := h.poller(poller.Config{Interval: 50 * time.Millisecond}, deps)
+		var runCtx context.Context
+		runCtx, in.cancel = context.WithCancel(ctx)
+		go func() {
+			defer close(in.done)
+			_ = p.Run(runCtx)
+		}()
+		t.Cleanup(func() { in.cancel(); <-in.done })
+		return in
+	}
+	a := start("pod-a")
+	time.Sleep(100 * time.Millisecond) // let a take the lease first
+	b := start("pod-b")
+	time.Sleep(time.Second)
+	if a.rec.count() == 0 || b.rec.count() != 0 {
+		t.Fatalf("cycles: a %d, b %d; want only a", a.rec.count(), b.rec.count())
+	}
+
+	// a stops (and releases): b takes over.
+	a.cancel()
+	<-a.done
+	stopped := time.Now()
+	for b.rec.count() == 0 {
+		if time.Since(stopped) > 3*time.Second {
+			t.Fatal("b did not start polling within 3s of a stopping")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("b polled %s after a stopped", time.Since(stopped).Round(10*time.Millisecond))
+	b.rec.mu.Lock()
+	defer b.rec.mu.Unlock()
+	for _, err := range b.rec.errs {
+		if err != nil {
+			t.Errorf("b cycle: %v", err)
+		}
+	}
+}
