@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
-	"slices"
 	"unicode/utf8"
 )
 
@@ -14,176 +13,150 @@ import (
 // same process, so hashes never need to survive a restart.
 var seed = maphash.MakeSeed()
 
-// hasher computes the hash of an item's canonical JSON: object keys sorted,
-// whitespace dropped, string escapes resolved. Key order and formatting thus
-// never look like a change. It hashes as it scans, without building the
-// canonical text. A hasher is not safe for concurrent use; each poller owns
-// one and reuses its buffers.
-type hasher struct {
-	h       maphash.Hash
-	members [][]member // scratch per nesting depth
-}
+// hasher computes the hash of an item's canonical JSON: object keys in any
+// order, whitespace dropped, string escapes resolved. Key order and
+// formatting thus never look like a change. It hashes as it scans, without
+// building the canonical text or sorting keys: an object's hash combines
+// its members' hashes with addition, which does not depend on their order.
+// A hasher is cheap and holds no buffers; it is not shared between
+// goroutines only to keep the door open for scratch space.
+type hasher struct{}
 
-type member struct {
-	key        []byte
-	start, end int
-}
+func newHasher() *hasher { return &hasher{} }
 
-func newHasher() *hasher {
-	hs := &hasher{}
-	hs.h.SetSeed(seed)
-	return hs
-}
+// rawHash hashes the bytes as they are: equal bytes are certainly the same
+// item state, and this is far cheaper than the canonical hash.
+func rawHash(b []byte) uint64 { return maphash.Bytes(seed, b) }
 
 // Sum hashes raw, which must be valid JSON.
 func (hs *hasher) Sum(raw []byte) (uint64, error) {
-	hs.h.Reset()
 	i := skipSpace(raw, 0)
 	if i >= len(raw) {
 		return 0, fmt.Errorf("poller: empty JSON")
 	}
-	end, err := hs.value(raw, i, 0)
+	h, end, err := hs.value(raw, i)
 	if err != nil {
 		return 0, err
 	}
 	if skipSpace(raw, end) != len(raw) {
 		return 0, fmt.Errorf("poller: trailing data after JSON value")
 	}
-	return hs.h.Sum64(), nil
+	return h, nil
 }
 
-// Type tags keep different token sequences from hashing alike.
+// Type tags keep values of different kinds from hashing alike: "1" and 1
+// hash the same bytes, then differ by their tags.
 const (
-	tagObject = 'o'
-	tagArray  = 'a'
-	tagEnd    = 'e'
-	tagString = 's'
-	tagNumber = 'n'
-	tagLit    = 'l'
-	tagKey    = 'k'
+	tagObject  uint64 = 0x8f1bbcdcca62c1d6
+	tagArray   uint64 = 0x5a827999ed9eba14
+	tagString  uint64 = 0x6ed9eba18f1bbcdc
+	tagNumber  uint64 = 0xca62c1d65a827999
+	tagLiteral uint64 = 0x3c6ef372fe94f82b
+	tagMember  uint64 = 0xa54ff53a5f1d36f1
 )
 
-func (hs *hasher) value(b []byte, i, depth int) (int, error) {
+// mix combines two 64-bit values into one (the splitmix64 finaliser over
+// a seeded sum), so that mix(a, b) != mix(b, a).
+func mix(a, b uint64) uint64 {
+	x := a*0x9e3779b97f4a7c15 + b + 0x632be59bd9b4e019
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+func (hs *hasher) value(b []byte, i int) (uint64, int, error) {
 	if i >= len(b) {
-		return i, fmt.Errorf("poller: JSON cut short")
+		return 0, i, fmt.Errorf("poller: JSON cut short")
 	}
 	switch c := b[i]; {
 	case c == '{':
-		return hs.object(b, i, depth)
+		return hs.object(b, i)
 	case c == '[':
-		hs.h.WriteByte(tagArray)
+		h := tagArray
 		i = skipSpace(b, i+1)
 		if i < len(b) && b[i] == ']' {
-			hs.h.WriteByte(tagEnd)
-			return i + 1, nil
+			return h, i + 1, nil
 		}
 		for {
-			end, err := hs.value(b, i, depth+1)
+			vh, end, err := hs.value(b, i)
 			if err != nil {
-				return end, err
+				return 0, end, err
 			}
+			h = mix(h, vh)
 			i = skipSpace(b, end)
 			if i >= len(b) {
-				return i, fmt.Errorf("poller: JSON array cut short")
+				return 0, i, fmt.Errorf("poller: JSON array cut short")
 			}
 			if b[i] == ']' {
-				hs.h.WriteByte(tagEnd)
-				return i + 1, nil
+				return h, i + 1, nil
 			}
 			i = skipSpace(b, i+1)
 		}
 	case c == '"':
-		end := skipString(b, i)
-		s, err := unquote(b[i:end])
+		end, plain := scanString(b, i)
+		s, err := unquote(b[i:end], plain)
 		if err != nil {
-			return end, err
+			return 0, end, err
 		}
-		hs.h.WriteByte(tagString)
-		writeLen(&hs.h, len(s))
-		hs.h.Write(s)
-		return end, nil
+		return maphash.Bytes(seed, s) ^ tagString, end, nil
 	default:
 		end := skipScalar(b, i)
+		tag := tagLiteral
 		if c == '-' || (c >= '0' && c <= '9') {
-			hs.h.WriteByte(tagNumber)
-		} else {
-			hs.h.WriteByte(tagLit)
+			tag = tagNumber
 		}
-		writeLen(&hs.h, end-i)
-		hs.h.Write(b[i:end])
-		return end, nil
+		return maphash.Bytes(seed, b[i:end]) ^ tag, end, nil
 	}
 }
 
-func (hs *hasher) object(b []byte, i, depth int) (int, error) {
-	for len(hs.members) <= depth {
-		hs.members = append(hs.members, nil)
-	}
-	ms := hs.members[depth][:0]
+func (hs *hasher) object(b []byte, i int) (uint64, int, error) {
+	var sum uint64
+	n := uint64(0)
 	i = skipSpace(b, i+1)
-	end := -1
 	if i < len(b) && b[i] == '}' {
-		end = i + 1
+		return mix(tagObject, 0), i + 1, nil
 	}
-	for end < 0 {
+	for {
 		if i >= len(b) || b[i] != '"' {
-			return i, fmt.Errorf("poller: JSON object key expected")
+			return 0, i, fmt.Errorf("poller: JSON object key expected")
 		}
-		keyEnd := skipString(b, i)
-		key, err := unquote(b[i:keyEnd])
+		keyEnd, plain := scanString(b, i)
+		key, err := unquote(b[i:keyEnd], plain)
 		if err != nil {
-			return keyEnd, err
+			return 0, keyEnd, err
 		}
 		i = skipSpace(b, keyEnd)
 		i = skipSpace(b, i+1) // the colon
-		vEnd := skipValue(b, i)
-		ms = append(ms, member{key: key, start: i, end: vEnd})
+		vh, vEnd, err := hs.value(b, i)
+		if err != nil {
+			return 0, vEnd, err
+		}
+		sum += mix(maphash.Bytes(seed, key)^tagMember, vh)
+		n++
 		i = skipSpace(b, vEnd)
 		if i >= len(b) {
-			return i, fmt.Errorf("poller: JSON object cut short")
+			return 0, i, fmt.Errorf("poller: JSON object cut short")
 		}
 		if b[i] == '}' {
-			end = i + 1
-			break
+			return mix(tagObject^n, sum), i + 1, nil
 		}
 		i = skipSpace(b, i+1)
 	}
-	if !slices.IsSortedFunc(ms, compareKeys) {
-		slices.SortStableFunc(ms, compareKeys)
-	}
-	hs.members[depth] = ms // keep the grown buffer for the next object
-	hs.h.WriteByte(tagObject)
-	for k := range ms {
-		m := hs.members[depth][k]
-		hs.h.WriteByte(tagKey)
-		writeLen(&hs.h, len(m.key))
-		hs.h.Write(m.key)
-		if _, err := hs.value(b, m.start, depth+1); err != nil {
-			return m.end, err
-		}
-	}
-	hs.h.WriteByte(tagEnd)
-	return end, nil
-}
-
-func compareKeys(a, b member) int { return bytes.Compare(a.key, b.key) }
-
-func writeLen(h *maphash.Hash, n int) {
-	var buf [4]byte
-	buf[0], buf[1], buf[2], buf[3] = byte(n), byte(n>>8), byte(n>>16), byte(n>>24)
-	h.Write(buf[:])
 }
 
 // unquote returns a JSON string's content, resolving escapes only when there
 // are any (rare in API data, so the common path allocates nothing).
-func unquote(quoted []byte) ([]byte, error) {
+func unquote(quoted []byte, plain bool) ([]byte, error) {
 	if len(quoted) < 2 || quoted[len(quoted)-1] != '"' {
 		return nil, fmt.Errorf("poller: JSON string cut short")
 	}
 	inner := quoted[1 : len(quoted)-1]
 	// Invalid UTF-8 takes the slow path too: decoding turns it into U+FFFD,
 	// as every JSON decoder downstream will.
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+	if plain || (bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner)) {
 		return inner, nil
 	}
 	var s string
@@ -200,16 +173,22 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-func skipString(b []byte, i int) int {
+// scanString returns the index just past the string at b[i], and whether
+// it is plain ASCII without escapes (its bytes are then its content).
+func scanString(b []byte, i int) (end int, plain bool) {
+	plain = true
 	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
+		switch c := b[i]; {
+		case c == '\\':
+			plain = false
 			i++
-		case '"':
-			return i + 1
+		case c == '"':
+			return i + 1, plain
+		case c >= 0x80:
+			plain = false
 		}
 	}
-	return len(b)
+	return len(b), false
 }
 
 func skipScalar(b []byte, i int) int {
@@ -220,32 +199,4 @@ func skipScalar(b []byte, i int) int {
 		}
 	}
 	return i
-}
-
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return i
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; i < len(b); i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return i
-	default:
-		return skipScalar(b, i)
-	}
 }

@@ -21,63 +21,117 @@ const minGuardCount = 10
 type cycle struct {
 	p       *Poller
 	ctx     context.Context
-	stats   *CycleStats
-	pending []Change
-	since   int64 // unix nanos of the oldest pending change
+	stats *CycleStats
+	// queued are changes found and not yet handed on; send, during a
+	// traversal, hands a batch to the background flusher.
+	queued  []Change
+	since   int64 // unix nanos of the oldest queued change
+	send    func([]Change) error
 	lastSeq uint64
 }
 
+// traverse reads every page and diffs it, while a background flusher
+// publishes and commits the changes found so far: fetching the next pages
+// never waits for JetStream. At most two batches are in the pipeline.
 func (c *cycle) traverse() error {
 	p := c.p
 	res := p.cfg.Resource
+	batches := make(chan []Change, 1)
+	failed := make(chan struct{}) // closed when the flusher gives up
+	var flushErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for batch := range batches {
+			if flushErr != nil {
+				continue // drain: the traversal stops at its next page
+			}
+			if flushErr = c.publish(batch); flushErr != nil {
+				close(failed)
+			}
+		}
+	}()
+	c.send = func(batch []Change) error {
+		select {
+		case <-failed:
+			return flushErr
+		case batches <- batch:
+			return nil
+		}
+	}
+	finish := func(err error) error {
+		if len(c.queued) > 0 {
+			// What was seen is published even when the traversal failed.
+			_ = c.send(c.queued)
+		}
+		c.queued, c.send = nil, nil
+		close(batches)
+		<-done
+		if err != nil && errors.Is(err, flushErr) {
+			return err
+		}
+		return errors.Join(err, flushErr)
+	}
+
 	for page, err := range p.deps.Lister.Pages(c.ctx, res) {
 		if err != nil {
 			// Publish what this cycle saw, then stop: never a delete.
-			return errors.Join(fmt.Errorf("%w: %s: %w", ErrIncomplete, res, err), c.flush())
+			return finish(fmt.Errorf("%w: %s: %w", ErrIncomplete, res, err))
 		}
 		c.stats.Pages++
 		if page.Meta.Total >= 0 {
 			c.stats.Total = page.Meta.Total
 		}
+		p.mu.Lock()
 		changes, dupes, err := p.ix.Diff(p.hs, p.cycle, page.Items)
+		p.mu.Unlock()
 		if err != nil {
-			return errors.Join(fmt.Errorf("%w: %s page %d: %w", ErrIncomplete, res, page.Number, err), c.flush())
+			return finish(fmt.Errorf("%w: %s page %d: %w", ErrIncomplete, res, page.Number, err))
 		}
 		c.stats.Dupes += dupes
 		c.stats.Seen += len(page.Items) - dupes
 		if err := c.add(changes); err != nil {
-			return err
+			return finish(err)
 		}
 	}
-	return c.flush()
+	return finish(nil)
 }
 
-// add queues changes and publishes them when enough have gathered, or
-// when the oldest has waited long enough.
+// add queues changes and hands them on when enough have gathered, or when
+// the oldest has waited long enough: to the flusher during a traversal,
+// else straight to publishing.
 func (c *cycle) add(changes []Change) error {
 	now := c.p.deps.Now().UnixNano()
 	for _, ch := range changes {
 		// Detach from the page's buffer so the page can be freed.
 		ch.Raw = bytes.Clone(ch.Raw)
-		if len(c.pending) == 0 {
+		if len(c.queued) == 0 {
 			c.since = now
 		}
-		c.pending = append(c.pending, ch)
+		c.queued = append(c.queued, ch)
 	}
-	if len(c.pending) >= c.p.cfg.FlushChanges ||
-		(len(c.pending) > 0 && now-c.since >= int64(c.p.cfg.FlushAfter)) {
+	if len(c.queued) >= c.p.cfg.FlushChanges ||
+		(len(c.queued) > 0 && now-c.since >= int64(c.p.cfg.FlushAfter)) {
 		return c.flush()
 	}
 	return nil
 }
 
-// flush publishes the pending changes and commits those acknowledged.
+// flush hands the queued changes on.
 func (c *cycle) flush() error {
-	batch := c.pending
-	c.pending = nil
+	batch := c.queued
+	c.queued = nil
 	if len(batch) == 0 {
 		return nil
 	}
+	if c.send != nil {
+		return c.send(batch)
+	}
+	return c.publish(batch)
+}
+
+// publish publishes a batch of changes and commits those acknowledged.
+func (c *cycle) publish(batch []Change) error {
 	p := c.p
 	if !p.synced && p.cfg.InitialSync == SyncBaseline {
 		writes := make([]Write, len(batch))
@@ -108,9 +162,12 @@ func (c *cycle) flush() error {
 		if befores != nil {
 			s := befores[i]
 			if s.Revision != ch.Replaced {
-				p.refresh(s)
+				p.mu.Lock()
+				p.refreshLocked(s)
 				rev, live := p.ix.Revision(ch.ID)
-				if live && p.ix.items[ch.ID].hash == ch.Hash {
+				current := p.ix.hashOf(ch.ID)
+				p.mu.Unlock()
+				if live && current == ch.Hash {
 					continue // the mirror has this state already
 				}
 				ch.Replaced = rev
@@ -207,12 +264,14 @@ func (c *cycle) commit(writes []Write) error {
 // the deletes of those the API no longer has.
 func (c *cycle) deletes() error {
 	p := c.p
+	p.mu.Lock()
 	suspects := p.ix.Missing(p.cycle)
+	known := p.ix.Live()
+	p.mu.Unlock()
 	c.stats.Suspected = len(suspects)
 	if len(suspects) == 0 {
 		return nil
 	}
-	known := p.ix.Live()
 	if len(suspects) >= minGuardCount && float64(len(suspects)) > p.cfg.MaxDeleteRatio*float64(known) {
 		c.stats.GuardTripped = true
 		return nil
@@ -222,7 +281,9 @@ func (c *cycle) deletes() error {
 	c.stats.Confirmed, c.stats.StillThere = len(gone), len(back)
 	// Items the paging missed are still there: publish their updates, if
 	// any, like any other.
+	p.mu.Lock()
 	changes, _, derr := p.ix.Diff(p.hs, p.cycle, back)
+	p.mu.Unlock()
 	if derr == nil {
 		derr = c.add(changes)
 	}
@@ -294,7 +355,9 @@ func (c *cycle) publishDeletes(gone []Suspect) error {
 	for i, s := range gone {
 		st := stored[i]
 		if st.Revision != s.Rev || st.Deleted {
-			p.refresh(st) // someone else stored a newer state; judge it next cycle
+			p.mu.Lock()
+			p.refreshLocked(st) // someone else stored a newer state; judge it next cycle
+			p.mu.Unlock()
 			continue
 		}
 		e := events.Event{Resource: p.cfg.Resource, Op: events.OpDeleted, ID: s.ID, Revision: events.ChangeRevision(s.Rev),

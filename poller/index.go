@@ -4,73 +4,154 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/rockety"
 )
 
-// entry is what the poller remembers of one item between cycles: the hash
-// of its canonical JSON, not the JSON itself, so a million items fit in
-// tens of megabytes. The full JSON lives in the mirror and is read only for
-// items that changed.
+// entry is what the poller remembers of one item between cycles: hashes of
+// its JSON, not the JSON itself, so a million items fit in well under 100
+// MB. The full JSON lives in the mirror and is read only for items that
+// changed. 24 bytes, packed because there may be millions.
 type entry struct {
-	hash uint64
-	// rev is the mirror revision of the item's state: of its live entry, or
-	// of its delete marker (dead), or 0 when it never had one.
-	rev  uint64
-	seen uint32 // the last cycle that saw the item
-	dead bool
+	hash uint64 // of the canonical JSON
+	// raw hashes the exact bytes last seen: the API usually sends an
+	// unchanged item byte for byte, and then the canonical hash is skipped.
+	raw uint64
+	// meta packs, from the low bits: the mirror revision of the item's
+	// state (of its live entry, or of its delete marker, or 0 when it never
+	// had one; 40 bits, a trillion revisions), the last cycle that saw it
+	// (23 bits, compared modulo 2^23) and whether it is deleted.
+	meta uint64
+}
+
+const (
+	revBits  = 40
+	revMask  = 1<<revBits - 1
+	seenBits = 23
+	seenMask = 1<<seenBits - 1
+	deadBit  = 1 << 63
+)
+
+func (e entry) rev() uint64      { return e.meta & revMask }
+func (e entry) seen() uint32     { return uint32(e.meta>>revBits) & seenMask }
+func (e entry) dead() bool       { return e.meta&deadBit != 0 }
+func (e *entry) setRev(r uint64) { e.meta = e.meta&^revMask | r&revMask }
+func (e *entry) setSeen(c uint32) {
+	e.meta = e.meta&^(seenMask<<revBits) | uint64(c&seenMask)<<revBits
+}
+func (e *entry) setDead(d bool) {
+	if d {
+		e.meta |= deadBit
+	} else {
+		e.meta &^= deadBit
+	}
 }
 
 // Index maps item ids to their last committed state. It does no I/O.
+//
+// Most APIs use numeric ids; those are kept as integers, which saves the
+// string header and the string itself, about a third of the memory per item.
+// Any other id is kept as a string.
 type Index struct {
-	items map[string]entry
-	live  int
+	nums map[uint64]entry
+	strs map[string]entry
+	live int
 }
 
 // NewIndex returns an empty index sized for n items.
-func NewIndex(n int) *Index { return &Index{items: make(map[string]entry, n)} }
+func NewIndex(n int) *Index {
+	return &Index{nums: make(map[uint64]entry, n), strs: make(map[string]entry)}
+}
 
 // Live is the number of items that exist as far as the index knows.
 func (ix *Index) Live() int { return ix.live }
 
 // Len is the number of ids tracked, deleted ones included.
-func (ix *Index) Len() int { return len(ix.items) }
+func (ix *Index) Len() int { return len(ix.nums) + len(ix.strs) }
 
-// Load records an item's committed state as read from the mirror.
-func (ix *Index) Load(id string, hash, rev uint64, deleted bool) {
-	ix.set(id, entry{hash: hash, rev: rev, dead: deleted})
+// numericID reports whether id is a decimal integer that prints back as
+// itself ("42", not "042" or "+42"), and its value.
+func numericID(id string) (uint64, bool) {
+	if len(id) == 0 || len(id) > 19 || (id[0] == '0' && len(id) > 1) {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
 }
 
-// Commit records that id's state with hash is now stored at rev.
-func (ix *Index) Commit(id string, hash, rev uint64) {
-	e := ix.items[id]
-	e.hash, e.rev, e.dead = hash, rev, false
+func (ix *Index) get(id string) (entry, bool) {
+	if n, ok := numericID(id); ok {
+		e, found := ix.nums[n]
+		return e, found
+	}
+	e, found := ix.strs[id]
+	return e, found
+}
+
+func (ix *Index) put(id string, e entry) {
+	if n, ok := numericID(id); ok {
+		ix.nums[n] = e
+		return
+	}
+	ix.strs[id] = e
+}
+
+// Load records an item's committed state as read from the mirror.
+func (ix *Index) Load(id string, hash, raw, rev uint64, deleted bool) {
+	e := entry{hash: hash, raw: raw}
+	e.setRev(rev)
+	e.setDead(deleted)
+	ix.set(id, e)
+}
+
+// Commit records that id's state, with these hashes, is now stored at rev.
+func (ix *Index) Commit(id string, hash, raw, rev uint64) {
+	e, _ := ix.get(id)
+	e.hash, e.raw = hash, raw
+	e.setRev(rev)
+	e.setDead(false)
 	ix.set(id, e)
 }
 
 // Bury records that id was deleted, its delete marker stored at rev.
 func (ix *Index) Bury(id string, rev uint64) {
-	e := ix.items[id]
-	e.hash, e.rev, e.dead = 0, rev, true
+	e, _ := ix.get(id)
+	e.hash, e.raw = 0, 0
+	e.setRev(rev)
+	e.setDead(true)
 	ix.set(id, e)
 }
 
 func (ix *Index) set(id string, e entry) {
-	old, ok := ix.items[id]
-	if ok && !old.dead {
+	old, ok := ix.get(id)
+	if ok && !old.dead() {
 		ix.live--
 	}
-	if !e.dead {
+	if !e.dead() {
 		ix.live++
 	}
-	ix.items[id] = e
+	ix.put(id, e)
 }
 
 // Revision is the stored revision of id, and whether it is live.
 func (ix *Index) Revision(id string) (rev uint64, live bool) {
-	e := ix.items[id]
-	return e.rev, !e.dead && e.rev != 0
+	e, _ := ix.get(id)
+	return e.rev(), !e.dead() && e.rev() != 0
+}
+
+// hashOf is the canonical hash of id's committed state.
+func (ix *Index) hashOf(id string) uint64 {
+	e, _ := ix.get(id)
+	return e.hash
 }
 
 // Change is a create or an update found by Diff, not yet published.
@@ -79,7 +160,9 @@ type Change struct {
 	ID string
 	// Raw is the item as the API returned it now.
 	Raw  json.RawMessage
-	Hash uint64
+	Hash uint64 // of the canonical JSON
+	// RawHash is of the bytes as sent.
+	RawHash uint64
 	// Replaced is the revision this change replaces: the live state's for
 	// an update, the delete marker's (or 0) for a create.
 	Replaced uint64
@@ -100,26 +183,35 @@ type Change struct {
 func (ix *Index) Diff(hs *hasher, cycle uint32, items []rockety.Item) (changes []Change, dupes int, err error) {
 	for _, it := range items {
 		id := string(it.ID)
-		e, known := ix.items[id]
-		if known && e.seen == cycle {
+		e, known := ix.get(id)
+		if known && e.seen() == cycle&seenMask {
 			dupes++
+			continue
+		}
+		e.setSeen(cycle)
+		if !known {
+			e.setDead(true) // a new id counts as absent until its state is committed
+		}
+		raw := rawHash(it.Raw)
+		if !e.dead() && e.raw == raw {
+			ix.put(id, e)
 			continue
 		}
 		h, err := hs.Sum(it.Raw)
 		if err != nil {
 			return changes, dupes, fmt.Errorf("item %s: %w", id, err)
 		}
-		e.seen = cycle
-		if !known {
-			e.dead = true // a new id counts as absent until its state is committed
-		}
-		ix.items[id] = e
 		switch {
-		case !known || e.dead:
-			changes = append(changes, Change{Op: events.OpCreated, ID: id, Raw: it.Raw, Hash: h, Replaced: e.rev})
+		case e.dead():
+			changes = append(changes, Change{Op: events.OpCreated, ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaced: e.rev()})
 		case e.hash != h:
-			changes = append(changes, Change{Op: events.OpUpdated, ID: id, Raw: it.Raw, Hash: h, Replaced: e.rev})
+			changes = append(changes, Change{Op: events.OpUpdated, ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaced: e.rev()})
+		default:
+			// Only the formatting changed: remember these bytes so the
+			// next cycle takes the fast path.
+			e.raw = raw
 		}
+		ix.put(id, e)
 	}
 	return changes, dupes, nil
 }
@@ -131,12 +223,22 @@ type Suspect struct {
 	Rev uint64
 }
 
+// suspect: live, stored, and not seen in cycle.
+func (e entry) suspect(cycle uint32) bool {
+	return !e.dead() && e.rev() != 0 && e.seen() != cycle&seenMask
+}
+
 // Missing lists the live items not seen in cycle, sorted by id.
 func (ix *Index) Missing(cycle uint32) []Suspect {
 	var out []Suspect
-	for id, e := range ix.items {
-		if !e.dead && e.rev != 0 && e.seen != cycle {
-			out = append(out, Suspect{ID: id, Rev: e.rev})
+	for n, e := range ix.nums {
+		if e.suspect(cycle) {
+			out = append(out, Suspect{ID: strconv.FormatUint(n, 10), Rev: e.rev()})
+		}
+	}
+	for id, e := range ix.strs {
+		if e.suspect(cycle) {
+			out = append(out, Suspect{ID: id, Rev: e.rev()})
 		}
 	}
 	slices.SortFunc(out, func(a, b Suspect) int {

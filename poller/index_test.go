@@ -3,6 +3,7 @@ package poller
 import (
 	"encoding/json"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -39,11 +40,11 @@ func TestIndexDiff(t *testing.T) {
 	}{
 		{name: "empty page", page: nil},
 		{name: "new item", page: items(`{"id":7,"t":"a"}`), want: []want{{events.OpCreated, "7", 0}}},
-		{name: "re-created after a delete", setup: func(ix *Index) { ix.Load("7", 0, 12, true) },
+		{name: "re-created after a delete", setup: func(ix *Index) { ix.Load("7", 0, 0, 12, true) },
 			page: items(`{"id":7,"t":"a"}`), want: []want{{events.OpCreated, "7", 12}}},
-		{name: "unchanged, keys reordered", setup: func(ix *Index) { ix.Load("7", sum(`{"id":7,"t":"a"}`), 5, false) },
+		{name: "unchanged, keys reordered", setup: func(ix *Index) { ix.Load("7", sum(`{"id":7,"t":"a"}`), 0, 5, false) },
 			page: items(`{"t":"a", "id":7}`)},
-		{name: "updated", setup: func(ix *Index) { ix.Load("7", sum(`{"id":7,"t":"a"}`), 5, false) },
+		{name: "updated", setup: func(ix *Index) { ix.Load("7", sum(`{"id":7,"t":"a"}`), 0, 5, false) },
 			page: items(`{"id":7,"t":"b"}`), want: []want{{events.OpUpdated, "7", 5}}},
 		{name: "same id twice in a cycle", page: items(`{"id":7}`, `{"id":8}`, `{"id":7}`),
 			want: []want{{events.OpCreated, "7", 0}, {events.OpCreated, "8", 0}}, wantDupes: 1},
@@ -78,9 +79,9 @@ func TestIndexDiff(t *testing.T) {
 func TestIndexMissingAndCommit(t *testing.T) {
 	hs := newHasher()
 	ix := NewIndex(0)
-	ix.Load("a", 1, 10, false)
-	ix.Load("b", 2, 11, false)
-	ix.Load("c", 0, 12, true) // deleted: never suspected
+	ix.Load("a", 1, 0, 10, false)
+	ix.Load("b", 2, 0, 11, false)
+	ix.Load("c", 0, 0, 12, true) // deleted: never suspected
 	if _, _, err := ix.Diff(hs, 1, items(`{"id":"a"}`, `{"id":"new"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func TestIndexMissingAndCommit(t *testing.T) {
 	if ix.Live() != 2 {
 		t.Errorf("live = %d, want 2", ix.Live())
 	}
-	ix.Commit("new", 3, 13)
+	ix.Commit("new", 3, 0, 13)
 	ix.Bury("b", 14)
 	if rev, live := ix.Revision("b"); rev != 14 || live {
 		t.Errorf("b = %d live %v", rev, live)
@@ -167,5 +168,34 @@ func TestConfigRefusals(t *testing.T) {
 		if err := c.setDefaults(); err == nil {
 			t.Errorf("config %+v accepted", c)
 		}
+	}
+}
+
+func TestNumericID(t *testing.T) {
+	for id, want := range map[string]bool{"0": true, "42": true, "18446744073709551615": false, "1844674407370955161": true,
+		"": false, "042": false, "+1": false, "-1": false, "4a": false, "1.0": false, "١": false} {
+		n, ok := numericID(id)
+		if ok != want || (ok && strconv.FormatUint(n, 10) != id) {
+			t.Errorf("numericID(%q) = %d, %v; want ok=%v", id, n, ok, want)
+		}
+	}
+}
+
+func TestEntryPacking(t *testing.T) {
+	var e entry
+	e.setRev(revMask)
+	e.setSeen(12345)
+	e.setDead(true)
+	if e.rev() != revMask || e.seen() != 12345 || !e.dead() {
+		t.Fatalf("packed %x: rev %d seen %d dead %v", e.meta, e.rev(), e.seen(), e.dead())
+	}
+	e.setSeen(1<<seenBits + 7) // cycles wrap around
+	e.setDead(false)
+	e.setRev(3)
+	if e.rev() != 3 || e.seen() != 7 || e.dead() {
+		t.Fatalf("after changes: rev %d seen %d dead %v", e.rev(), e.seen(), e.dead())
+	}
+	if e.suspect(1<<seenBits+7) || !e.suspect(8) {
+		t.Error("suspect does not compare cycles modulo 2^23")
 	}
 }

@@ -140,7 +140,7 @@ func (c *Config) setDefaults() error {
 		c.ConfirmConcurrency = 4
 	}
 	if c.FlushChanges == 0 {
-		c.FlushChanges = 500
+		c.FlushChanges = 100
 	}
 	if c.FlushAfter == 0 {
 		c.FlushAfter = time.Second
@@ -181,7 +181,11 @@ type Poller struct {
 	cfg  Config
 	deps Deps
 	hs   *hasher
-	ix   *Index
+
+	// mu guards ix: a cycle diffs pages while the changes it found
+	// earlier are published and committed in the background.
+	mu sync.Mutex
+	ix *Index
 
 	loaded     bool
 	synced     bool
@@ -213,7 +217,11 @@ func New(cfg Config, deps Deps) (*Poller, error) {
 func (p *Poller) Resource() string { return p.cfg.Resource }
 
 // Tracked is the number of live items the poller knows.
-func (p *Poller) Tracked() int { return p.ix.Live() }
+func (p *Poller) Tracked() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ix.Live()
+}
 
 // CycleStats describe one cycle.
 type CycleStats struct {
@@ -276,22 +284,20 @@ func (p *Poller) load(ctx context.Context) error {
 	ix := NewIndex(1024)
 	err = p.deps.Mirror.Load(ctx, res, func(s Stored) error {
 		if s.Deleted {
-			ix.Load(s.ID, 0, s.Revision, true)
+			ix.Load(s.ID, 0, 0, s.Revision, true)
 			return nil
 		}
-		h, err := p.hs.Sum(s.Value)
-		if err != nil {
-			// A value the bridge did not write; treat it as unknown so
-			// the next cycle rewrites it.
-			h = 0
-		}
-		ix.Load(s.ID, h, s.Revision, false)
+		h, raw := p.hashes(s.Value)
+		ix.Load(s.ID, h, raw, s.Revision, false)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("poller: loading %s: %w", res, err)
 	}
-	p.ix, p.checkpoint, p.synced = ix, seq, synced
+	p.mu.Lock()
+	p.ix = ix
+	p.mu.Unlock()
+	p.checkpoint, p.synced = seq, synced
 
 	last := seq
 	_, err = p.deps.Journal.Replay(ctx, res, seq, func(at uint64, e events.Event) error {
@@ -314,7 +320,9 @@ func (p *Poller) load(ctx context.Context) error {
 // recover commits one replayed event if it is the next change of its item
 // and the mirror does not have it yet.
 func (p *Poller) recover(ctx context.Context, e events.Event) error {
+	p.mu.Lock()
 	rev, live := p.ix.Revision(e.ID)
+	p.mu.Unlock()
 	if e.Revision != events.ChangeRevision(rev) {
 		return nil // committed already, or superseded
 	}
@@ -346,6 +354,7 @@ func (p *Poller) recover(ctx context.Context, e events.Event) error {
 // item, whose state someone else (a command's write-through) stored.
 func (p *Poller) apply(ctx context.Context, writes []Write, res []Committed) error {
 	var conflicts []string
+	p.mu.Lock()
 	for i, w := range writes {
 		switch {
 		case res[i].Conflict:
@@ -353,13 +362,11 @@ func (p *Poller) apply(ctx context.Context, writes []Write, res []Committed) err
 		case w.Value == nil:
 			p.ix.Bury(w.ID, res[i].Revision)
 		default:
-			h, err := p.hs.Sum(w.Value)
-			if err != nil {
-				return err
-			}
-			p.ix.Commit(w.ID, h, res[i].Revision)
+			h, raw := p.hashes(w.Value)
+			p.ix.Commit(w.ID, h, raw, res[i].Revision)
 		}
 	}
+	p.mu.Unlock()
 	if len(conflicts) == 0 {
 		return nil
 	}
@@ -367,24 +374,35 @@ func (p *Poller) apply(ctx context.Context, writes []Write, res []Committed) err
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, s := range stored {
-		p.refresh(s)
+		p.refreshLocked(s)
 	}
 	return nil
 }
 
-// refresh makes the index agree with the mirror for one item.
-func (p *Poller) refresh(s Stored) {
+// refreshLocked makes the index agree with the mirror for one item. The
+// caller holds p.mu.
+func (p *Poller) refreshLocked(s Stored) {
 	switch {
 	case s.Revision == 0:
 		p.ix.Bury(s.ID, 0)
 	case s.Deleted:
 		p.ix.Bury(s.ID, s.Revision)
 	default:
-		h, err := p.hs.Sum(s.Value)
-		if err != nil {
-			h = 0
-		}
-		p.ix.Commit(s.ID, h, s.Revision)
+		h, raw := p.hashes(s.Value)
+		p.ix.Commit(s.ID, h, raw, s.Revision)
 	}
+}
+
+// hashes returns the canonical and the raw hash of a stored value. A value
+// that is not JSON (the bridge never writes one) gets a canonical hash of
+// 0, which no item matches, so the next cycle stores the item afresh.
+func (p *Poller) hashes(value []byte) (canonical, raw uint64) {
+	h, err := p.hs.Sum(value)
+	if err != nil {
+		h = 0
+	}
+	return h, rawHash(value)
 }

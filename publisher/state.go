@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/rockety-io/rockety-bridge/events"
 )
@@ -38,6 +40,8 @@ type StateStore struct {
 	kv     jetstream.KeyValue
 	js     jetstream.JetStream
 	bucket string
+	// noBatchGet is set once the server turns out to predate batched gets.
+	noBatchGet atomic.Bool
 }
 
 // NewStateStore wraps the state bucket (Resources.State).
@@ -157,14 +161,63 @@ type Committed struct {
 
 // Lookup reads the stored state of several items at once; an item that was
 // never stored has Revision 0. Deleted items come back with their delete
-// marker's revision.
+// marker's revision. It asks for a few hundred keys per request (the
+// server's batched direct get, NATS 2.11 and later) and falls back to one
+// request per key on older servers.
 func (s *StateStore) Lookup(ctx context.Context, resource string, ids []string) ([]Entry, error) {
 	out := make([]Entry, len(ids))
-	errs := make([]error, len(ids))
+	for start := 0; start < len(ids); start += lookupBatch {
+		end := min(start+lookupBatch, len(ids))
+		if err := s.lookupBatch(ctx, resource, ids[start:end], out[start:end]); err != nil {
+			return nil, fmt.Errorf("publisher: reading %s state: %w", resource, err)
+		}
+	}
+	return out, nil
+}
+
+// lookupBatch is the number of keys asked for in one request.
+const lookupBatch = 256
+
+func (s *StateStore) lookupBatch(ctx context.Context, resource string, ids []string, out []Entry) error {
+	if s.noBatchGet.Load() {
+		return s.lookupEach(ctx, resource, ids, out)
+	}
+	at := make(map[string]int, len(ids))
+	subjects := make([]string, len(ids))
+	for i, id := range ids {
+		subjects[i] = "$KV." + s.bucket + "." + events.StateKey(resource, id)
+		at[subjects[i]] = i
+		out[i] = Entry{ID: id}
+	}
+	msgs, err := jetstreamext.GetLastMsgsFor(ctx, s.js, s.kvStream(), subjects)
+	if err == nil {
+		for msg, ierr := range msgs {
+			if ierr != nil {
+				err = ierr
+				break
+			}
+			if i, ok := at[msg.Subject]; ok {
+				out[i] = entryOf(ids[i], msg)
+			}
+		}
+	}
+	switch {
+	case err == nil, errors.Is(err, jetstreamext.ErrNoMessages):
+		return nil
+	case errors.Is(err, jetstreamext.ErrBatchUnsupported):
+		s.noBatchGet.Store(true)
+		return s.lookupEach(ctx, resource, ids, out)
+	}
+	return err
+}
+
+// lookupEach asks for each key on its own, a few at a time.
+func (s *StateStore) lookupEach(ctx context.Context, resource string, ids []string, out []Entry) error {
 	stream, err := s.js.Stream(ctx, s.kvStream())
 	if err != nil {
-		return nil, fmt.Errorf("publisher: reading %s state: %w", resource, err)
+		return err
 	}
+	errs := make([]error, len(ids))
 	sem := make(chan struct{}, lookupConcurrency)
 	var wg sync.WaitGroup
 	for i, id := range ids {
@@ -176,10 +229,7 @@ func (s *StateStore) Lookup(ctx context.Context, resource string, ids []string) 
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("publisher: reading %s state: %w", resource, err)
-	}
-	return out, nil
+	return errors.Join(errs...)
 }
 
 // lookupConcurrency bounds the reads in flight: enough to hide the round
@@ -187,6 +237,17 @@ func (s *StateStore) Lookup(ctx context.Context, resource string, ids []string) 
 const lookupConcurrency = 16
 
 func (s *StateStore) kvStream() string { return "KV_" + s.bucket }
+
+func entryOf(id string, msg *jetstream.RawStreamMsg) Entry {
+	e := Entry{ID: id, Revision: msg.Sequence}
+	switch msg.Header.Get("KV-Operation") {
+	case "DEL", "PURGE":
+		e.Deleted = true
+	default:
+		e.Value = msg.Data
+	}
+	return e
+}
 
 func (s *StateStore) lookupOne(ctx context.Context, stream jetstream.Stream, resource, id string) (Entry, error) {
 	msg, err := stream.GetLastMsgForSubject(ctx, "$KV."+s.bucket+"."+events.StateKey(resource, id))
@@ -196,14 +257,7 @@ func (s *StateStore) lookupOne(ctx context.Context, stream jetstream.Stream, res
 	if err != nil {
 		return Entry{}, fmt.Errorf("%s: %w", id, err)
 	}
-	e := Entry{ID: id, Revision: msg.Sequence}
-	switch msg.Header.Get("KV-Operation") {
-	case "DEL", "PURGE":
-		e.Deleted = true
-	default:
-		e.Value = msg.Data
-	}
-	return e, nil
+	return entryOf(id, msg), nil
 }
 
 // Commit applies writes with compare-and-set, all in flight at once, and

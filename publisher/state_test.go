@@ -211,3 +211,62 @@ func TestLeaseHasOneHolderUnderContention(t *testing.T) {
 		t.Errorf("%d holders of one lease", holders)
 	}
 }
+
+func TestLookupCommitAndCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	_, _, js, res := setup(t)
+	store := publisher.NewStateStore(js, res.State)
+
+	// More ids than one batched request holds, some never stored.
+	var writes []publisher.Write
+	for i := range 600 {
+		writes = append(writes, publisher.Write{ID: fmt.Sprintf("id.%d", i), Value: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+	}
+	done, err := store.Commit(ctx, "tasks", writes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A stale write conflicts without failing the others.
+	again, err := store.Commit(ctx, "tasks", []publisher.Write{
+		{ID: "id.0", Value: []byte(`{"n":"stale"}`), LastRevision: 0},
+		{ID: "id.1", LastRevision: done[1].Revision}, // delete
+	})
+	if err != nil || !again[0].Conflict || again[1].Conflict || again[1].Revision <= done[1].Revision {
+		t.Fatalf("commit = %+v, %v", again, err)
+	}
+	ids := []string{"id.0", "id.1", "never", "id.599"}
+	for i := range 300 {
+		ids = append(ids, fmt.Sprintf("missing.%d", i))
+	}
+	got, err := store.Lookup(ctx, "tasks", ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Revision != done[0].Revision || string(got[0].Value) != `{"n":0}` ||
+		!got[1].Deleted || got[1].Revision != again[1].Revision ||
+		got[2].Revision != 0 || got[2].ID != "never" ||
+		string(got[3].Value) != `{"n":599}` {
+		t.Errorf("lookup = %+v", got[:4])
+	}
+	for _, e := range got[4:] {
+		if e.Revision != 0 || e.Value != nil {
+			t.Fatalf("missing id found: %+v", e)
+		}
+	}
+
+	seq, synced, err := store.Checkpoint(ctx, "tasks")
+	if err != nil || synced || seq != 0 {
+		t.Fatalf("checkpoint before any = %d %v %v", seq, synced, err)
+	}
+	if err := store.SetCheckpoint(ctx, "tasks", 42); err != nil {
+		t.Fatal(err)
+	}
+	if seq, synced, err := store.Checkpoint(ctx, "tasks"); err != nil || !synced || seq != 42 {
+		t.Fatalf("checkpoint = %d %v %v", seq, synced, err)
+	}
+	// The checkpoint is not an item of the resource.
+	n := 0
+	if err := store.Load(ctx, "tasks", func(publisher.Entry) error { n++; return nil }); err != nil || n != 600 {
+		t.Errorf("load: %d entries, %v; want 600", n, err)
+	}
+}
