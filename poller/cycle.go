@@ -19,8 +19,8 @@ const minGuardCount = 10
 
 // cycle is the state of one RunOnce.
 type cycle struct {
-	p       *Poller
-	ctx     context.Context
+	p     *Poller
+	ctx   context.Context
 	stats *CycleStats
 	// queued are changes found and not yet handed on; send, during a
 	// traversal, hands a batch to the background flusher.
