@@ -34,7 +34,7 @@ func TestChurnMatchesTheMutationLog(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = p.Run(ctx)
+		_ = p.Run(ctx, time.Second)
 	}()
 	if err := h.sim.Start(ctx); err != nil {
 		t.Fatal(err)

@@ -161,6 +161,8 @@ type recorder struct {
 	leases []bool
 }
 
+func (r *recorder) CycleStarted(string) {}
+
 func (r *recorder) CycleDone(_ string, s poller.CycleStats, _ time.Duration, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -112,7 +112,7 @@ func TestOnlyTheLeaseHolderPolls(t *testing.T) {
 		runCtx, in.cancel = context.WithCancel(ctx)
 		go func() {
 			defer close(in.done)
-			_ = p.Run(runCtx)
+			_ = p.Run(runCtx, time.Second)
 		}()
 		t.Cleanup(func() { in.cancel(); <-in.done })
 		return in

@@ -19,12 +19,14 @@ type Lease interface {
 // Observer is told what the poller does, for metrics and logs. Its methods
 // must be quick.
 type Observer interface {
+	CycleStarted(resource string)
 	CycleDone(resource string, stats CycleStats, took time.Duration, err error)
 	LeaseHeld(resource string, held bool, err error)
 }
 
 type nopObserver struct{}
 
+func (nopObserver) CycleStarted(string) {}
 func (nopObserver) CycleDone(string, CycleStats, time.Duration, error) {}
 func (nopObserver) LeaseHeld(string, bool, error)                      {}
 
@@ -64,28 +66,49 @@ func NextDelay(interval time.Duration, jitter float64, failures int, rnd float64
 	return time.Duration(float64(d) * (1 + jitter*(2*rnd-1)))
 }
 
-// Run schedules cycles until ctx ends, then returns nil. With a Lease, it
-// polls only while it holds the lease, renewing it in the background; a
-// lost lease stops the cycle in progress before its next publish. One
-// resource's failures never stop another's poller.
-func (p *Poller) Run(ctx context.Context) error {
-	var keeper chan struct{}
+// Run schedules cycles until ctx ends, then returns nil. A cycle in
+// progress when ctx ends may run on for grace, so that what it found is
+// published and committed; after that it is cut short (and what it
+// published is committed at the next start). With a Lease, it polls only
+// while it holds the lease, renewing it in the background, and releases it
+// last; a lost lease stops the cycle in progress before its next publish.
+// One resource's failures never stop another's poller.
+func (p *Poller) Run(ctx context.Context, grace time.Duration) error {
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	go func() {
+		select {
+		case <-work.Done():
+			return
+		case <-ctx.Done():
+		}
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelWork()
+		case <-work.Done():
+		}
+	}()
+
+	stopKeeper := func() {}
 	if p.deps.Lease != nil {
-		keeper = make(chan struct{})
+		keeperCtx, cancel := context.WithCancel(work)
+		keeper := make(chan struct{})
 		go func() {
 			defer close(keeper)
-			p.keepLease(ctx)
+			p.keepLease(keeperCtx)
 		}()
+		stopKeeper = func() { cancel(); <-keeper }
 	}
+	defer stopKeeper()
+
 	failures := 0
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			if keeper != nil {
-				<-keeper
-			}
 			return nil
 		case <-timer.C:
 		}
@@ -94,11 +117,12 @@ func (p *Poller) Run(ctx context.Context) error {
 			continue
 		}
 		start := p.deps.Now()
-		stats, err := p.RunOnce(ctx)
-		if ctx.Err() != nil {
-			continue
-		}
+		p.deps.Observer.CycleStarted(p.cfg.Resource)
+		stats, err := p.RunOnce(work)
 		p.deps.Observer.CycleDone(p.cfg.Resource, stats, p.deps.Now().Sub(start), err)
+		if work.Err() != nil {
+			return nil
+		}
 		switch {
 		case err == nil:
 			failures = 0

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/rockety"
+)
+
+// runBridge is `rockety-bridge run`: HTTP endpoints first (so a pod is
+// alive and says why it is not ready), then NATS, then the pollers and the
+// consumer until ctx ends.
+func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
+	metrics := app.NewMetrics(buildVersion())
+	var readiness atomic.Pointer[func() error]
+	notYet := func() error { return errors.New("starting: waiting for NATS and the streams") }
+	readiness.Store(&notYet)
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("BRIDGE_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{Handler: httpHandler(metrics, func() error { return (*readiness.Load())() }), ReadHeaderTimeout: 5 * time.Second}
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server", zap.Error(err))
+		}
+	}()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-httpDone
+	}()
+	log.Info("rockety-bridge starting", zap.String("version", buildVersion()), zap.String("http", ln.Addr().String()),
+		zap.Strings("resources", cfg.Resources), zap.String("instance", cfg.InstanceID))
+
+	natsURL := cfg.NATS.URL
+	if natsURL == "" {
+		ns, err := startEmbedded(cfg.DataDir, embeddedPort)
+		if err != nil {
+			return err
+		}
+		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+		natsURL = ns.ClientURL()
+		log.Info("embedded NATS server with JetStream", zap.String("url", natsURL), zap.String("data_dir", cfg.DataDir))
+	}
+	nc, err := connect(natsURL, cfg.NATS, "rockety-bridge "+cfg.InstanceID, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Drain last: whatever is in flight is flushed before the close.
+		if err := nc.Drain(); err == nil {
+			for nc.IsDraining() {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		nc.Close()
+	}()
+
+	client, err := newClient(cfg, metrics)
+	if err != nil {
+		return err
+	}
+	opts := app.Options{
+		Client: client, Conn: nc, Subjects: cfg.Subjects, InitialSync: cfg.InitialSync,
+		MaxDeleteRatio: cfg.MaxDeleteRatio, InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL,
+		Logger: log, Metrics: metrics,
+	}
+	for _, r := range cfg.Resources {
+		opts.Resources = append(opts.Resources, app.Resource{Name: r, Interval: cfg.Interval(r)})
+	}
+	opts.Commands = commandsRunner(cfg)
+
+	bridge, err := startBridge(ctx, opts, log)
+	if err != nil || bridge == nil {
+		return err
+	}
+	ready := bridge.Ready
+	readiness.Store(&ready)
+	log.Info("rockety-bridge running")
+	return bridge.Run(ctx)
+}
+
+// startBridge provisions the streams, waiting for NATS as long as it takes:
+// a bridge started before its NATS server is not an error, only not ready.
+func startBridge(ctx context.Context, opts app.Options, log *zap.Logger) (*app.Bridge, error) {
+	wait := time.Second
+	for {
+		b, err := app.New(ctx, opts)
+		if err == nil {
+			return b, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		log.Warn("cannot provision the NATS streams yet; retrying", zap.Error(err), zap.Duration("retry_in", wait))
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+func newClient(cfg Config, obs rockety.Observer) (*rockety.Client, error) {
+	opts := []rockety.Option{
+		rockety.WithAllowInsecure(cfg.AllowInsecure),
+		rockety.WithRateLimit(cfg.RateLimit),
+		rockety.WithPageSize(cfg.PageSize),
+		rockety.WithPageConcurrency(cfg.PageConcurrency),
+		rockety.WithUserAgent("rockety-bridge/" + buildVersion()),
+		rockety.WithObserver(obs),
+	}
+	if cfg.APITokenFile != "" {
+		tf := &tokenFile{path: cfg.APITokenFile}
+		opts = append(opts, rockety.WithTokenFunc(tf.Token))
+	} else {
+		opts = append(opts, rockety.WithToken(cfg.APIToken))
+	}
+	return rockety.New(cfg.APIURL, opts...)
+}
+
+func httpHandler(m *app.Metrics, ready func() error) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux
+}
+
+// commandsRunner returns the command consumer to run beside the pollers,
+// or nil when BRIDGE_COMMANDS is false.
+func commandsRunner(cfg Config) func(context.Context, *app.Bridge) error {
+	return nil
+}

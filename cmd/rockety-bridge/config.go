@@ -1,0 +1,370 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/poller"
+)
+
+// env is every variable of the bridge as it is written. envconfig fills
+// it (it cannot fail on strings), then parse checks every field and
+// reports every problem at once, each naming its variable.
+type env struct {
+	APIURL          string `envconfig:"ROCKETY_API_URL" default:"https://app.rockety.io/api/v1" desc:"API base URL"`
+	APIToken        string `envconfig:"ROCKETY_API_TOKEN" desc:"bearer token (or use ROCKETY_API_TOKEN_FILE)" secret:"true"`
+	APITokenFile    string `envconfig:"ROCKETY_API_TOKEN_FILE" desc:"file holding the token, re-read when it changes"`
+	AllowInsecure   string `envconfig:"ROCKETY_ALLOW_INSECURE" default:"false" desc:"allow an http:// base URL"`
+	Resources       string `envconfig:"ROCKETY_RESOURCES" default:"projects,tasks,users" desc:"resources to poll"`
+	PollInterval    string `envconfig:"ROCKETY_POLL_INTERVAL" default:"30s" desc:"default poll interval (jittered)"`
+	PollIntervals   string `envconfig:"ROCKETY_POLL_INTERVALS" desc:"per resource, e.g. tasks:10s,users:5m"`
+	PageSize        string `envconfig:"ROCKETY_PAGE_SIZE" default:"100" desc:"per_page"`
+	PageConcurrency string `envconfig:"ROCKETY_PAGE_CONCURRENCY" default:"4" desc:"pages fetched in parallel"`
+	RateLimit       string `envconfig:"ROCKETY_RATE_LIMIT" default:"10" desc:"API requests per second, 0 = unlimited"`
+	NATSURL         string `envconfig:"NATS_URL" desc:"NATS servers; empty = embedded server with JetStream"`
+	NATSCreds       string `envconfig:"NATS_CREDS" desc:"NATS credentials file"`
+	NATSNKeySeed    string `envconfig:"NATS_NKEY_SEED_FILE" desc:"NATS nkey seed file"`
+	NATSUser        string `envconfig:"NATS_USER" desc:"NATS user"`
+	NATSPassword    string `envconfig:"NATS_PASSWORD" desc:"NATS password" secret:"true"`
+	NATSToken       string `envconfig:"NATS_TOKEN" desc:"NATS token" secret:"true"`
+	NATSTLSCA       string `envconfig:"NATS_TLS_CA" desc:"CA file to verify the NATS server"`
+	NATSTLSCert     string `envconfig:"NATS_TLS_CERT" desc:"client certificate file"`
+	NATSTLSKey      string `envconfig:"NATS_TLS_KEY" desc:"client key file"`
+	SubjectPrefix   string `envconfig:"BRIDGE_SUBJECT_PREFIX" default:"rockety" desc:"subject, stream and bucket prefix"`
+	DataDir         string `envconfig:"BRIDGE_DATA_DIR" default:"./data" desc:"embedded NATS storage"`
+	HTTPAddr        string `envconfig:"BRIDGE_HTTP_ADDR" default:":8080" desc:"/metrics, /healthz, /readyz"`
+	InitialSync     string `envconfig:"BRIDGE_INITIAL_SYNC" default:"baseline" desc:"baseline or snapshot"`
+	MaxDeleteRatio  string `envconfig:"BRIDGE_MAX_DELETE_RATIO" default:"0.5" desc:"mass-delete guard"`
+	Commands        string `envconfig:"BRIDGE_COMMANDS" default:"true" desc:"run the command consumer"`
+	CommandAllow    string `envconfig:"BRIDGE_COMMAND_ALLOW" default:"*" desc:"allowed resource.action patterns, e.g. tasks.*,projects.update"`
+	InstanceID      string `envconfig:"BRIDGE_INSTANCE_ID" desc:"this replica's identity in leases (default: the host name)"`
+	LeaseTTL        string `envconfig:"BRIDGE_LEASE_TTL" default:"15s" desc:"a dead holder's lease passes on after this"`
+	LogLevel        string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat       string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
+}
+
+// Config is the checked configuration.
+type Config struct {
+	APIURL          string
+	APIToken        string
+	APITokenFile    string
+	AllowInsecure   bool
+	Resources       []string
+	PollInterval    time.Duration
+	PollIntervals   map[string]time.Duration
+	PageSize        int
+	PageConcurrency int
+	RateLimit       float64
+	NATS            NATSConfig
+	Subjects        events.Subjects
+	DataDir         string
+	HTTPAddr        string
+	InitialSync     poller.InitialSync
+	MaxDeleteRatio  float64
+	Commands        bool
+	CommandAllow    []string
+	InstanceID      string
+	LeaseTTL        time.Duration
+	LogLevel        string
+	LogFormat       string
+}
+
+// NATSConfig is how to reach NATS.
+type NATSConfig struct {
+	URL, Creds, NKeySeedFile, User, Password, Token, TLSCA, TLSCert, TLSKey string
+}
+
+// loadConfig reads the environment. needToken is false for commands that
+// never call the API.
+func loadConfig(needToken bool) (Config, error) {
+	var e env
+	if err := envconfig.Process("", &e); err != nil {
+		return Config{}, err
+	}
+	return e.parse(needToken)
+}
+
+// configError lists every problem with the configuration, one per line.
+type configError []string
+
+func (e configError) Error() string { return strings.Join(e, "\n") }
+
+func (e env) parse(needToken bool) (Config, error) {
+	var problems configError
+	bad := func(v, format string, args ...any) {
+		problems = append(problems, v+": "+fmt.Sprintf(format, args...))
+	}
+	c := Config{
+		APIURL: strings.TrimSpace(e.APIURL), APIToken: strings.TrimSpace(e.APIToken), APITokenFile: e.APITokenFile,
+		DataDir: e.DataDir, HTTPAddr: e.HTTPAddr,
+		NATS: NATSConfig{URL: e.NATSURL, Creds: e.NATSCreds, NKeySeedFile: e.NATSNKeySeed, User: e.NATSUser,
+			Password: e.NATSPassword, Token: e.NATSToken, TLSCA: e.NATSTLSCA, TLSCert: e.NATSTLSCert, TLSKey: e.NATSTLSKey},
+	}
+	boolVar := func(v, s string, dst *bool) {
+		b, err := strconv.ParseBool(strings.TrimSpace(s))
+		if err != nil {
+			bad(v, "%q is not true or false", s)
+		}
+		*dst = b
+	}
+	durVar := func(v, s string, min time.Duration, dst *time.Duration) {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		switch {
+		case err != nil:
+			bad(v, "%q is not a duration such as 30s or 5m", s)
+		case d < min:
+			bad(v, "%s is too short; the least is %s", d, min)
+		}
+		*dst = d
+	}
+	intVar := func(v, s string, lo, hi int, dst *int) {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < lo || n > hi {
+			bad(v, "%q: want a whole number from %d to %d", s, lo, hi)
+		}
+		*dst = n
+	}
+
+	u, err := url.Parse(c.APIURL)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		bad("ROCKETY_API_URL", "%q is not an absolute http(s) URL such as https://app.rockety.io/api/v1", redactURL(c.APIURL))
+	case u.User != nil:
+		bad("ROCKETY_API_URL", "must not contain credentials; put the token in ROCKETY_API_TOKEN")
+	}
+	boolVar("ROCKETY_ALLOW_INSECURE", e.AllowInsecure, &c.AllowInsecure)
+	if err == nil && u.Scheme == "http" && !c.AllowInsecure {
+		bad("ROCKETY_API_URL", "%s uses http://, which would send the token in clear text; use https:// or set ROCKETY_ALLOW_INSECURE=true", u.Redacted())
+	}
+	switch {
+	case c.APIToken != "" && c.APITokenFile != "":
+		bad("ROCKETY_API_TOKEN", "set either ROCKETY_API_TOKEN or ROCKETY_API_TOKEN_FILE, not both")
+	case c.APITokenFile != "":
+		if _, err := readTokenFile(c.APITokenFile); err != nil {
+			bad("ROCKETY_API_TOKEN_FILE", "%v", err)
+		}
+	case c.APIToken == "" && needToken:
+		bad("ROCKETY_API_TOKEN", "missing: set ROCKETY_API_TOKEN, or ROCKETY_API_TOKEN_FILE to a file holding the token")
+	}
+
+	seen := map[string]bool{}
+	for _, r := range strings.Split(e.Resources, ",") {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		if err := events.ValidResource(r); err != nil {
+			bad("ROCKETY_RESOURCES", "%q: only letters, digits, '_' and '-' are allowed", r)
+			continue
+		}
+		if !seen[r] {
+			c.Resources = append(c.Resources, r)
+			seen[r] = true
+		}
+	}
+	if len(c.Resources) == 0 {
+		bad("ROCKETY_RESOURCES", "no resources; list at least one, e.g. projects,tasks,users")
+	}
+	durVar("ROCKETY_POLL_INTERVAL", e.PollInterval, time.Second, &c.PollInterval)
+	c.PollIntervals = map[string]time.Duration{}
+	for _, pair := range strings.Split(e.PollIntervals, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		name, d, ok := strings.Cut(pair, ":")
+		if !ok {
+			bad("ROCKETY_POLL_INTERVALS", "%q: want resource:duration, e.g. tasks:10s", pair)
+			continue
+		}
+		if !seen[name] {
+			bad("ROCKETY_POLL_INTERVALS", "%q is not in ROCKETY_RESOURCES", name)
+			continue
+		}
+		var dur time.Duration
+		durVar("ROCKETY_POLL_INTERVALS", d, time.Second, &dur)
+		c.PollIntervals[name] = dur
+	}
+	intVar("ROCKETY_PAGE_SIZE", e.PageSize, 1, 10_000, &c.PageSize)
+	intVar("ROCKETY_PAGE_CONCURRENCY", e.PageConcurrency, 1, 64, &c.PageConcurrency)
+	if c.RateLimit, err = strconv.ParseFloat(strings.TrimSpace(e.RateLimit), 64); err != nil || c.RateLimit < 0 {
+		bad("ROCKETY_RATE_LIMIT", "%q: want requests per second, 0 or more (0 = unlimited)", e.RateLimit)
+	}
+
+	if c.Subjects, err = events.NewSubjects(strings.TrimSpace(e.SubjectPrefix)); err != nil {
+		bad("BRIDGE_SUBJECT_PREFIX", "%q: want dot-separated tokens of letters, digits, '_' and '-'", e.SubjectPrefix)
+	}
+	if c.NATS.URL == "" && strings.TrimSpace(c.DataDir) == "" {
+		bad("BRIDGE_DATA_DIR", "empty; the embedded NATS server needs a directory")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		bad("BRIDGE_HTTP_ADDR", "%q is not host:port, e.g. :8080", c.HTTPAddr)
+	}
+	switch c.InitialSync = poller.InitialSync(strings.TrimSpace(e.InitialSync)); c.InitialSync {
+	case poller.SyncBaseline, poller.SyncSnapshot:
+	default:
+		bad("BRIDGE_INITIAL_SYNC", "%q: want baseline or snapshot", e.InitialSync)
+	}
+	if c.MaxDeleteRatio, err = strconv.ParseFloat(strings.TrimSpace(e.MaxDeleteRatio), 64); err != nil || c.MaxDeleteRatio <= 0 || c.MaxDeleteRatio > 1 {
+		bad("BRIDGE_MAX_DELETE_RATIO", "%q: want a fraction above 0 and at most 1, e.g. 0.5", e.MaxDeleteRatio)
+	}
+	boolVar("BRIDGE_COMMANDS", e.Commands, &c.Commands)
+	for _, pat := range strings.Split(e.CommandAllow, ",") {
+		pat = strings.TrimSpace(pat)
+		if pat == "" {
+			continue
+		}
+		if err := checkAllowPattern(pat); err != nil {
+			bad("BRIDGE_COMMAND_ALLOW", "%v", err)
+			continue
+		}
+		c.CommandAllow = append(c.CommandAllow, pat)
+	}
+	c.InstanceID = strings.TrimSpace(e.InstanceID)
+	if c.InstanceID == "" {
+		if c.InstanceID, err = os.Hostname(); err != nil || c.InstanceID == "" {
+			bad("BRIDGE_INSTANCE_ID", "empty, and the host name is unknown; set it")
+		}
+	}
+	durVar("BRIDGE_LEASE_TTL", e.LeaseTTL, time.Second, &c.LeaseTTL)
+	switch c.LogLevel = strings.ToLower(strings.TrimSpace(e.LogLevel)); c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("LOG_LEVEL", "%q: want debug, info, warn or error", e.LogLevel)
+	}
+	switch c.LogFormat = strings.ToLower(strings.TrimSpace(e.LogFormat)); c.LogFormat {
+	case "json", "console":
+	default:
+		bad("LOG_FORMAT", "%q: want json or console", e.LogFormat)
+	}
+	if (c.NATS.TLSCert == "") != (c.NATS.TLSKey == "") {
+		bad("NATS_TLS_CERT", "NATS_TLS_CERT and NATS_TLS_KEY go together; set both or neither")
+	}
+	if c.NATS.Password != "" && c.NATS.User == "" {
+		bad("NATS_USER", "missing: NATS_PASSWORD is set without NATS_USER")
+	}
+	for v, path := range map[string]string{"NATS_CREDS": c.NATS.Creds, "NATS_NKEY_SEED_FILE": c.NATS.NKeySeedFile,
+		"NATS_TLS_CA": c.NATS.TLSCA, "NATS_TLS_CERT": c.NATS.TLSCert, "NATS_TLS_KEY": c.NATS.TLSKey} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			bad(v, "cannot read %s: %v", path, errors.Unwrap(err))
+		}
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return c, problems
+	}
+	return c, nil
+}
+
+// checkAllowPattern accepts resource.action with * for either part.
+func checkAllowPattern(p string) error {
+	if p == "*" {
+		return nil
+	}
+	res, act, ok := strings.Cut(p, ".")
+	if !ok || res == "" || act == "" {
+		return fmt.Errorf("%q: want resource.action, e.g. tasks.update or tasks.*", p)
+	}
+	if res != "*" && events.ValidResource(res) != nil {
+		return fmt.Errorf("%q: %q is not a resource name", p, res)
+	}
+	if act != "*" && !events.Action(act).Valid() {
+		return fmt.Errorf("%q: %q is not an action (create, update, delete or *)", p, act)
+	}
+	return nil
+}
+
+// Interval is the poll interval of resource.
+func (c Config) Interval(resource string) time.Duration {
+	if d, ok := c.PollIntervals[resource]; ok {
+		return d
+	}
+	return c.PollInterval
+}
+
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	if at := strings.LastIndex(s, "@"); at >= 0 {
+		return "xxxxx" + s[at:]
+	}
+	return s
+}
+
+// printConfig writes the effective configuration, secrets redacted.
+func printConfig(w io.Writer, c Config) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	secret := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "[redacted]"
+	}
+	intervals := make([]string, 0, len(c.PollIntervals))
+	for r, d := range c.PollIntervals {
+		intervals = append(intervals, r+":"+d.String())
+	}
+	sort.Strings(intervals)
+	nats := c.NATS.URL
+	if nats == "" {
+		nats = "(embedded, 127.0.0.1:4222)"
+	}
+	rows := [][2]string{
+		{"ROCKETY_API_URL", redactURL(c.APIURL)}, {"ROCKETY_API_TOKEN", secret(c.APIToken)},
+		{"ROCKETY_API_TOKEN_FILE", c.APITokenFile}, {"ROCKETY_ALLOW_INSECURE", strconv.FormatBool(c.AllowInsecure)},
+		{"ROCKETY_RESOURCES", strings.Join(c.Resources, ",")}, {"ROCKETY_POLL_INTERVAL", c.PollInterval.String()},
+		{"ROCKETY_POLL_INTERVALS", strings.Join(intervals, ",")}, {"ROCKETY_PAGE_SIZE", strconv.Itoa(c.PageSize)},
+		{"ROCKETY_PAGE_CONCURRENCY", strconv.Itoa(c.PageConcurrency)}, {"ROCKETY_RATE_LIMIT", strconv.FormatFloat(c.RateLimit, 'f', -1, 64)},
+		{"NATS_URL", redactURL(nats)}, {"NATS_CREDS", c.NATS.Creds}, {"NATS_NKEY_SEED_FILE", c.NATS.NKeySeedFile},
+		{"NATS_USER", c.NATS.User}, {"NATS_PASSWORD", secret(c.NATS.Password)}, {"NATS_TOKEN", secret(c.NATS.Token)},
+		{"NATS_TLS_CA", c.NATS.TLSCA}, {"NATS_TLS_CERT", c.NATS.TLSCert}, {"NATS_TLS_KEY", c.NATS.TLSKey},
+		{"BRIDGE_SUBJECT_PREFIX", c.Subjects.Prefix()}, {"BRIDGE_DATA_DIR", c.DataDir}, {"BRIDGE_HTTP_ADDR", c.HTTPAddr},
+		{"BRIDGE_INITIAL_SYNC", string(c.InitialSync)}, {"BRIDGE_MAX_DELETE_RATIO", strconv.FormatFloat(c.MaxDeleteRatio, 'f', -1, 64)},
+		{"BRIDGE_COMMANDS", strconv.FormatBool(c.Commands)}, {"BRIDGE_COMMAND_ALLOW", strings.Join(c.CommandAllow, ",")},
+		{"BRIDGE_INSTANCE_ID", c.InstanceID}, {"BRIDGE_LEASE_TTL", c.LeaseTTL.String()},
+		{"LOG_LEVEL", c.LogLevel}, {"LOG_FORMAT", c.LogFormat},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\n", r[0], r[1])
+	}
+	_ = tw.Flush()
+}
+
+// printUsage lists every variable with its default.
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, `rockety-bridge: Rockety API changes as NATS JetStream events, and NATS commands as API writes.
+
+Usage:
+  rockety-bridge [run]          poll Rockety and serve commands, configured by the environment
+  rockety-bridge demo           everything in one process: NATS, a simulated Rockety, the bridge and a live view
+  rockety-bridge tail [filter]  print events from the stream (NATS_URL), e.g. tail tasks.updated
+  rockety-bridge config         print the effective configuration, secrets redacted
+  rockety-bridge -version       print the version
+
+Environment:`)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  VARIABLE\tDEFAULT\tMEANING")
+	t := reflect.TypeOf(env{})
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.Tag.Get("envconfig"), f.Tag.Get("default"), f.Tag.Get("desc"))
+	}
+	_ = tw.Flush()
+}

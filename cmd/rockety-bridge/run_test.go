@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rockety-io/rockety-bridge/internal/natstest"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestDemoShowsChangesFlowing(t *testing.T) {
+	clearEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "-nats-port", "0", "-seed-items", "50", "-churn", "30"}, &out, &errOut)
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for !(strings.Contains(out.String(), "created  rockety.events.") &&
+		strings.Contains(out.String(), "updated  rockety.events.") &&
+		strings.Contains(out.String(), "deleted  rockety.events.")) {
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("no created, updated and deleted events within 15s:\n%s\n%s", out.String(), errOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("demo exit %d: %s", code, errOut.String())
+	}
+	s := out.String()
+	for _, want := range []string{"nats sub 'rockety.events.>' --server nats://127.0.0.1:", " → ", "events in ", "resource  created"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "\x1b[") {
+		t.Error("colour codes written to something that is not a terminal")
+	}
+}
+
+// freeAddr returns a loopback address nobody listens on (for a moment).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestRunHealthReadinessAndMetrics(t *testing.T) {
+	clearEnv(t)
+	s, err := sim.New(sim.Options{Token: "tok", Seed: 1, SeedItems: 30, Churn: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(s)
+	defer api.Close()
+	defer s.Close()
+	ns := natstest.Start(t)
+	addr := freeAddr(t)
+	for k, v := range map[string]string{
+		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
+		"ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": ns.ClientURL(), "BRIDGE_HTTP_ADDR": addr,
+		"BRIDGE_LEASE_TTL": "2s", "LOG_LEVEL": "debug", "BRIDGE_INSTANCE_ID": "test-pod",
+	} {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"run"}, io.Discard, &logs) }()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("run exit %d", code)
+		}
+		if strings.Contains(logs.String(), "tok\"") || strings.Contains(logs.String(), "Bearer") {
+			t.Errorf("the token appears in the logs")
+		}
+	}()
+	base := "http://" + addr
+	waitFor(t, "/healthz", 10*time.Second, func() bool { c, _ := get(t, base+"/healthz"); return c == 200 })
+	waitFor(t, "/readyz", 15*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	waitFor(t, "events in the metrics", 15*time.Second, func() bool {
+		_, body := get(t, base+"/metrics")
+		return strings.Contains(body, `rockety_bridge_events_published_total{op="updated",resource="tasks"} `) &&
+			!strings.Contains(body, `rockety_bridge_events_published_total{op="updated",resource="tasks"} 0`)
+	})
+	_, body := get(t, base+"/metrics")
+	for _, series := range []string{
+		"rockety_bridge_poll_cycles_total{outcome=\"ok\",resource=\"tasks\"}",
+		"rockety_bridge_poll_cycle_duration_seconds_bucket",
+		"rockety_bridge_items_tracked{resource=\"users\"}",
+		"rockety_bridge_api_requests_total{method=\"GET\",resource=\"tasks\",status=\"200\"}",
+		"rockety_bridge_lease_held{resource=\"projects\"} 1",
+		"rockety_bridge_last_successful_cycle_timestamp_seconds{resource=\"tasks\"}",
+		"rockety_bridge_build_info{",
+		"rockety_bridge_delete_confirmations_total",
+		"rockety_bridge_mass_delete_guard_trips_total",
+		"rockety_bridge_api_retries_total",
+		"go_goroutines",
+	} {
+		if !strings.Contains(body, series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+
+	// NATS goes away: not ready, saying why; it comes back: ready again.
+	ns.Stop()
+	waitFor(t, "/readyz to fail", 10*time.Second, func() bool {
+		c, b := get(t, base+"/readyz")
+		return c == 503 && strings.Contains(b, "NATS is not connected")
+	})
+	if c, _ := get(t, base+"/healthz"); c != 200 {
+		t.Errorf("/healthz = %d while NATS is away; the process itself is alive", c)
+	}
+	ns.Restart()
+	waitFor(t, "/readyz to recover", 20*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/rockety-io/rockety-bridge/events"
+)
+
+// runTail is `rockety-bridge tail [filter]`: events from the stream, as the
+// demo shows them.
+func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	since := fs.Duration("since", 0, "start this long ago, e.g. 10m")
+	all := fs.Bool("all", false, "start from the first event in the stream")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, `usage: rockety-bridge tail [--since DURATION | --all] [filter]
+
+filter is a resource, optionally with an op: tasks, tasks.updated, *.deleted.
+Without --since or --all, only new events are shown. NATS_URL and the NATS_*
+auth variables say where to connect (default nats://127.0.0.1:4222).`)
+	}
+	// Flags may come before or after the filter.
+	var filter string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil
+			}
+			return usageError{err}
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		if filter != "" {
+			return usageError{fmt.Errorf("tail takes one filter; got %q and %q", filter, fs.Arg(0))}
+		}
+		filter, args = fs.Arg(0), fs.Args()[1:]
+	}
+	if *since != 0 && *all {
+		return usageError{errors.New("tail: --since and --all do not go together")}
+	}
+	cfg, err := loadConfig(false)
+	if err != nil {
+		return err
+	}
+	subject, err := tailSubject(cfg.Subjects, filter)
+	if err != nil {
+		return usageError{err}
+	}
+	url := cfg.NATS.URL
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	nc, err := connect(url, cfg.NATS, "rockety-bridge tail", zap.NewNop())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverNewPolicy}
+	switch {
+	case *all:
+		occ.DeliverPolicy = jetstream.DeliverAllPolicy
+	case *since > 0:
+		start := time.Now().Add(-*since)
+		occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(sctx, cfg.Subjects.EventsStream(), occ)
+	if err != nil {
+		return fmt.Errorf("reading stream %s at %s: %w (is the bridge running, with the same BRIDGE_SUBJECT_PREFIX?)",
+			cfg.Subjects.EventsStream(), redactURL(url), err)
+	}
+	fmt.Fprintf(stderr, "tailing %s on %s; Ctrl-C to stop\n", subject, redactURL(url))
+	return printEvents(ctx, cons, newView(stdout), stderr)
+}
+
+// tailSubject turns a tail filter into a subject filter.
+func tailSubject(s events.Subjects, filter string) (string, error) {
+	if filter == "" {
+		return s.Events(), nil
+	}
+	resource, op, _ := strings.Cut(filter, ".")
+	if resource != "*" && events.ValidResource(resource) != nil {
+		return "", fmt.Errorf("tail: %q is not a resource (or *)", resource)
+	}
+	if op == "" {
+		if resource == "*" {
+			return s.Events(), nil
+		}
+		return s.Prefix() + ".events." + resource + ".>", nil
+	}
+	if !events.Op(op).Valid() {
+		return "", fmt.Errorf("tail: %q is not an op (created, updated, deleted, snapshot)", op)
+	}
+	if resource == "*" {
+		resource = ""
+	}
+	return s.EventFilter(resource, events.Op(op)), nil
+}
+
+// printEvents prints what cons delivers until ctx ends.
+func printEvents(ctx context.Context, cons jetstream.Consumer, v *view, stderr io.Writer) error {
+	iter, err := cons.Messages()
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, iter.Stop)
+	defer stop()
+	for {
+		msg, err := iter.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return err
+		}
+		e, _, err := events.DecodeStream(msg)
+		if err != nil {
+			fmt.Fprintln(stderr, "skipping a message that is not a change event:", err)
+			continue
+		}
+		v.print(msg.Subject(), e)
+	}
+}

@@ -1,0 +1,272 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/publisher"
+	"github.com/rockety-io/rockety-bridge/rockety"
+)
+
+// Resource is one polled resource and its interval.
+type Resource struct {
+	Name     string
+	Interval time.Duration
+}
+
+// Options configure a Bridge.
+type Options struct {
+	Client         *rockety.Client
+	Conn           *nats.Conn
+	Subjects       events.Subjects
+	Resources      []Resource
+	InitialSync    poller.InitialSync
+	MaxDeleteRatio float64
+	InstanceID     string
+	LeaseTTL       time.Duration
+	// ShutdownGrace is how long a cycle in progress may run on after the
+	// bridge is told to stop, before it is cut short (what it published is
+	// then committed at the next start).
+	ShutdownGrace time.Duration
+	Logger        *zap.Logger
+	Metrics       *Metrics
+	// Commands, when set, runs alongside the pollers (the command consumer).
+	Commands func(ctx context.Context, b *Bridge) error
+}
+
+// Bridge runs one poller per resource, and the command consumer, on one
+// NATS connection.
+type Bridge struct {
+	opts      Options
+	log       *zap.Logger
+	js        jetstream.JetStream
+	resources publisher.Resources
+	store     *publisher.StateStore
+	pub       *publisher.Publisher
+	pollers   []*poller.Poller
+
+	mu     sync.Mutex
+	status map[string]*resourceStatus
+}
+
+type resourceStatus struct {
+	interval    time.Duration
+	held        bool
+	polling     bool
+	lastSuccess time.Time
+	lastErr     error
+}
+
+// New provisions the streams and buckets and builds the pollers.
+func New(ctx context.Context, opts Options) (*Bridge, error) {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.ShutdownGrace == 0 {
+		opts.ShutdownGrace = 10 * time.Second
+	}
+	b := &Bridge{opts: opts, log: opts.Logger, status: map[string]*resourceStatus{}}
+	var err error
+	if b.js, err = jetstream.New(opts.Conn); err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	b.resources, err = publisher.Provision(pctx, b.js, publisher.Config{Subjects: opts.Subjects, LeaseTTL: opts.LeaseTTL})
+	if err != nil {
+		return nil, err
+	}
+	b.store = publisher.NewStateStore(b.js, b.resources.State)
+	if b.pub, err = publisher.NewPublisher(opts.Conn); err != nil {
+		return nil, err
+	}
+	leases, err := publisher.NewLeases(pctx, b.resources.Leases, opts.InstanceID)
+	if err != nil {
+		return nil, err
+	}
+	journal := publisher.NewJournal(b.js, opts.Subjects)
+	for _, r := range opts.Resources {
+		p, err := poller.New(poller.Config{
+			Resource:       r.Name,
+			Interval:       r.Interval,
+			InitialSync:    opts.InitialSync,
+			MaxDeleteRatio: opts.MaxDeleteRatio,
+		}, poller.Deps{
+			Lister:      opts.Client,
+			Mirror:      Mirror{StateStore: b.store},
+			Checkpoints: Mirror{StateStore: b.store},
+			Sink:        b.Sink(),
+			Journal:     journal,
+			Lease:       &Lease{Leases: leases, Resource: r.Name},
+			Observer:    (*observer)(b),
+		})
+		if err != nil {
+			return nil, err
+		}
+		b.pollers = append(b.pollers, p)
+		if opts.Metrics != nil {
+			opts.Metrics.InitResource(r.Name)
+		}
+		b.status[r.Name] = &resourceStatus{interval: r.Interval}
+	}
+	return b, nil
+}
+
+// Sink publishes events the way the pollers do; the command consumer uses
+// it for write-through events.
+func (b *Bridge) Sink() Sink {
+	return Sink{Publisher: b.pub, Subjects: b.opts.Subjects, APIBaseURL: b.opts.Client.BaseURL()}
+}
+
+// Store is the live mirror.
+func (b *Bridge) Store() *publisher.StateStore { return b.store }
+
+// JetStream is the bridge's JetStream context.
+func (b *Bridge) JetStream() jetstream.JetStream { return b.js }
+
+// Resources are the provisioned streams and buckets.
+func (b *Bridge) Resources() publisher.Resources { return b.resources }
+
+// Run polls every resource, and runs the command consumer, until ctx ends;
+// then it lets cycles in progress finish (up to ShutdownGrace) and returns.
+func (b *Bridge) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(b.pollers)+1)
+	for _, p := range b.pollers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Run(ctx, b.opts.ShutdownGrace); err != nil {
+				errs <- fmt.Errorf("poller %s: %w", p.Resource(), err)
+			}
+		}()
+	}
+	if b.opts.Commands != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.opts.Commands(ctx, b); err != nil {
+				errs <- fmt.Errorf("command consumer: %w", err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// Ready reports why the bridge is not ready, or nil: NATS must be
+// connected, and every resource whose lease this instance holds must have
+// had a complete cycle within three intervals, or be in its first one.
+func (b *Bridge) Ready() error {
+	if !b.opts.Conn.IsConnected() {
+		return errors.New("NATS is not connected")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var problems []string
+	now := time.Now()
+	for name, s := range b.status {
+		if !s.held {
+			continue // another replica polls it
+		}
+		if s.lastSuccess.IsZero() {
+			if !s.polling && s.lastErr != nil {
+				problems = append(problems, fmt.Sprintf("%s: first cycle failed: %v", name, s.lastErr))
+			}
+			continue
+		}
+		if now.Sub(s.lastSuccess) > 3*s.interval && !s.polling {
+			problems = append(problems, fmt.Sprintf("%s: no complete cycle since %s (last error: %v)",
+				name, s.lastSuccess.Format(time.RFC3339), s.lastErr))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// observer logs and counts what the pollers report.
+type observer Bridge
+
+func (o *observer) CycleStarted(resource string) {
+	b := (*Bridge)(o)
+	b.mu.Lock()
+	b.status[resource].polling = true
+	b.mu.Unlock()
+}
+
+func (o *observer) CycleDone(resource string, s poller.CycleStats, took time.Duration, err error) {
+	b := (*Bridge)(o)
+	b.mu.Lock()
+	st := b.status[resource]
+	st.polling = false
+	st.lastErr = err
+	if err == nil && s.Complete {
+		st.lastSuccess = time.Now()
+	}
+	b.mu.Unlock()
+	tracked := 0
+	for _, p := range b.pollers {
+		if p.Resource() == resource {
+			tracked = p.Tracked()
+		}
+	}
+	if b.opts.Metrics != nil {
+		b.opts.Metrics.CycleDone(resource, s, took, err, tracked)
+	}
+	fields := []zap.Field{zap.String("resource", resource), zap.Duration("took", took), zap.Int("pages", s.Pages),
+		zap.Int("seen", s.Seen), zap.Int("created", s.Created), zap.Int("updated", s.Updated),
+		zap.Int("deleted", s.Deleted), zap.Int("snapshot", s.Snapshot)}
+	switch {
+	case s.GuardTripped:
+		b.log.Error("mass-delete guard: more than BRIDGE_MAX_DELETE_RATIO of the known items vanished in one cycle; no deletes published",
+			append(fields, zap.Int("vanished", s.Suspected), zap.Int("known", tracked+s.Deleted),
+				zap.Float64("max_ratio", b.opts.MaxDeleteRatio))...)
+	case err != nil && errors.Is(err, poller.ErrLeaseLost):
+		b.log.Warn("poll lease lost; another replica polls this resource now", zap.String("resource", resource))
+	case err != nil:
+		b.log.Warn("poll cycle failed; it is retried with backoff", append(fields, zap.Error(err))...)
+	case s.Created+s.Updated+s.Deleted+s.Snapshot > 0:
+		b.log.Info("poll cycle", fields...)
+	default:
+		b.log.Debug("poll cycle", fields...)
+	}
+	if s.Total >= 0 && s.Complete && s.Seen < s.Total {
+		b.log.Debug("the traversal saw fewer items than the API's total; items moved between pages and suspected deletes are confirmed one by one",
+			zap.String("resource", resource), zap.Int("seen", s.Seen), zap.Int("total", s.Total))
+	}
+}
+
+func (o *observer) LeaseHeld(resource string, held bool, err error) {
+	b := (*Bridge)(o)
+	b.mu.Lock()
+	was := b.status[resource].held
+	b.status[resource].held = held
+	b.mu.Unlock()
+	if b.opts.Metrics != nil {
+		b.opts.Metrics.LeaseHeld(resource, held)
+	}
+	switch {
+	case err != nil:
+		b.log.Warn("poll lease", zap.String("resource", resource), zap.Bool("held", held), zap.Error(err))
+	case held != was:
+		b.log.Info("poll lease", zap.String("resource", resource), zap.Bool("held", held),
+			zap.String("instance", b.opts.InstanceID))
+	}
+}

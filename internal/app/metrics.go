@@ -1,0 +1,154 @@
+package app
+
+import (
+	"errors"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/rockety"
+)
+
+// Metrics are the bridge's Prometheus series. They observe the pollers and
+// the API client; the token never reaches a label.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	cycles        *prometheus.CounterVec
+	cycleDuration *prometheus.HistogramVec
+	itemsSeen     *prometheus.GaugeVec
+	tracked       *prometheus.GaugeVec
+	published     *prometheus.CounterVec
+	apiRequests   *prometheus.CounterVec
+	apiRetries    *prometheus.CounterVec
+	confirmations *prometheus.CounterVec
+	guardTrips    *prometheus.CounterVec
+	leaseHeld     *prometheus.GaugeVec
+	lastSuccess   *prometheus.GaugeVec
+	// Commands counts command outcomes by resource, action and status.
+	Commands *prometheus.CounterVec
+	// CommandLatency is the time from a command's arrival to its result.
+	CommandLatency *prometheus.HistogramVec
+}
+
+// NewMetrics registers every series on a fresh registry, with the Go and
+// process collectors and build information.
+func NewMetrics(version string) *Metrics {
+	const ns = "rockety_bridge"
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: r,
+		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "poll_cycles_total",
+			Help: "Poll cycles by resource and outcome (ok, incomplete, error, lease_lost)."}, []string{"resource", "outcome"}),
+		cycleDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "poll_cycle_duration_seconds",
+			Help: "Wall time of poll cycles.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}, []string{"resource"}),
+		itemsSeen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "poll_items_seen",
+			Help: "Distinct items the last cycle saw."}, []string{"resource"}),
+		tracked: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "items_tracked",
+			Help: "Live items the poller knows."}, []string{"resource"}),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "events_published_total",
+			Help: "Change events acknowledged by JetStream, by resource and op."}, []string{"resource", "op"}),
+		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "api_requests_total",
+			Help: "Rockety API requests by method, resource and status (0: no response)."}, []string{"method", "resource", "status"}),
+		apiRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "api_retries_total",
+			Help: "Rockety API requests that were retries of an earlier attempt."}, []string{"method", "resource"}),
+		confirmations: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "delete_confirmations_total",
+			Help: "GETs confirming suspected deletes, by outcome (deleted, present, failed)."}, []string{"resource", "outcome"}),
+		guardTrips: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "mass_delete_guard_trips_total",
+			Help: "Cycles whose deletes were held back by BRIDGE_MAX_DELETE_RATIO."}, []string{"resource"}),
+		leaseHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "lease_held",
+			Help: "1 while this instance holds the resource's poll lease."}, []string{"resource"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "last_successful_cycle_timestamp_seconds",
+			Help: "Unix time of the last complete cycle."}, []string{"resource"}),
+		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "commands_total",
+			Help: "Commands by resource, action and status (succeeded, failed, rejected)."}, []string{"resource", "action", "status"}),
+		CommandLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "command_duration_seconds",
+			Help: "Time from a command's receipt to its result.", Buckets: prometheus.DefBuckets}, []string{"resource", "action"}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
+		Help: "Build information; always 1."}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	r.MustRegister(m.cycles, m.cycleDuration, m.itemsSeen, m.tracked, m.published, m.apiRequests, m.apiRetries,
+		m.confirmations, m.guardTrips, m.leaseHeld, m.lastSuccess, m.Commands, m.CommandLatency, buildInfo,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// InitResource creates a resource's series at zero, so dashboards and
+// alerts see them before the first event.
+func (m *Metrics) InitResource(resource string) {
+	m.guardTrips.WithLabelValues(resource)
+	m.apiRetries.WithLabelValues("GET", resource)
+	m.leaseHeld.WithLabelValues(resource)
+	for _, o := range []string{"deleted", "present", "failed"} {
+		m.confirmations.WithLabelValues(resource, o)
+	}
+	for _, op := range events.Ops {
+		m.published.WithLabelValues(resource, string(op))
+	}
+}
+
+// ObserveRequest implements rockety.Observer.
+func (m *Metrics) ObserveRequest(r rockety.RequestInfo) {
+	resource := r.Resource
+	m.apiRequests.WithLabelValues(r.Method, resource, strconv.Itoa(r.Status)).Inc()
+	if r.Attempt > 1 {
+		m.apiRetries.WithLabelValues(r.Method, resource).Inc()
+	}
+}
+
+// CycleDone records one cycle.
+func (m *Metrics) CycleDone(resource string, s poller.CycleStats, took time.Duration, err error, tracked int) {
+	m.cycles.WithLabelValues(resource, outcome(err)).Inc()
+	m.cycleDuration.WithLabelValues(resource).Observe(took.Seconds())
+	m.tracked.WithLabelValues(resource).Set(float64(tracked))
+	for op, n := range map[events.Op]int{events.OpCreated: s.Created, events.OpUpdated: s.Updated,
+		events.OpDeleted: s.Deleted, events.OpSnapshot: s.Snapshot} {
+		if n > 0 {
+			m.published.WithLabelValues(resource, string(op)).Add(float64(n))
+		}
+	}
+	for outcome, n := range map[string]int{"deleted": s.Confirmed, "present": s.StillThere,
+		"failed": s.Suspected - s.Confirmed - s.StillThere} {
+		if n > 0 && !s.GuardTripped {
+			m.confirmations.WithLabelValues(resource, outcome).Add(float64(n))
+		}
+	}
+	if s.GuardTripped {
+		m.guardTrips.WithLabelValues(resource).Inc()
+	}
+	if err == nil && s.Complete {
+		m.itemsSeen.WithLabelValues(resource).Set(float64(s.Seen))
+		m.lastSuccess.WithLabelValues(resource).SetToCurrentTime()
+	}
+}
+
+// LeaseHeld records whether this instance holds a resource's lease.
+func (m *Metrics) LeaseHeld(resource string, held bool) {
+	v := 0.0
+	if held {
+		v = 1
+	}
+	m.leaseHeld.WithLabelValues(resource).Set(v)
+}
+
+// PublishedWriteThrough counts an event published for a command's write.
+func (m *Metrics) PublishedWriteThrough(resource string, op events.Op) {
+	m.published.WithLabelValues(resource, string(op)).Inc()
+}
+
+func outcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, poller.ErrLeaseLost):
+		return "lease_lost"
+	case errors.Is(err, poller.ErrIncomplete):
+		return "incomplete"
+	}
+	return "error"
+}
