@@ -26,7 +26,7 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) CycleStarted(string) {}
+func (nopObserver) CycleStarted(string)                                {}
 func (nopObserver) CycleDone(string, CycleStats, time.Duration, error) {}
 func (nopObserver) LeaseHeld(string, bool, error)                      {}
 
