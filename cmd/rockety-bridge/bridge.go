@@ -77,7 +77,7 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 	opts := app.Options{
 		Client: client, Conn: nc, Subjects: cfg.Subjects, InitialSync: cfg.InitialSync,
 		MaxDeleteRatio: cfg.MaxDeleteRatio, InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL,
-		Logger: log, Metrics: metrics,
+		Logger: log, Metrics: metrics, ShutdownGrace: max(cfg.ShutdownGrace, time.Millisecond),
 	}
 	for _, r := range cfg.Resources {
 		opts.Resources = append(opts.Resources, app.Resource{Name: r, Interval: cfg.Interval(r)})

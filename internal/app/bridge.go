@@ -238,6 +238,8 @@ func (o *observer) CycleDone(resource string, s poller.CycleStats, took time.Dur
 		b.log.Error("mass-delete guard: more than BRIDGE_MAX_DELETE_RATIO of the known items vanished in one cycle; no deletes published",
 			append(fields, zap.Int("vanished", s.Suspected), zap.Int("known", tracked+s.Deleted),
 				zap.Float64("max_ratio", b.opts.MaxDeleteRatio))...)
+	case err != nil && errors.Is(err, context.Canceled):
+		b.log.Info("poll cycle cut short by shutdown; what it published is committed at the next start", fields...)
 	case err != nil && errors.Is(err, poller.ErrLeaseLost):
 		b.log.Warn("poll lease lost; another replica polls this resource now", zap.String("resource", resource))
 	case err != nil:
