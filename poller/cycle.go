@@ -187,7 +187,7 @@ func (c *cycle) publish(batch []Change) error {
 		e := events.Event{Resource: p.cfg.Resource, Op: op, ID: ch.ID, Revision: events.ChangeRevision(ch.Replaced),
 			After: ch.Raw, DetectedAt: p.deps.Now().UTC()}
 		if op == events.OpUpdated {
-			changed, err := ChangedFields(p.hs, before, ch.Raw)
+			changed, err := ChangedFields(before, ch.Raw)
 			if err != nil || len(changed) == 0 {
 				// Nothing a subscriber could see changed (or the stored
 				// state is unreadable): store the new state silently.

@@ -256,7 +256,8 @@ func (ix *Index) Missing(cycle uint32) []Suspect {
 // ChangedFields lists the top-level fields that differ between two JSON
 // objects, sorted; a field present in only one of them counts. Key order
 // and formatting inside a field never make it differ.
-func ChangedFields(hs *hasher, before, after []byte) ([]string, error) {
+func ChangedFields(before, after []byte) ([]string, error) {
+	hs := newHasher()
 	var b, a map[string]json.RawMessage
 	if err := json.Unmarshal(before, &b); err != nil {
 		return nil, fmt.Errorf("before: %w", err)

@@ -105,7 +105,6 @@ func TestIndexMissingAndCommit(t *testing.T) {
 }
 
 func TestChangedFields(t *testing.T) {
-	hs := newHasher()
 	tests := []struct {
 		name, before, after string
 		want                []string
@@ -120,7 +119,7 @@ func TestChangedFields(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ChangedFields(hs, []byte(tt.before), []byte(tt.after))
+			got, err := ChangedFields([]byte(tt.before), []byte(tt.after))
 			if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
 				t.Errorf("ChangedFields = %v, %v; want %v (error %v)", got, err, tt.want, tt.wantErr)
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/rockety-io/rockety-bridge/consumer"
 	"github.com/rockety-io/rockety-bridge/internal/app"
 	"github.com/rockety-io/rockety-bridge/rockety"
 )
@@ -82,7 +83,7 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 	for _, r := range cfg.Resources {
 		opts.Resources = append(opts.Resources, app.Resource{Name: r, Interval: cfg.Interval(r)})
 	}
-	opts.Commands = commandsRunner(cfg)
+	opts.Commands = commandsRunner(cfg, client, metrics, log)
 
 	bridge, err := startBridge(ctx, opts, log)
 	if err != nil || bridge == nil {
@@ -152,6 +153,24 @@ func httpHandler(m *app.Metrics, ready func() error) http.Handler {
 
 // commandsRunner returns the command consumer to run beside the pollers,
 // or nil when BRIDGE_COMMANDS is false.
-func commandsRunner(cfg Config) func(context.Context, *app.Bridge) error {
-	return nil
+func commandsRunner(cfg Config, client *rockety.Client, metrics *app.Metrics, log *zap.Logger) func(context.Context, *app.Bridge) error {
+	if !cfg.Commands {
+		return nil
+	}
+	return func(ctx context.Context, b *app.Bridge) error {
+		c, err := consumer.New(ctx, b.JetStream(), client,
+			app.WriteThrough{Store: b.Store(), Sink: b.Sink(), Metrics: metrics},
+			consumer.Config{
+				Subjects:  cfg.Subjects,
+				Resources: cfg.Resources,
+				Allow:     cfg.CommandAllow,
+				Observer:  app.CommandObserver{Log: log, Metrics: metrics},
+			})
+		if err != nil {
+			return err
+		}
+		log.Info("command consumer running", zap.String("subjects", cfg.Subjects.Commands()),
+			zap.Strings("allow", cfg.CommandAllow))
+		return c.Run(ctx)
+	}
 }

@@ -1,0 +1,420 @@
+// Package consumer turns command messages on NATS into Rockety API writes
+// and reports each outcome as a result message. Every command is executed
+// at most once: its id (Nats-Msg-Id, or the stream sequence) and its result
+// are kept in KV, and the intent is recorded before the write, so a command
+// redelivered after a crash is recognised. A bad command is rejected at
+// once and never redelivered.
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/rockety"
+)
+
+// Writer makes API writes: the rockety client.
+type Writer interface {
+	Create(ctx context.Context, resource string, obj json.RawMessage) (rockety.Response, error)
+	Update(ctx context.Context, resource string, id rockety.ID, obj json.RawMessage) (rockety.Response, error)
+	Delete(ctx context.Context, resource string, id rockety.ID) (rockety.Response, error)
+}
+
+// WriteThrough stores a successful write in the mirror and publishes its
+// change event at once, so the next poll has nothing to add.
+type WriteThrough interface {
+	Written(ctx context.Context, req Request, resp rockety.Response) error
+}
+
+// Observer is told the outcome of every command, and of problems that do
+// not change an outcome (a failed write-through, say).
+type Observer interface {
+	CommandDone(resource, action string, status events.Status, took time.Duration)
+	Problem(msg string, commandID string, err error)
+}
+
+// Config configures a Consumer. Zero fields take the defaults.
+type Config struct {
+	Subjects events.Subjects
+	// Resources, when not empty, are the resources commands may name.
+	Resources []string
+	// Allow is BRIDGE_COMMAND_ALLOW; empty allows nothing.
+	Allow Allow
+	// Durable is the name of the pull consumer all replicas share.
+	Durable string
+	// Concurrency bounds the commands executed at once.
+	Concurrency int
+	// AckWait is how long a delivered command may go unacknowledged before
+	// it is delivered again; long writes send progress to extend it.
+	AckWait time.Duration
+	// MaxDeliver bounds deliveries of one command.
+	MaxDeliver int
+	// ResultTTL is how long executed command ids and results are kept.
+	ResultTTL time.Duration
+	Replicas  int
+	Observer  Observer
+}
+
+// Consumer executes commands from the commands stream.
+type Consumer struct {
+	cfg     Config
+	js      jetstream.JetStream
+	cons    jetstream.Consumer
+	results jetstream.KeyValue
+	writer  Writer
+	wt      WriteThrough
+	seed    maphash.Seed
+}
+
+// New creates (or updates) the durable consumer and the results bucket.
+func New(ctx context.Context, js jetstream.JetStream, w Writer, wt WriteThrough, cfg Config) (*Consumer, error) {
+	if cfg.Durable == "" {
+		cfg.Durable = "rockety-bridge-commands"
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.AckWait == 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.MaxDeliver == 0 {
+		cfg.MaxDeliver = 5
+	}
+	if cfg.ResultTTL == 0 {
+		cfg.ResultTTL = 24 * time.Hour
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.Concurrency < 1 || cfg.MaxDeliver < 1 || cfg.ResultTTL < 24*time.Hour {
+		return nil, fmt.Errorf("consumer: concurrency %d, max deliver %d, result TTL %s: want at least 1, 1 and 24h",
+			cfg.Concurrency, cfg.MaxDeliver, cfg.ResultTTL)
+	}
+	s := cfg.Subjects
+	cons, err := js.CreateOrUpdateConsumer(ctx, s.CommandsStream(), jetstream.ConsumerConfig{
+		Durable:       cfg.Durable,
+		Description:   "rockety-bridge: commands to Rockety API writes",
+		FilterSubject: s.Commands(),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		// Few commands are held by one replica at a time, so the others
+		// get their share.
+		MaxAckPending: cfg.Concurrency * 4,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer: creating consumer %s on %s: %w", cfg.Durable, s.CommandsStream(), err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      ResultsBucket(s),
+		Description: "Executed command ids and their results (rockety-bridge)",
+		History:     1,
+		TTL:         cfg.ResultTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer: provisioning KV bucket %s: %w", ResultsBucket(s), err)
+	}
+	return &Consumer{cfg: cfg, js: js, cons: cons, results: kv, writer: w, wt: wt, seed: maphash.MakeSeed()}, nil
+}
+
+// ResultsBucket is the KV bucket of executed commands, e.g.
+// ROCKETY_COMMAND_RESULTS.
+func ResultsBucket(s events.Subjects) string {
+	return strings.TrimSuffix(s.StateBucket(), "_STATE") + "_COMMAND_RESULTS"
+}
+
+// Run executes commands until ctx ends. Commands are spread over
+// Concurrency workers by target item, so two commands for one item run in
+// publish order; commands in progress when ctx ends are finished (each is
+// bounded by AckWait) before Run returns.
+func (c *Consumer) Run(ctx context.Context) error {
+	iter, err := c.cons.Messages(jetstream.PullMaxMessages(c.cfg.Concurrency * 2))
+	if err != nil {
+		return fmt.Errorf("consumer: %w", err)
+	}
+	stopIter := context.AfterFunc(ctx, iter.Stop)
+	defer stopIter()
+
+	work := context.WithoutCancel(ctx)
+	queues := make([]chan jetstream.Msg, c.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan jetstream.Msg, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for msg := range queues[i] {
+				c.handle(work, msg)
+			}
+		}()
+	}
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait()
+	}()
+	next := 0
+	for {
+		msg, err := iter.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return fmt.Errorf("consumer: reading commands: %w", err)
+		}
+		q := c.queueFor(msg, &next)
+		queues[q] <- msg
+	}
+}
+
+// queueFor routes a command to the worker of its target item; creates
+// (which have no target yet) go round robin.
+func (c *Consumer) queueFor(msg jetstream.Msg, next *int) int {
+	var cmd struct {
+		ID rockety.ID `json:"id"`
+	}
+	if json.Unmarshal(msg.Data(), &cmd) == nil && cmd.ID != "" {
+		resource, _ := c.tokens(msg.Subject())
+		return int(maphash.String(c.seed, resource+"/"+string(cmd.ID)) % uint64(c.cfg.Concurrency))
+	}
+	*next = (*next + 1) % c.cfg.Concurrency
+	return *next
+}
+
+// tokens splits a command subject into the resource token and the rest.
+func (c *Consumer) tokens(subject string) (resource, action string) {
+	rest, _ := strings.CutPrefix(subject, c.cfg.Subjects.Prefix()+".commands.")
+	resource, action, _ = strings.Cut(rest, ".")
+	return resource, action
+}
+
+// record is what the results bucket keeps per command id.
+type record struct {
+	State  string         `json:"state"` // "pending" before the write, "done" after
+	Action string         `json:"action,omitempty"`
+	Result *events.Result `json:"result,omitempty"`
+}
+
+const (
+	statePending = "pending"
+	stateDone    = "done"
+)
+
+// handle executes one command: look up its id; validate; record the
+// intent; write; record and publish the result; write through; ack.
+func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
+	start := time.Now()
+	meta, err := msg.Metadata()
+	if err != nil {
+		c.cfg.Observer.Problem("command without JetStream metadata; terminated", "", err)
+		_ = msg.Term()
+		return
+	}
+	commandID := msg.Headers().Get(nats.MsgIdHdr)
+	if commandID == "" {
+		commandID = strconv.FormatUint(meta.Sequence.Stream, 10)
+	}
+	resource, action := c.tokens(msg.Subject())
+	key := events.Escape(commandID)
+
+	rec, rev, err := c.lookup(ctx, key)
+	if err != nil {
+		c.retryLater(msg, commandID, "reading the command's record", err)
+		return
+	}
+	if rec.State == stateDone && rec.Result != nil {
+		// Executed before: the same result again, and no second write.
+		c.finish(ctx, msg, commandID, *rec.Result, start, false)
+		return
+	}
+
+	req, verr := Validate(resource, action, msg.Data(), c.cfg.Resources, c.cfg.Allow)
+	if verr != nil {
+		res := events.Result{CommandID: commandID, Resource: resource, Action: action, Status: events.StatusRejected,
+			Error: verr.Error(), Command: originalCommand(msg.Data())}
+		c.complete(ctx, msg, key, rev, commandID, res, start)
+		return
+	}
+
+	resumed := rec.State == statePending
+	if resumed && req.Action == events.ActionCreate {
+		// The bridge stopped between recording the intent and the outcome:
+		// the item may or may not exist. Sending it again could create it
+		// twice, so it is not sent.
+		res := events.Result{CommandID: commandID, Resource: resource, Action: action, Status: events.StatusFailed,
+			Error: "the outcome is unknown: the bridge stopped while this create was in flight, so Rockety may or may not " +
+				"have created the item; check before sending it again (a create is never sent twice)",
+			Command: originalCommand(msg.Data())}
+		c.complete(ctx, msg, key, rev, commandID, res, start)
+		return
+	}
+	if !resumed {
+		data, _ := json.Marshal(record{State: statePending, Action: action})
+		if rev, err = c.results.Create(ctx, key, data); err != nil {
+			// Another delivery of the same id got here first (a republish
+			// racing its original): let the redelivery find its record.
+			c.retryLater(msg, commandID, "recording the command's intent", err)
+			return
+		}
+	}
+
+	resp, werr := c.write(ctx, msg, req)
+	res := resultOf(commandID, resource, action, resp, werr, msg.Data())
+	if werr != nil && resumed && req.Action == events.ActionDelete && errors.Is(werr, rockety.ErrNotFound) {
+		// The delete landed before the bridge stopped.
+		res = events.Result{CommandID: commandID, Resource: resource, Action: action, Status: events.StatusSucceeded,
+			HTTPStatus: 404}
+	}
+	if res.Status == events.StatusSucceeded && werr == nil && c.wt != nil {
+		if err := c.wt.Written(ctx, req, resp); err != nil {
+			c.cfg.Observer.Problem("write-through failed; the next poll publishes the change instead", commandID, err)
+		}
+	}
+	c.complete(ctx, msg, key, rev, commandID, res, start)
+}
+
+// write calls the API, telling JetStream the command is in progress while
+// retries run, so it is not delivered to another replica meanwhile.
+func (c *Consumer) write(ctx context.Context, msg jetstream.Msg, req Request) (rockety.Response, error) {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(c.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	switch req.Action {
+	case events.ActionCreate:
+		return c.writer.Create(ctx, req.Resource, req.Data)
+	case events.ActionUpdate:
+		return c.writer.Update(ctx, req.Resource, req.ID, req.Data)
+	default:
+		return c.writer.Delete(ctx, req.Resource, req.ID)
+	}
+}
+
+// resultOf maps an API outcome onto a result.
+func resultOf(commandID, resource, action string, resp rockety.Response, err error, body []byte) events.Result {
+	res := events.Result{CommandID: commandID, Resource: resource, Action: action}
+	if err == nil {
+		res.Status, res.HTTPStatus = events.StatusSucceeded, resp.StatusCode
+		if len(resp.Body) > 0 && json.Valid(resp.Body) {
+			res.Data = resp.Body
+		}
+		return res
+	}
+	res.Status, res.Command = events.StatusFailed, originalCommand(body)
+	var apiErr *rockety.APIError
+	if errors.As(err, &apiErr) {
+		res.HTTPStatus = apiErr.StatusCode
+	}
+	res.Error = err.Error()
+	if errors.Is(err, rockety.ErrTransient) {
+		res.Error = "the Rockety API kept failing and the retries ran out: " + res.Error
+	}
+	return res
+}
+
+// complete records the result under the command id, then publishes it and
+// acknowledges the command.
+func (c *Consumer) complete(ctx context.Context, msg jetstream.Msg, key string, rev uint64, commandID string, res events.Result, start time.Time) {
+	data, _ := json.Marshal(record{State: stateDone, Action: res.Action, Result: &res})
+	var err error
+	if rev == 0 {
+		_, err = c.results.Create(ctx, key, data)
+	} else {
+		_, err = c.results.Update(ctx, key, data, rev)
+	}
+	if err != nil {
+		// The write is done; without the record a redelivery would repeat
+		// it. Keep the command pending and try to record again.
+		c.retryLater(msg, commandID, "recording the command's result", err)
+		return
+	}
+	c.finish(ctx, msg, commandID, res, start, true)
+}
+
+// finish publishes a result and settles the command: acknowledged when it
+// succeeded, terminated otherwise (never redelivered).
+func (c *Consumer) finish(ctx context.Context, msg jetstream.Msg, commandID string, res events.Result, start time.Time, first bool) {
+	body, _ := json.Marshal(res)
+	out := nats.NewMsg(c.cfg.Subjects.Result(res.Resource, res.Action, commandID))
+	out.Data = body
+	// Stored once however often it is sent; live subscribers get every send.
+	out.Header.Set(nats.MsgIdHdr, "result:"+commandID)
+	out.Header.Set("Rockety-Command-Id", commandID)
+	if _, err := c.js.PublishMsg(ctx, out); err != nil {
+		c.retryLater(msg, commandID, "publishing the result", err)
+		return
+	}
+	if res.Status == events.StatusSucceeded {
+		err := msg.Ack()
+		if err != nil {
+			c.cfg.Observer.Problem("acknowledging a command", commandID, err)
+		}
+	} else {
+		_ = msg.TermWithReason(string(res.Status) + ": " + truncate(res.Error, 200))
+	}
+	if first {
+		c.cfg.Observer.CommandDone(res.Resource, res.Action, res.Status, time.Since(start))
+	}
+}
+
+// retryLater asks for the command again a little later: NATS or the bridge
+// failed, not the command.
+func (c *Consumer) retryLater(msg jetstream.Msg, commandID, what string, err error) {
+	c.cfg.Observer.Problem(what+"; the command is retried", commandID, err)
+	_ = msg.NakWithDelay(2 * time.Second)
+}
+
+// lookup reads a command's record; a missing one is the zero record.
+func (c *Consumer) lookup(ctx context.Context, key string) (record, uint64, error) {
+	e, err := c.results.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return record{}, 0, nil
+	}
+	if err != nil {
+		return record{}, 0, err
+	}
+	var rec record
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return record{}, 0, fmt.Errorf("the record of this command is unreadable: %w", err)
+	}
+	return rec, e.Revision(), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+type nopObserver struct{}
+
+func (nopObserver) CommandDone(string, string, events.Status, time.Duration) {}
+func (nopObserver) Problem(string, string, error)                            {}

@@ -1,0 +1,104 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/rockety-io/rockety-bridge/consumer"
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/publisher"
+	"github.com/rockety-io/rockety-bridge/rockety"
+)
+
+// WriteThrough publishes the change event of a command's successful write
+// and stores the new state in the mirror at once, exactly as a poll would
+// have: same event id, same revision, same fields. A poll that saw the
+// change first, or sees it later, then publishes nothing more (the shared
+// event id makes a race between the two a JetStream duplicate).
+type WriteThrough struct {
+	Store   *publisher.StateStore
+	Sink    Sink
+	Metrics *Metrics
+}
+
+// Written implements consumer.WriteThrough.
+func (w WriteThrough) Written(ctx context.Context, req consumer.Request, resp rockety.Response) error {
+	id := req.ID
+	if req.Action == events.ActionCreate {
+		id = resp.Item.ID
+	}
+	value := resp.Item.Raw
+	if id == "" || (req.Action != events.ActionDelete && (resp.Item.ID == "" || resp.Item.ID != id)) {
+		return nil // the answer holds no item: the next poll reports the change
+	}
+	stored, err := w.Store.Lookup(ctx, req.Resource, []string{string(id)})
+	if err != nil {
+		return err
+	}
+	s := stored[0]
+	live := s.Revision != 0 && !s.Deleted
+	e := events.Event{Resource: req.Resource, ID: string(id), Revision: events.ChangeRevision(s.Revision), DetectedAt: time.Now().UTC()}
+	switch {
+	case req.Action == events.ActionDelete:
+		if !live {
+			return nil
+		}
+		e.Op, e.Before = events.OpDeleted, s.Value
+		value = nil
+	case live:
+		if bytes.Equal(s.Value, value) {
+			return nil
+		}
+		changed, err := poller.ChangedFields(s.Value, value)
+		if err != nil {
+			return err
+		}
+		if len(changed) == 0 {
+			return nil
+		}
+		e.Op, e.Before, e.After, e.Changed = events.OpUpdated, s.Value, value, changed
+	default:
+		e.Op, e.After = events.OpCreated, value
+	}
+	out := []poller.Outgoing{{EventID: events.EventID(req.Resource, string(id), e.Op, s.Revision), Event: e}}
+	acked := false
+	if err := w.Sink.Publish(ctx, out, func(int, uint64) { acked = true }); err != nil || !acked {
+		return fmt.Errorf("publishing the write-through event of %s %s: %w", req.Resource, id, err)
+	}
+	if w.Metrics != nil {
+		w.Metrics.PublishedWriteThrough(req.Resource, e.Op)
+	}
+	// A conflict means a poll stored the state meanwhile: fine either way.
+	_, err = w.Store.Commit(ctx, req.Resource, []publisher.Write{{ID: string(id), Value: value, LastRevision: s.Revision}})
+	return err
+}
+
+// CommandObserver logs and counts command outcomes.
+type CommandObserver struct {
+	Log     *zap.Logger
+	Metrics *Metrics
+}
+
+// CommandDone implements consumer.Observer.
+func (o CommandObserver) CommandDone(resource, action string, status events.Status, took time.Duration) {
+	if o.Metrics != nil {
+		o.Metrics.Commands.WithLabelValues(resource, action, string(status)).Inc()
+		o.Metrics.CommandLatency.WithLabelValues(resource, action).Observe(took.Seconds())
+	}
+	if o.Log != nil && status != events.StatusSucceeded {
+		o.Log.Info("command not executed", zap.String("resource", resource), zap.String("action", action),
+			zap.String("status", string(status)))
+	}
+}
+
+// Problem implements consumer.Observer.
+func (o CommandObserver) Problem(msg, commandID string, err error) {
+	if o.Log != nil {
+		o.Log.Warn(msg, zap.String("command_id", commandID), zap.Error(err))
+	}
+}
