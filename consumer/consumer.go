@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -278,9 +279,10 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	resp, werr := c.write(ctx, msg, req)
 	res := resultOf(commandID, resource, action, resp, werr, msg.Data())
 	if werr != nil && resumed && req.Action == events.ActionDelete && errors.Is(werr, rockety.ErrNotFound) {
-		// The delete landed before the bridge stopped.
+		// The delete landed before the bridge stopped: the item is gone,
+		// which is what a successful delete (204) means.
 		res = events.Result{CommandID: commandID, Resource: resource, Action: action, Status: events.StatusSucceeded,
-			HTTPStatus: 404}
+			HTTPStatus: http.StatusNoContent}
 	}
 	if res.Status == events.StatusSucceeded && werr == nil && c.wt != nil {
 		if err := c.wt.Written(ctx, req, resp); err != nil {

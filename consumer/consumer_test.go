@@ -1,0 +1,410 @@
+package consumer_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rockety-io/rockety-bridge/command"
+	"github.com/rockety-io/rockety-bridge/consumer"
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/internal/natstest"
+	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/publisher"
+	"github.com/rockety-io/rockety-bridge/rockety"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+	"github.com/rockety-io/rockety-bridge/schemas"
+)
+
+var subjects = events.MustSubjects("rockety")
+
+// faulty answers the first n writes of a method with status, then lets
+// requests through to the simulator: a fault in front of the real thing.
+type faulty struct {
+	next   http.Handler
+	method string
+	status int
+	left   atomic.Int32
+}
+
+func (f *faulty) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == f.method && f.left.Add(-1) >= 0 {
+		w.WriteHeader(f.status)
+		_, _ = w.Write([]byte(`{"error":{"code":"internal","message":"injected"}}`))
+		return
+	}
+	f.next.ServeHTTP(w, r)
+}
+
+type harness struct {
+	t      *testing.T
+	sim    *sim.Server
+	fault  *faulty
+	client *rockety.Client
+	nats   *natstest.Server
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	res    publisher.Resources
+	store  *publisher.StateStore
+	sink   app.Sink
+	cmd    *command.Client
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newHarness(t *testing.T, allow consumer.Allow) *harness {
+	t.Helper()
+	s, err := sim.New(sim.Options{Token: "tok", Seed: 3, SeedItems: 20, Resources: []string{"tasks", "users"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	h := &harness{t: t, sim: s, fault: &faulty{next: s}}
+	api := httptest.NewServer(h.fault)
+	t.Cleanup(api.Close)
+	h.client, err = rockety.New(api.URL+sim.BasePath, rockety.WithToken("tok"), rockety.WithAllowInsecure(true),
+		rockety.WithRetry(time.Millisecond, 5*time.Millisecond, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.nats = natstest.Start(t)
+	h.nc = h.nats.Connect(t)
+	h.js, _ = jetstream.New(h.nc)
+	ctx := context.Background()
+	if h.res, err = publisher.Provision(ctx, h.js, publisher.Config{Subjects: subjects}); err != nil {
+		t.Fatal(err)
+	}
+	h.store = publisher.NewStateStore(h.js, h.res.State)
+	pub, _ := publisher.NewPublisher(h.nc)
+	h.sink = app.Sink{Publisher: pub, Subjects: subjects, APIBaseURL: api.URL + sim.BasePath}
+	h.cmd, _ = command.New(h.nats.Connect(t), subjects)
+	h.start(allow)
+	return h
+}
+
+// start runs a consumer, as one bridge process does.
+func (h *harness) start(allow consumer.Allow) {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := consumer.New(ctx, h.js, h.client, app.WriteThrough{Store: h.store, Sink: h.sink},
+		consumer.Config{Subjects: subjects, Resources: []string{"tasks", "users"}, Allow: allow, AckWait: 2 * time.Second})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() { h.done <- c.Run(ctx) }()
+	h.t.Cleanup(h.stop)
+}
+
+func (h *harness) stop() {
+	if h.cancel != nil {
+		h.cancel()
+		if err := <-h.done; err != nil {
+			h.t.Errorf("consumer: %v", err)
+		}
+		h.cancel = nil
+	}
+}
+
+func (h *harness) do(req command.Request) events.Result {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	res, err := h.cmd.Do(ctx, req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	b, _ := json.Marshal(res)
+	if err := schemas.ValidateResult(b); err != nil {
+		h.t.Errorf("result %s: %v", b, err)
+	}
+	return res
+}
+
+func (h *harness) writes() int {
+	st := h.sim.Stats()
+	return st.ByMethod["POST"] + st.ByMethod["PUT"] + st.ByMethod["DELETE"]
+}
+
+// settled checks that no command is pending or waiting for an ack.
+func (h *harness) settled() {
+	h.t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := h.js.Consumer(ctx, subjects.CommandsStream(), "rockety-bridge-commands")
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("commands still pending: %d pending, %d awaiting ack, %d redelivered",
+				info.NumPending, info.NumAckPending, info.NumRedelivered)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestCreateUpdateDeleteSucceed(t *testing.T) {
+	h := newHarness(t, consumer.Allow{"*"})
+	created := h.do(command.Request{Resource: "tasks", Action: events.ActionCreate,
+		Command: events.Command{Data: json.RawMessage(`{"title":"From a command","project_id":1}`)}})
+	if created.Status != events.StatusSucceeded || created.HTTPStatus != 201 || !strings.Contains(string(created.Data), `"From a command"`) {
+		t.Fatalf("create = %+v", created)
+	}
+	id, _ := rockety.ItemID(created.Data)
+	updated := h.do(command.Request{Resource: "tasks", Action: events.ActionUpdate,
+		Command: events.Command{ID: id, Data: json.RawMessage(`{"status":"done"}`)}})
+	if updated.Status != events.StatusSucceeded || updated.HTTPStatus != 200 || !strings.Contains(string(updated.Data), `"status":"done"`) {
+		t.Fatalf("update = %+v", updated)
+	}
+	deleted := h.do(command.Request{Resource: "tasks", Action: events.ActionDelete, Command: events.Command{ID: id}})
+	if deleted.Status != events.StatusSucceeded || deleted.HTTPStatus != 204 || deleted.CommandID == "" {
+		t.Fatalf("delete = %+v", deleted)
+	}
+	var ops []string
+	for _, m := range h.sim.Mutations() {
+		ops = append(ops, m.Op+" "+m.ID)
+	}
+	want := fmt.Sprintf("[created %s updated %s deleted %s]", id, id, id)
+	if fmt.Sprint(ops) != want {
+		t.Errorf("simulator writes %v, want %s", ops, want)
+	}
+	h.settled()
+}
+
+func TestBadCommandsAreRejectedWithoutAnAPICall(t *testing.T) {
+	h := newHarness(t, consumer.Allow{"tasks.update", "tasks.create", "users.*"})
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		subject string
+		body    string
+		wantErr string
+	}{
+		{"malformed JSON", "rockety.commands.tasks.update", `{"id": 1, "data": `, "the body is not a command"},
+		{"unknown action", "rockety.commands.tasks.frobnicate", `{"id": 1}`, `unknown action "frobnicate"`},
+		{"update without id", "rockety.commands.tasks.update", `{"data":{"status":"done"}}`, `update needs "id"`},
+		{"disallowed action", "rockety.commands.tasks.delete", `{"id": 1}`, "not allowed by BRIDGE_COMMAND_ALLOW"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resource, action, _ := strings.Cut(strings.TrimPrefix(tt.subject, "rockety.commands."), ".")
+			cid := fmt.Sprintf("bad-%d", i)
+			sub, err := h.nc.SubscribeSync(subjects.Result(resource, action, cid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			msg := nats.NewMsg(tt.subject)
+			msg.Data = []byte(tt.body)
+			msg.Header.Set(nats.MsgIdHdr, cid)
+			if _, err := h.js.PublishMsg(ctx, msg); err != nil {
+				t.Fatal(err)
+			}
+			got, err := sub.NextMsg(10 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var res events.Result
+			_ = json.Unmarshal(got.Data, &res)
+			if err := schemas.ValidateResult(got.Data); err != nil {
+				t.Error(err)
+			}
+			if res.Status != events.StatusRejected || !strings.Contains(res.Error, tt.wantErr) || res.Action != action ||
+				len(res.Command) == 0 || res.CommandID != cid {
+				t.Errorf("result = %+v", res)
+			}
+		})
+	}
+	if n := h.writes(); n != 0 {
+		t.Errorf("%d API writes for rejected commands", n)
+	}
+	h.settled()
+}
+
+func TestAPIRefusalFailsOnceAndServerErrorsAreRetried(t *testing.T) {
+	h := newHarness(t, consumer.Allow{"*"})
+	missing := h.do(command.Request{Resource: "tasks", Action: events.ActionUpdate,
+		Command: events.Command{ID: "999999", Data: json.RawMessage(`{"status":"done"}`)}})
+	if missing.Status != events.StatusFailed || missing.HTTPStatus != 404 || !strings.Contains(missing.Error, "404") ||
+		!strings.Contains(string(missing.Command), "999999") {
+		t.Fatalf("404 result = %+v", missing)
+	}
+	if n := h.sim.Stats().ByMethod["PUT"]; n != 1 {
+		t.Errorf("%d PUTs for a 404: a refusal is not retried", n)
+	}
+
+	h.sim.ResetStats()
+	h.fault.method, h.fault.status = "PUT", 500
+	h.fault.left.Store(2)
+	ok := h.do(command.Request{Resource: "tasks", Action: events.ActionUpdate,
+		Command: events.Command{ID: "3", Data: json.RawMessage(`{"status":"done"}`)}})
+	if ok.Status != events.StatusSucceeded || ok.HTTPStatus != 200 {
+		t.Fatalf("after two 500s = %+v", ok)
+	}
+	if n := h.sim.Stats().ByMethod["PUT"]; n != 1 {
+		t.Errorf("%d writes reached the API, want exactly 1", n)
+	}
+	h.settled()
+}
+
+func TestSameCommandIDTwiceWritesOnce(t *testing.T) {
+	h := newHarness(t, consumer.Allow{"*"})
+	req := command.Request{Resource: "tasks", Action: events.ActionCreate, CommandID: "create-once",
+		Command: events.Command{Data: json.RawMessage(`{"title":"only once"}`)}}
+	first := h.do(req)
+	second := h.do(req)
+	if first.Status != events.StatusSucceeded || fmt.Sprint(first) != fmt.Sprint(second) {
+		t.Fatalf("results differ:\n%+v\n%+v", first, second)
+	}
+	if n := h.sim.Stats().ByMethod["POST"]; n != 1 {
+		t.Errorf("%d POSTs for one command id", n)
+	}
+	h.settled()
+}
+
+// TestRestartAfterTheWriteBeforeTheAck stands for a bridge killed after the
+// API write and before the command's outcome was recorded: the intent
+// record is there, the write happened, and the command is delivered again.
+func TestRestartAfterTheWriteBeforeTheAck(t *testing.T) {
+	h := newHarness(t, consumer.Allow{"*"})
+	h.stop()
+	ctx := context.Background()
+	kv, err := h.js.KeyValue(ctx, consumer.ResultsBucket(subjects))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := func(id, action string) {
+		if _, err := kv.Create(ctx, events.Escape(id), []byte(`{"state":"pending","action":"`+action+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The writes the killed bridge made.
+	newID, _ := h.sim.Create("tasks", map[string]any{"title": "created before the kill"})
+	_ = h.sim.Update("tasks", "4", map[string]any{"status": "done"})
+	_ = h.sim.Delete("tasks", "5")
+	pending("c-create", "create")
+	pending("c-update", "update")
+	pending("c-delete", "delete")
+	h.sim.ResetStats()
+	writesBefore := len(h.sim.Mutations())
+
+	h.start(consumer.Allow{"*"})
+	create := h.do(command.Request{Resource: "tasks", Action: events.ActionCreate, CommandID: "c-create",
+		Command: events.Command{Data: json.RawMessage(`{"title":"created before the kill"}`)}})
+	update := h.do(command.Request{Resource: "tasks", Action: events.ActionUpdate, CommandID: "c-update",
+		Command: events.Command{ID: "4", Data: json.RawMessage(`{"status":"done"}`)}})
+	del := h.do(command.Request{Resource: "tasks", Action: events.ActionDelete, CommandID: "c-delete",
+		Command: events.Command{ID: "5"}})
+
+	if create.Status != events.StatusFailed || !strings.Contains(create.Error, "the outcome is unknown") {
+		t.Errorf("create = %+v", create)
+	}
+	if n := h.sim.Stats().ByMethod["POST"]; n != 0 {
+		t.Errorf("the create was sent again (%d POSTs); %s may now exist twice", n, newID)
+	}
+	if update.Status != events.StatusSucceeded || del.Status != events.StatusSucceeded {
+		t.Errorf("update = %+v, delete = %+v; both are safe to repeat", update, del)
+	}
+	if got := len(h.sim.Mutations()) - writesBefore; got > 1 {
+		t.Errorf("%d new mutations; only the repeated update may write", got)
+	}
+	h.settled()
+}
+
+func TestWriteThroughEventAppearsOnceAndThePollAddsNothing(t *testing.T) {
+	h := newHarness(t, consumer.Allow{"*"})
+	ctx := context.Background()
+	store := app.Mirror{StateStore: h.store}
+	p, err := poller.New(poller.Config{Resource: "tasks"}, poller.Deps{Lister: h.client, Mirror: store, Checkpoints: store,
+		Sink: h.sink, Journal: publisher.NewJournal(h.js, subjects)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.RunOnce(ctx); err != nil { // baseline
+		t.Fatal(err)
+	}
+	res := h.do(command.Request{Resource: "tasks", Action: events.ActionUpdate,
+		Command: events.Command{ID: "7", Data: json.RawMessage(`{"title":"written through"}`)}})
+	if res.Status != events.StatusSucceeded {
+		t.Fatal(res)
+	}
+	created := h.do(command.Request{Resource: "tasks", Action: events.ActionCreate,
+		Command: events.Command{Data: json.RawMessage(`{"title":"new through a command"}`)}})
+	newID, _ := rockety.ItemID(created.Data)
+	stats, err := p.RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Created+stats.Updated+stats.Deleted != 0 {
+		t.Errorf("the poll after the write-through published %+v", stats)
+	}
+	st, _ := h.js.Stream(ctx, subjects.EventsStream())
+	var got []string
+	for seq := uint64(1); ; seq++ {
+		raw, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(raw.Subject, "rockety.events.") {
+			if err := schemas.ValidateEvent(raw.Data); err != nil {
+				t.Error(err)
+			}
+			got = append(got, raw.Subject)
+		}
+	}
+	want := []string{"rockety.events.tasks.updated.7", "rockety.events.tasks.created." + string(newID)}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+}
+
+func TestCommandsForOneItemRunInOrder(t *testing.T) {
+	h := newHarness(t, consumer.Allow{"*"})
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	for i := range 20 {
+		msg := nats.NewMsg(subjects.Command("tasks", events.ActionUpdate))
+		msg.Data = []byte(fmt.Sprintf(`{"id":"2","data":{"description":"step %02d"}}`, i))
+		msg.Header.Set(nats.MsgIdHdr, fmt.Sprintf("order-%d", i))
+		if _, err := h.js.PublishMsg(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	h.settled()
+	var steps []string
+	for _, m := range h.sim.Mutations() {
+		if m.ID == "2" {
+			var item struct{ Description string }
+			_ = json.Unmarshal(m.Item, &item)
+			steps = append(steps, item.Description)
+		}
+	}
+	for i, s := range steps {
+		if s != fmt.Sprintf("step %02d", i) {
+			t.Fatalf("writes out of order: %v", steps)
+		}
+	}
+	if len(steps) != 20 {
+		t.Errorf("%d writes, want 20", len(steps))
+	}
+}
