@@ -235,10 +235,17 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	resource, action := c.tokens(msg.Subject())
 	key := events.Escape(commandID)
 
-	rec, rev, err := c.lookup(ctx, key)
-	if err != nil {
-		c.retryLater(msg, commandID, "reading the command's record", err)
-		return
+	// Most commands are new: claim the id first, and read the record only
+	// when someone has.
+	pendingRec, _ := json.Marshal(record{State: statePending, Action: action})
+	rev, err := c.results.Create(ctx, key, pendingRec)
+	fresh := err == nil
+	var rec record
+	if !fresh {
+		if rec, rev, err = c.lookup(ctx, key); err != nil {
+			c.retryLater(msg, commandID, "reading the command's record", err)
+			return
+		}
 	}
 	if rec.State == stateDone && rec.Result != nil {
 		// Executed before: the same result again, and no second write.
@@ -254,7 +261,7 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 
-	resumed := rec.State == statePending
+	resumed := !fresh && rec.State == statePending
 	if resumed && req.Action == events.ActionCreate {
 		// The bridge stopped between recording the intent and the outcome:
 		// the item may or may not exist. Sending it again could create it
@@ -266,14 +273,11 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		c.complete(ctx, msg, key, rev, commandID, res, start)
 		return
 	}
-	if !resumed {
-		data, _ := json.Marshal(record{State: statePending, Action: action})
-		if rev, err = c.results.Create(ctx, key, data); err != nil {
-			// Another delivery of the same id got here first (a republish
-			// racing its original): let the redelivery find its record.
-			c.retryLater(msg, commandID, "recording the command's intent", err)
-			return
-		}
+	if !fresh && !resumed {
+		// The record vanished between the two calls (its TTL ran out):
+		// let the redelivery claim the id afresh.
+		c.retryLater(msg, commandID, "recording the command's intent", errors.New("the record of this command changed meanwhile"))
+		return
 	}
 
 	resp, werr := c.write(ctx, msg, req)

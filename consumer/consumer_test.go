@@ -48,7 +48,7 @@ func (f *faulty) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	sim    *sim.Server
 	fault  *faulty
 	client *rockety.Client
@@ -63,7 +63,7 @@ type harness struct {
 	done   chan error
 }
 
-func newHarness(t *testing.T, allow consumer.Allow) *harness {
+func newHarness(t testing.TB, allow consumer.Allow) *harness {
 	t.Helper()
 	s, err := sim.New(sim.Options{Token: "tok", Seed: 3, SeedItems: 20, Resources: []string{"tasks", "users"}})
 	if err != nil {
@@ -98,7 +98,8 @@ func (h *harness) start(allow consumer.Allow) {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := consumer.New(ctx, h.js, h.client, app.WriteThrough{Store: h.store, Sink: h.sink},
-		consumer.Config{Subjects: subjects, Resources: []string{"tasks", "users"}, Allow: allow, AckWait: 2 * time.Second})
+		consumer.Config{Subjects: subjects, Resources: []string{"tasks", "users"}, Allow: allow, AckWait: 2 * time.Second,
+			Concurrency: 16})
 	if err != nil {
 		h.t.Fatal(err)
 	}
