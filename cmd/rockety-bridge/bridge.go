@@ -169,6 +169,7 @@ func commandsRunner(cfg Config, client *rockety.Client, metrics *app.Metrics, lo
 		if err != nil {
 			return err
 		}
+		metrics.InitCommands(cfg.Resources)
 		log.Info("command consumer running", zap.String("subjects", cfg.Subjects.Commands()),
 			zap.Strings("allow", cfg.CommandAllow))
 		return c.Run(ctx)

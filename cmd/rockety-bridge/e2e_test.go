@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rockety-io/rockety-bridge/command"
 	"github.com/rockety-io/rockety-bridge/events"
 )
 
@@ -173,6 +174,23 @@ func TestEndToEndProcesses(t *testing.T) {
 		}
 	}
 
+	// A command through NATS: one write, a result, one event.
+	cmds, err := command.New(nc, events.MustSubjects("rockety"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 15*time.Second)
+	res, err := cmds.Do(cctx, command.Request{Resource: "tasks", Action: events.ActionUpdate,
+		Command: events.Command{ID: "6", Data: json.RawMessage(`{"status":"blocked"}`)}})
+	ccancel()
+	if err != nil || res.Status != events.StatusSucceeded {
+		t.Fatalf("command: %+v, %v", res, err)
+	}
+	read(4, 15*time.Second)
+	if received["updated 6"] != 1 {
+		t.Errorf("the command's write-through event arrived %d times", received["updated 6"])
+	}
+
 	// Slow the API down so a cycle (30 pages of 10) takes a few seconds,
 	// change items on every page, and stop the bridge in the middle.
 	if code := bridge.stop(t, 30*time.Second); code != 0 {
@@ -196,10 +214,10 @@ func TestEndToEndProcesses(t *testing.T) {
 	// The seed data is back: the created task is gone, task 5 is back to
 	// its seed state, task 7 exists again. Each of those three changes
 	// arrives once, however the stop cut the cycle.
-	read(6, 40*time.Second)
+	read(8, 40*time.Second)
 	time.Sleep(2 * time.Second) // and nothing more arrives
-	read(7, time.Second)
-	want := map[string]int{"created " + id: 1, "updated 5": 2, "deleted 7": 1, "deleted " + id: 1, "created 7": 1}
+	read(9, time.Second)
+	want := map[string]int{"created " + id: 1, "updated 5": 2, "updated 6": 2, "deleted 7": 1, "deleted " + id: 1, "created 7": 1}
 	if fmt.Sprint(received) != fmt.Sprint(want) {
 		t.Errorf("events %v, want %v", received, want)
 	}

@@ -156,6 +156,7 @@ func TestRunHealthReadinessAndMetrics(t *testing.T) {
 		"rockety_bridge_delete_confirmations_total",
 		"rockety_bridge_mass_delete_guard_trips_total",
 		"rockety_bridge_api_retries_total",
+		"rockety_bridge_commands_total{action=\"update\",resource=\"tasks\",status=\"succeeded\"}",
 		"go_goroutines",
 	} {
 		if !strings.Contains(body, series) {

@@ -92,6 +92,17 @@ func (m *Metrics) InitResource(resource string) {
 	}
 }
 
+// InitCommands creates the command series at zero.
+func (m *Metrics) InitCommands(resources []string) {
+	for _, r := range resources {
+		for _, a := range []events.Action{events.ActionCreate, events.ActionUpdate, events.ActionDelete} {
+			for _, s := range []events.Status{events.StatusSucceeded, events.StatusFailed, events.StatusRejected} {
+				m.Commands.WithLabelValues(r, string(a), string(s))
+			}
+		}
+	}
+}
+
 // ObserveRequest implements rockety.Observer.
 func (m *Metrics) ObserveRequest(r rockety.RequestInfo) {
 	resource := r.Resource
