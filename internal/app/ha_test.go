@@ -38,8 +38,10 @@ type instance struct {
 
 type countingObserver struct{ in *instance }
 
-func (o countingObserver) CommandDone(string, string, events.Status, time.Duration) { o.in.commands.Add(1) }
-func (o countingObserver) Problem(string, string, error)                            {}
+func (o countingObserver) CommandDone(string, string, events.Status, time.Duration) {
+	o.in.commands.Add(1)
+}
+func (o countingObserver) Problem(string, string, error) {}
 
 func startInstance(t *testing.T, name string, ns *natstest.Server, client *rockety.Client, ttl time.Duration) *instance {
 	t.Helper()
