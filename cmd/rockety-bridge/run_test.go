@@ -103,7 +103,8 @@ func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
 
 func TestRunHealthReadinessAndMetrics(t *testing.T) {
 	clearEnv(t)
-	s, err := sim.New(sim.Options{Token: "tok", Seed: 1, SeedItems: 30, Churn: 10})
+	const token = "tok-9f3c2a7e-never-shown"
+	s, err := sim.New(sim.Options{Token: token, Seed: 1, SeedItems: 30, Churn: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestRunHealthReadinessAndMetrics(t *testing.T) {
 	ns := natstest.Start(t)
 	addr := freeAddr(t)
 	for k, v := range map[string]string{
-		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
+		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": token, "ROCKETY_ALLOW_INSECURE": "true",
 		"ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": ns.ClientURL(), "BRIDGE_HTTP_ADDR": addr,
 		"BRIDGE_LEASE_TTL": "2s", "LOG_LEVEL": "debug", "BRIDGE_INSTANCE_ID": "test-pod",
 	} {
@@ -128,7 +129,7 @@ func TestRunHealthReadinessAndMetrics(t *testing.T) {
 		if code := <-done; code != 0 {
 			t.Errorf("run exit %d", code)
 		}
-		if strings.Contains(logs.String(), "tok\"") || strings.Contains(logs.String(), "Bearer") {
+		if strings.Contains(logs.String(), token) || strings.Contains(logs.String(), "Bearer") {
 			t.Errorf("the token appears in the logs")
 		}
 	}()
@@ -145,6 +146,9 @@ func TestRunHealthReadinessAndMetrics(t *testing.T) {
 			!strings.Contains(body, `rockety_bridge_events_published_total{op="updated",resource="tasks"} 0`)
 	})
 	_, body := get(t, base+"/metrics")
+	if strings.Contains(body, token) {
+		t.Error("the token appears in the metrics")
+	}
 	for _, series := range []string{
 		"rockety_bridge_poll_cycles_total{outcome=\"ok\",resource=\"tasks\"}",
 		"rockety_bridge_poll_cycle_duration_seconds_bucket",

@@ -1,0 +1,142 @@
+package poller_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/rockety"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+)
+
+// TestChurnUnderAPIFaults polls through bursts of 500s, 429 storms with
+// Retry-After, and slow responses, while the simulator churns, then checks
+// the events against the simulator's log once the faults stop: failed
+// cycles may delay a change, never lose, repeat or invent one.
+func TestChurnUnderAPIFaults(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 12, SeedItems: 300, Resources: []string{"tasks"}, Churn: 40},
+		rockety.WithRequestTimeout(50*time.Millisecond))
+	rec := &recorder{}
+	deps := h.deps()
+	deps.Observer = rec
+	p := h.poller(poller.Config{Interval: 30 * time.Millisecond}, deps)
+	evs := h.stream()
+	cycle(t, p)
+	base := h.sim.LastSeq()
+	baseline := map[string][]byte{}
+	for _, id := range h.sim.IDs("tasks") {
+		raw, _ := h.sim.Get("tasks", id)
+		baseline[id] = raw
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = p.Run(ctx, time.Second)
+	}()
+	if err := h.sim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []sim.Faults{
+		{ErrorRate: 0.3}, // 500 bursts
+		{RateLimitRate: 0.5, RetryAfter: time.Second},        // a 429 storm
+		{Latency: 80 * time.Millisecond, ErrorRate: 0.1},     // slower than the timeout
+		{FailPage: sim.FailPage{Resource: "tasks", Page: 2}}, // one page down
+		{},
+	} {
+		if err := h.sim.SetFaults(f); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+	}
+	if err := h.sim.SetChurn(0); err != nil {
+		t.Fatal(err)
+	}
+	settled := rec.count()
+	for rec.count() < settled+3 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+
+	rec.mu.Lock()
+	failed := 0
+	for _, err := range rec.errs {
+		if err != nil {
+			failed++
+		}
+	}
+	rec.mu.Unlock()
+	if failed == 0 {
+		t.Error("no cycle failed: the faults did not bite, the test proves nothing")
+	}
+	got := evs.next()
+	checkEvents(t, h, got, baseline, base)
+	t.Logf("%d cycles failed under the faults; %d events checked", failed, len(got))
+}
+
+// checkEvents holds events to the simulator's log, as in the churn test.
+func checkEvents(t *testing.T, h *harness, all []events.Event, baseline map[string][]byte, base uint64) {
+	t.Helper()
+	states := map[string]map[string]bool{}
+	created, deleted := map[string]bool{}, map[string]bool{}
+	for id, raw := range baseline {
+		states[id] = map[string]bool{string(raw): true}
+	}
+	for _, m := range h.sim.MutationsSince(base) {
+		if states[m.ID] == nil {
+			states[m.ID] = map[string]bool{}
+		}
+		states[m.ID][string(m.Item)] = true
+		switch m.Op {
+		case sim.OpCreated:
+			created[m.ID] = true
+		case sim.OpDeleted:
+			deleted[m.ID] = true
+		}
+	}
+	byID := map[string][]events.Event{}
+	for _, e := range all {
+		byID[e.ID] = append(byID[e.ID], e)
+	}
+	for id, list := range byID {
+		prev, existed := baseline[id], baseline[id] != nil
+		for _, e := range list {
+			switch e.Op {
+			case events.OpCreated:
+				if existed || !created[id] {
+					t.Errorf("%s: created twice, or never created", id)
+				}
+				existed = true
+			case events.OpUpdated:
+				if !existed || string(e.Before) != string(prev) {
+					t.Errorf("%s: update out of step (a change lost or repeated)", id)
+				}
+			case events.OpDeleted:
+				if !existed || !deleted[id] {
+					t.Errorf("%s: a false or repeated delete", id)
+				}
+				existed = false
+			}
+			if e.After != nil {
+				if !states[id][string(e.After)] {
+					t.Errorf("%s: a state the item never had", id)
+				}
+				prev = e.After
+			}
+		}
+		final, ok := h.sim.Get("tasks", id)
+		if ok != existed || (ok && string(final) != string(prev)) {
+			t.Errorf("%s: the events end elsewhere than the API", id)
+		}
+	}
+	for _, id := range h.sim.IDs("tasks") {
+		final, _ := h.sim.Get("tasks", id)
+		if string(baseline[id]) != string(final) && len(byID[id]) == 0 {
+			t.Errorf("%s changed and no event says so", id)
+		}
+	}
+}
