@@ -59,77 +59,11 @@ func TestChurnMatchesTheMutationLog(t *testing.T) {
 	rec.mu.Unlock()
 
 	muts := h.sim.MutationsSince(base)
-	states := map[string]map[string]bool{} // every state each item was in
-	created, deleted := map[string]bool{}, map[string]bool{}
-	for id, raw := range baseline {
-		states[id] = map[string]bool{string(raw): true}
-	}
-	for _, m := range muts {
-		if states[m.ID] == nil {
-			states[m.ID] = map[string]bool{}
-		}
-		states[m.ID][string(m.Item)] = true
-		switch m.Op {
-		case sim.OpCreated:
-			created[m.ID] = true
-		case sim.OpDeleted:
-			deleted[m.ID] = true
-		}
-	}
-	byID := map[string][]events.Event{}
 	all := evs.next()
-	for _, e := range all {
-		byID[e.ID] = append(byID[e.ID], e)
-	}
+	checkEvents(t, h, all, baseline, base)
 	counts := map[events.Op]int{}
-	for id, list := range byID {
-		prev, existed := baseline[id], baseline[id] != nil
-		for _, e := range list {
-			counts[e.Op]++
-			switch e.Op {
-			case events.OpCreated:
-				if existed || !created[id] {
-					t.Errorf("%s: created, but it existed or was never created", id)
-				}
-				existed = true
-			case events.OpUpdated:
-				if !existed || string(e.Before) != string(prev) {
-					t.Errorf("%s: update does not follow the previous state", id)
-				}
-			case events.OpDeleted:
-				if !existed || !deleted[id] || string(e.Before) != string(prev) {
-					t.Errorf("%s: delete of an item that was not deleted, or out of order", id)
-				}
-				existed = false
-			default:
-				t.Errorf("%s: unexpected %s", id, e.Op)
-			}
-			if e.After != nil && !states[id][string(e.After)] {
-				t.Errorf("%s: %s with a state the item never had: %s", id, e.Op, e.After)
-			}
-			if e.After != nil {
-				prev = e.After
-			}
-		}
-		final, ok := h.sim.Get("tasks", id)
-		if ok != existed || (ok && string(final) != string(prev)) {
-			t.Errorf("%s: events end in %s (exists %v), the API has %s (exists %v)", id, prev, existed, final, ok)
-		}
-	}
-	// Every item that exists at the end and changed is accounted for.
-	for _, id := range h.sim.IDs("tasks") {
-		final, _ := h.sim.Get("tasks", id)
-		if baseline[id] != nil && string(baseline[id]) == string(final) {
-			continue
-		}
-		if len(byID[id]) == 0 {
-			t.Errorf("%s changed (or was created) and no event says so", id)
-		}
-	}
-	for id := range deleted {
-		if baseline[id] != nil && len(byID[id]) == 0 {
-			t.Errorf("%s was deleted and no event says so", id)
-		}
+	for _, e := range all {
+		counts[e.Op]++
 	}
 	t.Logf("%d mutations, %d cycles, events: %d created, %d updated, %d deleted", len(muts), cycles,
 		counts[events.OpCreated], counts[events.OpUpdated], counts[events.OpDeleted])
