@@ -68,11 +68,10 @@ func NewPublisher(nc *nats.Conn, opts ...PublisherOption) (*Publisher, error) {
 			return nil, err
 		}
 	}
-	js, err := jetstream.New(nc,
-		// Our own window keeps pending acks below this, so the client's
-		// stall (which fails a publish after a short wait) never triggers.
-		jetstream.WithPublishAsyncMaxPending(p.window*2),
-		jetstream.WithPublishAsyncTimeout(p.ackTimeout))
+	// Our own window keeps pending acks below the client's maximum, so its
+	// stall (which fails a publish after a short wait) never triggers. The
+	// ack timeout is ours too: the client's arms a timer per message.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(p.window*2))
 	if err != nil {
 		return nil, fmt.Errorf("publisher: %w", err)
 	}
@@ -129,16 +128,23 @@ func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg, acked func(i 
 // round sends the messages in todo once and returns those that failed.
 func (p *Publisher) round(ctx context.Context, msgs []*nats.Msg, todo []int, acked func(int, *jetstream.PubAck)) (failed []int, lastErr error) {
 	type pending struct {
-		i   int
-		fut jetstream.PubAckFuture
+		i    int
+		fut  jetstream.PubAckFuture
+		sent time.Time
 	}
 	inflight := make([]pending, 0, min(p.window, len(todo)))
+	timeout := time.NewTimer(p.ackTimeout)
+	defer timeout.Stop()
 	settle := func(pd pending) {
+		// Acks come in order, so waiting for the oldest first costs nothing.
+		timeout.Reset(max(time.Until(pd.sent.Add(p.ackTimeout)), 0))
 		select {
 		case ack := <-pd.fut.Ok():
 			acked(pd.i, ack)
 		case err := <-pd.fut.Err():
 			failed, lastErr = append(failed, pd.i), err
+		case <-timeout.C:
+			failed, lastErr = append(failed, pd.i), jetstream.ErrAsyncPublishTimeout
 		case <-ctx.Done():
 			failed, lastErr = append(failed, pd.i), context.Cause(ctx)
 		}
@@ -165,7 +171,7 @@ func (p *Publisher) round(ctx context.Context, msgs []*nats.Msg, todo []int, ack
 			}
 			continue
 		}
-		inflight = append(inflight, pending{i, fut})
+		inflight = append(inflight, pending{i, fut, time.Now()})
 	}
 	for _, pd := range inflight {
 		settle(pd)
