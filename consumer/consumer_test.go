@@ -63,9 +63,13 @@ type harness struct {
 	done   chan error
 }
 
+// seedItems is how many items per resource the harness's simulator starts
+// with.
+var seedItems = 20
+
 func newHarness(t testing.TB, allow consumer.Allow) *harness {
 	t.Helper()
-	s, err := sim.New(sim.Options{Token: "tok", Seed: 3, SeedItems: 20, Resources: []string{"tasks", "users"}})
+	s, err := sim.New(sim.Options{Token: "tok", Seed: 3, SeedItems: seedItems, Resources: []string{"tasks", "users"}})
 	if err != nil {
 		t.Fatal(err)
 	}
