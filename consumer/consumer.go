@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"net/http"
 	"strconv"
 	"strings"
@@ -75,7 +74,6 @@ type Consumer struct {
 	results jetstream.KeyValue
 	writer  Writer
 	wt      WriteThrough
-	seed    maphash.Seed
 }
 
 // New creates (or updates) the durable consumer and the results bucket.
@@ -131,7 +129,7 @@ func New(ctx context.Context, js jetstream.JetStream, w Writer, wt WriteThrough,
 	if err != nil {
 		return nil, fmt.Errorf("consumer: provisioning KV bucket %s: %w", ResultsBucket(s), err)
 	}
-	return &Consumer{cfg: cfg, js: js, cons: cons, results: kv, writer: w, wt: wt, seed: maphash.MakeSeed()}, nil
+	return &Consumer{cfg: cfg, js: js, cons: cons, results: kv, writer: w, wt: wt}, nil
 }
 
 // ResultsBucket is the KV bucket of executed commands, e.g.
@@ -140,10 +138,11 @@ func ResultsBucket(s events.Subjects) string {
 	return strings.TrimSuffix(s.StateBucket(), "_STATE") + "_COMMAND_RESULTS"
 }
 
-// Run executes commands until ctx ends. Commands are spread over
-// Concurrency workers by target item, so two commands for one item run in
-// publish order; commands in progress when ctx ends are finished (each is
-// bounded by AckWait) before Run returns.
+// Run executes commands until ctx ends. Up to Concurrency commands run at
+// once; two commands for the same item run one after the other, in
+// publish order, while commands for other items go ahead. Commands in
+// progress when ctx ends are finished (each is bounded by AckWait) before
+// Run returns.
 func (c *Consumer) Run(ctx context.Context) error {
 	iter, err := c.cons.Messages(jetstream.PullMaxMessages(c.cfg.Concurrency * 2))
 	if err != nil {
@@ -153,26 +152,32 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer stopIter()
 
 	work := context.WithoutCancel(ctx)
-	queues := make([]chan jetstream.Msg, c.cfg.Concurrency)
-	var wg sync.WaitGroup
-	for i := range queues {
-		queues[i] = make(chan jetstream.Msg, 1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for msg := range queues[i] {
-				c.handle(work, msg)
+	slots := make(chan struct{}, c.cfg.Concurrency)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		busy = map[string][]jetstream.Msg{} // target -> commands waiting behind the running one
+	)
+	defer wg.Wait()
+	// runTarget executes msg, then whatever queued up behind it for the
+	// same target.
+	runTarget := func(target string, msg jetstream.Msg) {
+		defer wg.Done()
+		defer func() { <-slots }()
+		for {
+			c.handle(work, msg)
+			mu.Lock()
+			queue := busy[target]
+			if len(queue) == 0 {
+				delete(busy, target)
+				mu.Unlock()
+				return
 			}
-		}()
-	}
-	defer func() {
-		for _, q := range queues {
-			close(q)
+			msg, busy[target] = queue[0], queue[1:]
+			mu.Unlock()
 		}
-		wg.Wait()
-	}()
-	next := 0
-	for {
+	}
+	for n := 0; ; n++ {
 		msg, err := iter.Next()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -180,23 +185,37 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("consumer: reading commands: %w", err)
 		}
-		q := c.queueFor(msg, &next)
-		queues[q] <- msg
+		target := c.target(msg, n)
+		mu.Lock()
+		if queue, running := busy[target]; running {
+			busy[target] = append(queue, msg)
+			mu.Unlock()
+			continue
+		}
+		busy[target] = nil
+		mu.Unlock()
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			// Not started: it is delivered again after AckWait.
+			return nil
+		}
+		wg.Add(1)
+		go runTarget(target, msg)
 	}
 }
 
-// queueFor routes a command to the worker of its target item; creates
-// (which have no target yet) go round robin.
-func (c *Consumer) queueFor(msg jetstream.Msg, next *int) int {
+// target names the item a command writes to; a create, whose item does not
+// exist yet, gets a name of its own.
+func (c *Consumer) target(msg jetstream.Msg, n int) string {
 	var cmd struct {
 		ID rockety.ID `json:"id"`
 	}
+	resource, _ := c.tokens(msg.Subject())
 	if json.Unmarshal(msg.Data(), &cmd) == nil && cmd.ID != "" {
-		resource, _ := c.tokens(msg.Subject())
-		return int(maphash.String(c.seed, resource+"/"+string(cmd.ID)) % uint64(c.cfg.Concurrency))
+		return resource + "/" + string(cmd.ID)
 	}
-	*next = (*next + 1) % c.cfg.Concurrency
-	return *next
+	return "\x00" + strconv.Itoa(n)
 }
 
 // tokens splits a command subject into the resource token and the rest.

@@ -19,10 +19,6 @@ type Request struct {
 	Data     json.RawMessage // for create and update: a JSON object
 }
 
-// Target is the item a command writes to; commands with the same target
-// run in the order they were published.
-func (r Request) Target() string { return r.Resource + "/" + string(r.ID) }
-
 // Allow is BRIDGE_COMMAND_ALLOW: patterns resource.action, either part
 // "*", or "*" alone.
 type Allow []string
