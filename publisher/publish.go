@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -32,6 +33,9 @@ type Publisher struct {
 	window     int
 	ackTimeout time.Duration
 	retryMax   time.Duration
+
+	mu     sync.Mutex
+	routes map[*nats.Msg]route // messages in flight, by the pointer the client hands back
 }
 
 // PublisherOption configures a Publisher.
@@ -71,7 +75,12 @@ func NewPublisher(nc *nats.Conn, opts ...PublisherOption) (*Publisher, error) {
 	// Our own window keeps pending acks below the client's maximum, so its
 	// stall (which fails a publish after a short wait) never triggers. The
 	// ack timeout is ours too: the client's arms a timer per message.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(p.window*2))
+	p.routes = make(map[*nats.Msg]route)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(p.window*2),
+		// Answers arrive through callbacks rather than each message's future,
+		// which would cost two channels per message.
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) { p.deliver(m, ack, nil) }),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { p.deliver(m, nil, err) }))
 	if err != nil {
 		return nil, fmt.Errorf("publisher: %w", err)
 	}
@@ -125,56 +134,119 @@ func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg, acked func(i 
 	}
 }
 
-// round sends the messages in todo once and returns those that failed.
-func (p *Publisher) round(ctx context.Context, msgs []*nats.Msg, todo []int, acked func(int, *jetstream.PubAck)) (failed []int, lastErr error) {
-	type pending struct {
-		i    int
-		fut  jetstream.PubAckFuture
-		sent time.Time
+// outcome is JetStream's answer to one message of a round.
+type outcome struct {
+	slot int
+	ack  *jetstream.PubAck
+	err  error
+}
+
+// route says where the answer to a message in flight goes.
+type route struct {
+	ch   chan<- outcome
+	slot int
+}
+
+// deliver is the JetStream context's ack and error callback: it hands the
+// answer to the round that sent the message. Answers for messages a round
+// has given up on (timed out) are dropped.
+func (p *Publisher) deliver(m *nats.Msg, ack *jetstream.PubAck, err error) {
+	p.mu.Lock()
+	r, ok := p.routes[m]
+	delete(p.routes, m)
+	p.mu.Unlock()
+	if ok {
+		r.ch <- outcome{r.slot, ack, err} // buffered for the whole round: never blocks the client
 	}
-	inflight := make([]pending, 0, min(p.window, len(todo)))
+}
+
+// unroute forgets a message; it reports false when its answer was already
+// delivered.
+func (p *Publisher) unroute(m *nats.Msg) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.routes[m]
+	delete(p.routes, m)
+	return ok
+}
+
+// round sends the messages in todo once, at most window in flight, and
+// returns those that failed.
+func (p *Publisher) round(ctx context.Context, msgs []*nats.Msg, todo []int, acked func(int, *jetstream.PubAck)) (failed []int, lastErr error) {
+	results := make(chan outcome, len(todo))
+	out := make([]*nats.Msg, len(todo))
+	sent := make([]time.Time, len(todo))
+	done := make([]bool, len(todo))
+	outstanding, oldest, count := 0, 0, 0
+	settle := func(slot int, ack *jetstream.PubAck, err error) {
+		if done[slot] {
+			return
+		}
+		done[slot] = true
+		outstanding--
+		if err == nil {
+			acked(todo[slot], ack)
+			return
+		}
+		failed, lastErr = append(failed, todo[slot]), err
+	}
+	giveUp := func(slot int, err error) {
+		if p.unroute(out[slot]) {
+			settle(slot, nil, err)
+		} // else its answer is in results already
+	}
 	timeout := time.NewTimer(p.ackTimeout)
 	defer timeout.Stop()
-	settle := func(pd pending) {
-		// Acks come in order, so waiting for the oldest first costs nothing.
-		timeout.Reset(max(time.Until(pd.sent.Add(p.ackTimeout)), 0))
+	// wait takes one answer, or times out the messages that waited too long.
+	wait := func() {
+		for oldest < count && done[oldest] {
+			oldest++
+		}
+		timeout.Reset(max(time.Until(sent[oldest].Add(p.ackTimeout)), 0))
 		select {
-		case ack := <-pd.fut.Ok():
-			acked(pd.i, ack)
-		case err := <-pd.fut.Err():
-			failed, lastErr = append(failed, pd.i), err
+		case o := <-results:
+			settle(o.slot, o.ack, o.err)
 		case <-timeout.C:
-			failed, lastErr = append(failed, pd.i), jetstream.ErrAsyncPublishTimeout
+			for k := oldest; k < count; k++ {
+				if !done[k] && time.Since(sent[k]) >= p.ackTimeout {
+					giveUp(k, jetstream.ErrAsyncPublishTimeout)
+				}
+			}
 		case <-ctx.Done():
-			failed, lastErr = append(failed, pd.i), context.Cause(ctx)
+			for k := oldest; k < count; k++ {
+				if !done[k] {
+					giveUp(k, context.Cause(ctx))
+				}
+			}
 		}
 	}
 	for n, i := range todo {
 		if ctx.Err() != nil {
-			failed = append(failed, todo[n:]...)
-			lastErr = context.Cause(ctx)
+			failed, lastErr = append(failed, todo[n:]...), context.Cause(ctx)
 			break
 		}
-		if len(inflight) == p.window {
-			settle(inflight[0])
-			inflight = inflight[1:]
+		for outstanding >= p.window {
+			wait()
 		}
 		m := msgs[i]
-		// A fresh message each time: the client keeps a reference to what it
-		// is given until the ack arrives.
-		fut, err := p.js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
-		if err != nil {
-			failed, lastErr = append(failed, i), err
+		// A fresh message each attempt: the client keeps it until the
+		// answer, and it is the key of the answer's route.
+		out[n] = &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
+		sent[n] = time.Now()
+		count, outstanding = n+1, outstanding+1
+		p.mu.Lock()
+		p.routes[out[n]] = route{ch: results, slot: n}
+		p.mu.Unlock()
+		if _, err := p.js.PublishMsgAsync(out[n]); err != nil {
+			giveUp(n, err)
 			if isPermanent(err) {
 				failed = append(failed, todo[n+1:]...)
 				break
 			}
-			continue
 		}
-		inflight = append(inflight, pending{i, fut, time.Now()})
 	}
-	for _, pd := range inflight {
-		settle(pd)
+	for outstanding > 0 {
+		wait()
 	}
 	return failed, lastErr
 }
