@@ -193,6 +193,11 @@ Checks that stop the render with a message that says what to do.
 {{- if and (or .Values.nats.password.value .Values.nats.password.existingSecret) (not .Values.nats.user) }}
 {{- fail "nats.password is set without nats.user" }}
 {{- end }}
+{{- with .Values.podDisruptionBudget }}
+{{- if and .enabled (gt (int $.Values.replicaCount) 1) (not (kindIs "string" .minAvailable)) (ge (int .minAvailable) (int $.Values.replicaCount)) }}
+{{- fail (printf "podDisruptionBudget.minAvailable %v with replicaCount %v would block every drain: keep it below the replicas" .minAvailable $.Values.replicaCount) }}
+{{- end }}
+{{- end }}
 {{- range $r, $d := .Values.config.pollIntervals }}
 {{- if not (has $r $.Values.config.resources) }}
 {{- fail (printf "config.pollIntervals: %q is not in config.resources" $r) }}
