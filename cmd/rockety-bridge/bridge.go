@@ -78,7 +78,7 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 	opts := app.Options{
 		Client: client, Conn: nc, Subjects: cfg.Subjects, InitialSync: cfg.InitialSync,
 		MaxDeleteRatio: cfg.MaxDeleteRatio, InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL,
-		Logger: log, Metrics: metrics, ShutdownGrace: max(cfg.ShutdownGrace, time.Millisecond),
+		Logger: log, Metrics: metrics, ShutdownGrace: max(cfg.ShutdownGrace, time.Millisecond), Replicas: cfg.StreamReplicas,
 	}
 	for _, r := range cfg.Resources {
 		opts.Resources = append(opts.Resources, app.Resource{Name: r, Interval: cfg.Interval(r)})
@@ -165,6 +165,7 @@ func commandsRunner(cfg Config, client *rockety.Client, metrics *app.Metrics, lo
 				Resources: cfg.Resources,
 				Allow:     cfg.CommandAllow,
 				Observer:  app.CommandObserver{Log: log, Metrics: metrics},
+				Replicas:  cfg.StreamReplicas,
 			})
 		if err != nil {
 			return err

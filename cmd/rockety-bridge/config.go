@@ -52,6 +52,7 @@ type env struct {
 	CommandAllow    string `envconfig:"BRIDGE_COMMAND_ALLOW" default:"*" desc:"allowed resource.action patterns, e.g. tasks.*,projects.update"`
 	InstanceID      string `envconfig:"BRIDGE_INSTANCE_ID" desc:"this replica's identity in leases (default: the host name)"`
 	LeaseTTL        string `envconfig:"BRIDGE_LEASE_TTL" default:"15s" desc:"a dead holder's lease passes on after this"`
+	StreamReplicas  string `envconfig:"BRIDGE_STREAM_REPLICAS" default:"1" desc:"replicas of the streams and buckets in a NATS cluster (1 to 5)"`
 	ShutdownGrace   string `envconfig:"BRIDGE_SHUTDOWN_GRACE" default:"10s" desc:"how long a poll cycle may run on after SIGTERM before it is cut short"`
 	LogLevel        string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat       string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
@@ -79,6 +80,7 @@ type Config struct {
 	CommandAllow    []string
 	InstanceID      string
 	LeaseTTL        time.Duration
+	StreamReplicas  int
 	ShutdownGrace   time.Duration
 	LogLevel        string
 	LogFormat       string
@@ -243,6 +245,7 @@ func (e env) parse(needToken bool) (Config, error) {
 	}
 	durVar("BRIDGE_LEASE_TTL", e.LeaseTTL, time.Second, &c.LeaseTTL)
 	durVar("BRIDGE_SHUTDOWN_GRACE", e.ShutdownGrace, 0, &c.ShutdownGrace)
+	intVar("BRIDGE_STREAM_REPLICAS", e.StreamReplicas, 1, 5, &c.StreamReplicas)
 	switch c.LogLevel = strings.ToLower(strings.TrimSpace(e.LogLevel)); c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -342,7 +345,7 @@ func printConfig(w io.Writer, c Config) {
 		{"BRIDGE_INITIAL_SYNC", string(c.InitialSync)}, {"BRIDGE_MAX_DELETE_RATIO", strconv.FormatFloat(c.MaxDeleteRatio, 'f', -1, 64)},
 		{"BRIDGE_COMMANDS", strconv.FormatBool(c.Commands)}, {"BRIDGE_COMMAND_ALLOW", strings.Join(c.CommandAllow, ",")},
 		{"BRIDGE_INSTANCE_ID", c.InstanceID}, {"BRIDGE_LEASE_TTL", c.LeaseTTL.String()},
-		{"BRIDGE_SHUTDOWN_GRACE", c.ShutdownGrace.String()},
+		{"BRIDGE_STREAM_REPLICAS", strconv.Itoa(c.StreamReplicas)}, {"BRIDGE_SHUTDOWN_GRACE", c.ShutdownGrace.String()},
 		{"LOG_LEVEL", c.LogLevel}, {"LOG_FORMAT", c.LogFormat},
 	}
 	for _, r := range rows {

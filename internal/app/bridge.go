@@ -34,6 +34,8 @@ type Options struct {
 	MaxDeleteRatio float64
 	InstanceID     string
 	LeaseTTL       time.Duration
+	// Replicas of the streams and buckets (BRIDGE_STREAM_REPLICAS); 0 is 1.
+	Replicas int
 	// ShutdownGrace is how long a cycle in progress may run on after the
 	// bridge is told to stop, before it is cut short (what it published is
 	// then committed at the next start).
@@ -82,7 +84,7 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	b.resources, err = publisher.Provision(pctx, b.js, publisher.Config{Subjects: opts.Subjects, LeaseTTL: opts.LeaseTTL})
+	b.resources, err = publisher.Provision(pctx, b.js, publisher.Config{Subjects: opts.Subjects, LeaseTTL: opts.LeaseTTL, Replicas: opts.Replicas})
 	if err != nil {
 		return nil, err
 	}
