@@ -2,8 +2,11 @@ package poller
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/rockety-io/rockety-bridge/rockety"
@@ -38,6 +41,8 @@ func BenchmarkDiff(b *testing.B) {
 
 	var before, after runtime.MemStats
 	runtime.GC()
+	debug.FreeOSMemory()
+	rssBefore := rss()
 	runtime.ReadMemStats(&before)
 	ix := NewIndex(0)
 	for _, it := range known {
@@ -48,8 +53,10 @@ func BenchmarkDiff(b *testing.B) {
 		ix.Load(string(it.ID), h, rawHash(it.Raw), uint64(len(it.ID)), false)
 	}
 	runtime.GC()
+	debug.FreeOSMemory()
 	runtime.ReadMemStats(&after)
 	perItem := float64(after.HeapAlloc-before.HeapAlloc) / n
+	rssPerItem := float64(rss()-rssBefore) / n
 	runtime.KeepAlive(known)
 	known = nil
 
@@ -70,8 +77,24 @@ func BenchmarkDiff(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(perItem, "index-B/item")
+	b.ReportMetric(rssPerItem, "RSS-B/item")
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "items/s")
 	runtime.KeepAlive(ix)
+}
+
+// rss is the process's resident set in bytes (Linux).
+func rss() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // BenchmarkCanonicalHash hashes one ~300-byte item.
