@@ -1,12 +1,10 @@
 package poller_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/rockety-io/rockety-bridge/events"
-	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
@@ -17,38 +15,10 @@ import (
 // change must arrive once and nothing extra.
 func TestChurnMatchesTheMutationLog(t *testing.T) {
 	h := newHarness(t, sim.Options{Seed: 10, SeedItems: 400, Resources: []string{"tasks"}, Churn: 60})
-	rec := &recorder{}
-	deps := h.deps()
-	deps.Observer = rec
-	p := h.poller(poller.Config{Interval: 30 * time.Millisecond}, deps)
-	evs := h.stream()
-	cycle(t, p) // baseline
-	base := h.sim.LastSeq()
-	baseline := map[string][]byte{}
-	for _, id := range h.sim.IDs("tasks") {
-		raw, _ := h.sim.Get("tasks", id)
-		baseline[id] = raw
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = p.Run(ctx, time.Second)
-	}()
-	if err := h.sim.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	run := startChurn(t, h)
 	time.Sleep(3 * time.Second)
-	if err := h.sim.SetChurn(0); err != nil {
-		t.Fatal(err)
-	}
-	settled := rec.count()
-	for rec.count() < settled+3 {
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	<-done
+	run.settle(t)
+	rec := run.rec
 	rec.mu.Lock()
 	for i, err := range rec.errs {
 		if err != nil {
@@ -58,9 +28,9 @@ func TestChurnMatchesTheMutationLog(t *testing.T) {
 	cycles := len(rec.cycles)
 	rec.mu.Unlock()
 
-	muts := h.sim.MutationsSince(base)
-	all := evs.next()
-	checkEvents(t, h, all, baseline, base)
+	muts := h.sim.MutationsSince(run.base)
+	all := run.evs.next()
+	checkEvents(t, h, all, run.baseline, run.base)
 	counts := map[events.Op]int{}
 	for _, e := range all {
 		counts[e.Op]++

@@ -1,12 +1,10 @@
 package poller_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/rockety-io/rockety-bridge/events"
-	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/rockety"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
@@ -18,28 +16,7 @@ import (
 func TestChurnUnderAPIFaults(t *testing.T) {
 	h := newHarness(t, sim.Options{Seed: 12, SeedItems: 300, Resources: []string{"tasks"}, Churn: 40},
 		rockety.WithRequestTimeout(50*time.Millisecond))
-	rec := &recorder{}
-	deps := h.deps()
-	deps.Observer = rec
-	p := h.poller(poller.Config{Interval: 30 * time.Millisecond}, deps)
-	evs := h.stream()
-	cycle(t, p)
-	base := h.sim.LastSeq()
-	baseline := map[string][]byte{}
-	for _, id := range h.sim.IDs("tasks") {
-		raw, _ := h.sim.Get("tasks", id)
-		baseline[id] = raw
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = p.Run(ctx, time.Second)
-	}()
-	if err := h.sim.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	run := startChurn(t, h)
 	for _, f := range []sim.Faults{
 		{ErrorRate: 0.3}, // 500 bursts
 		{RateLimitRate: 0.5, RetryAfter: time.Second},        // a 429 storm
@@ -52,16 +29,8 @@ func TestChurnUnderAPIFaults(t *testing.T) {
 		}
 		time.Sleep(1500 * time.Millisecond)
 	}
-	if err := h.sim.SetChurn(0); err != nil {
-		t.Fatal(err)
-	}
-	settled := rec.count()
-	for rec.count() < settled+3 {
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	<-done
-
+	run.settle(t)
+	rec := run.rec
 	rec.mu.Lock()
 	failed := 0
 	for _, err := range rec.errs {
@@ -73,8 +42,8 @@ func TestChurnUnderAPIFaults(t *testing.T) {
 	if failed == 0 {
 		t.Error("no cycle failed: the faults did not bite, the test proves nothing")
 	}
-	got := evs.next()
-	checkEvents(t, h, got, baseline, base)
+	got := run.evs.next()
+	checkEvents(t, h, got, run.baseline, run.base)
 	t.Logf("%d cycles failed under the faults; %d events checked", failed, len(got))
 }
 

@@ -181,3 +181,52 @@ func (r *recorder) count() int {
 	defer r.mu.Unlock()
 	return len(r.cycles)
 }
+
+// churnRun is a poller running on its own schedule, after a baseline
+// cycle, against a churning simulator.
+type churnRun struct {
+	h        *harness
+	rec      *recorder
+	evs      *stream
+	baseline map[string][]byte // tasks as the baseline saw them
+	base     uint64            // the simulator's log position at the baseline
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+func startChurn(t *testing.T, h *harness) *churnRun {
+	t.Helper()
+	c := &churnRun{h: h, rec: &recorder{}, evs: h.stream(), baseline: map[string][]byte{}, done: make(chan struct{})}
+	deps := h.deps()
+	deps.Observer = c.rec
+	p := h.poller(poller.Config{Interval: 30 * time.Millisecond}, deps)
+	cycle(t, p)
+	c.base = h.sim.LastSeq()
+	for _, id := range h.sim.IDs("tasks") {
+		c.baseline[id], _ = h.sim.Get("tasks", id)
+	}
+	var ctx context.Context
+	ctx, c.cancel = context.WithCancel(context.Background())
+	go func() {
+		defer close(c.done)
+		_ = p.Run(ctx, time.Second)
+	}()
+	if err := h.sim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// settle stops the churn, lets three more cycles run, and stops the poller.
+func (c *churnRun) settle(t *testing.T) {
+	t.Helper()
+	if err := c.h.sim.SetChurn(0); err != nil {
+		t.Fatal(err)
+	}
+	settled := c.rec.count()
+	for c.rec.count() < settled+3 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.cancel()
+	<-c.done
+}
