@@ -268,7 +268,7 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	if rec.State == stateDone && rec.Result != nil {
 		// Executed before: the same result again, and no second write.
-		c.finish(ctx, msg, commandID, *rec.Result, start, false)
+		c.finish(msg, commandID, *rec.Result, start, false)
 		return
 	}
 
@@ -364,9 +364,10 @@ func resultOf(commandID, resource, action string, resp rockety.Response, err err
 	return res
 }
 
-// complete records the result under the command id, then publishes it and
-// acknowledges the command.
+// complete records the result under the command id and publishes it, the
+// two at once, then acknowledges the command.
 func (c *Consumer) complete(ctx context.Context, msg jetstream.Msg, key string, rev uint64, commandID string, res events.Result, start time.Time) {
+	published, pubErr := c.publishResult(commandID, res)
 	data, _ := json.Marshal(record{State: stateDone, Action: res.Action, Result: &res})
 	var err error
 	if rev == 0 {
@@ -380,25 +381,44 @@ func (c *Consumer) complete(ctx context.Context, msg jetstream.Msg, key string, 
 		c.retryLater(msg, commandID, "recording the command's result", err)
 		return
 	}
-	c.finish(ctx, msg, commandID, res, start, true)
+	c.settle(msg, commandID, res, start, true, published, pubErr)
 }
 
-// finish publishes a result and settles the command: acknowledged when it
-// succeeded, terminated otherwise (never redelivered).
-func (c *Consumer) finish(ctx context.Context, msg jetstream.Msg, commandID string, res events.Result, start time.Time, first bool) {
+// finish publishes a result recorded before and settles the command.
+func (c *Consumer) finish(msg jetstream.Msg, commandID string, res events.Result, start time.Time, first bool) {
+	published, err := c.publishResult(commandID, res)
+	c.settle(msg, commandID, res, start, first, published, err)
+}
+
+// publishResult sends a result without waiting for JetStream's ack.
+func (c *Consumer) publishResult(commandID string, res events.Result) (jetstream.PubAckFuture, error) {
 	body, _ := json.Marshal(res)
 	out := nats.NewMsg(c.cfg.Subjects.Result(res.Resource, res.Action, commandID))
 	out.Data = body
 	// Stored once however often it is sent; live subscribers get every send.
 	out.Header.Set(nats.MsgIdHdr, "result:"+commandID)
 	out.Header.Set("Rockety-Command-Id", commandID)
-	if _, err := c.js.PublishMsg(ctx, out); err != nil {
+	return c.js.PublishMsgAsync(out)
+}
+
+// settle waits until the result is stored, then acknowledges the command
+// when it succeeded and terminates it otherwise (never redelivered).
+func (c *Consumer) settle(msg jetstream.Msg, commandID string, res events.Result, start time.Time, first bool,
+	published jetstream.PubAckFuture, err error) {
+	if err == nil {
+		select {
+		case <-published.Ok():
+		case err = <-published.Err():
+		case <-time.After(c.cfg.AckWait):
+			err = jetstream.ErrAsyncPublishTimeout
+		}
+	}
+	if err != nil {
 		c.retryLater(msg, commandID, "publishing the result", err)
 		return
 	}
 	if res.Status == events.StatusSucceeded {
-		err := msg.Ack()
-		if err != nil {
+		if err := msg.Ack(); err != nil {
 			c.cfg.Observer.Problem("acknowledging a command", commandID, err)
 		}
 	} else {
