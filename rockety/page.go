@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Meta is the pagination metadata of one list response, whatever its shape.
@@ -207,7 +208,9 @@ func itemID(obj []byte) (ID, error) {
 	case raw == nil:
 		return "", fmt.Errorf("no \"id\" field")
 	case raw[0] == '"':
-		if bytes.IndexByte(raw, '\\') < 0 {
+		// Escapes and invalid UTF-8 go through encoding/json, so an id reads
+		// the same here as in every subscriber's decoder.
+		if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
 			if len(raw) == 2 {
 				return "", fmt.Errorf("empty \"id\"")
 			}

@@ -171,3 +171,27 @@ func TestTailSubject(t *testing.T) {
 		}
 	}
 }
+
+// FuzzConfig feeds arbitrary values to every variable: parsing never
+// panics, and every problem it reports names a variable.
+func FuzzConfig(f *testing.F) {
+	f.Add("https://app.rockety.io/api/v1", "tasks:10s", "0.5", "tasks.*", "15s")
+	f.Add("http://x", "tasks", "2", "*.frob", "1ms")
+	f.Add("", ":,:", "NaN", ".", "-1s")
+	f.Fuzz(func(t *testing.T, url, intervals, ratio, allow, ttl string) {
+		e := env{APIURL: url, APIToken: "t", Resources: "tasks,users", PollInterval: "30s", PollIntervals: intervals,
+			PageSize: "100", PageConcurrency: "4", RateLimit: "10", SubjectPrefix: "rockety", DataDir: "d", HTTPAddr: ":8080",
+			InitialSync: "baseline", MaxDeleteRatio: ratio, Commands: "true", CommandAllow: allow, InstanceID: "i",
+			LeaseTTL: ttl, StreamReplicas: "1", ShutdownGrace: "10s", LogLevel: "info", LogFormat: "json", AllowInsecure: "false"}
+		_, err := e.parse(true)
+		if err == nil {
+			return
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			name, _, ok := strings.Cut(line, ":")
+			if !ok || strings.ToUpper(name) != name || !strings.ContainsAny(name, "_") {
+				t.Fatalf("problem %q does not start with a variable name", line)
+			}
+		}
+	})
+}
