@@ -10,7 +10,8 @@ import (
 )
 
 // TestChurnUnderAPIFaults polls through bursts of 500s, 429 storms with
-// Retry-After, and slow responses, while the simulator churns, then checks
+// Retry-After, slow responses, a failing page, truncated JSON, HTML error
+// pages and metadata that hides a page, while the simulator churns, then checks
 // the events against the simulator's log once the faults stop: failed
 // cycles may delay a change, never lose, repeat or invent one.
 func TestChurnUnderAPIFaults(t *testing.T) {
@@ -22,6 +23,8 @@ func TestChurnUnderAPIFaults(t *testing.T) {
 		{RateLimitRate: 0.5, RetryAfter: time.Second},        // a 429 storm
 		{Latency: 80 * time.Millisecond, ErrorRate: 0.1},     // slower than the timeout
 		{FailPage: sim.FailPage{Resource: "tasks", Page: 2}}, // one page down
+		{TruncateRate: 0.2, HTMLRate: 0.2},                   // broken JSON, a proxy's HTML page
+		{PagesUnderreport: 1},                                // metadata hides the last page
 		{},
 	} {
 		if err := h.sim.SetFaults(f); err != nil {

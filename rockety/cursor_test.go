@@ -120,3 +120,19 @@ func TestCursorWantsPagesAheadOnlyWithMetadata(t *testing.T) {
 		t.Error("want(3) before page 2 without metadata: the end is not known yet")
 	}
 }
+
+func TestCursorTrustsTheTotalOverAnUnderreportedPageCount(t *testing.T) {
+	c := newCursor("tasks", 3, 100)
+	// 9 items in pages of 3, but the metadata claims 2 pages.
+	for n, p := range []PageBody{pageOf("a", 3, 9, 2), pageOf("b", 3, 9, 2), pageOf("c", 3, 9, 2)} {
+		if ok, err := c.want(n + 1); !ok || err != nil {
+			t.Fatalf("want(%d) = %v, %v", n+1, ok, err)
+		}
+		if err := c.accept(n+1, p); err != nil {
+			t.Fatalf("page %d: %v", n+1, err)
+		}
+	}
+	if ok, _ := c.want(4); ok || !c.done {
+		t.Error("the traversal goes on past the total")
+	}
+}

@@ -21,18 +21,18 @@ type Meta struct {
 }
 
 // lastPage is the number of the last page the metadata implies, or -1.
+// When the page count and the item total disagree, the larger wins: a page
+// too many costs one request, a page too few would hide items.
 func (m Meta) lastPage(requestedPerPage int) int {
-	if m.Pages >= 0 {
-		return m.Pages
-	}
 	perPage := requestedPerPage
 	if m.PerPage > 0 {
 		perPage = m.PerPage
 	}
+	fromTotal := -1
 	if m.Total >= 0 && perPage > 0 {
-		return (m.Total + perPage - 1) / perPage
+		fromTotal = (m.Total + perPage - 1) / perPage
 	}
-	return -1
+	return max(m.Pages, fromTotal)
 }
 
 // PageBody is a decoded list response: its items and its metadata.

@@ -61,6 +61,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.opts.Faults.RetryAfter, "retry-after", sim.DefaultRetryAfter, "Retry-After of injected 429s")
 	failPage := fs.String("fail-page", "", "fail list requests of one page: resource:page[:status[:times]]")
 	fs.IntVar(&c.opts.Faults.DriftInserts, "drift", 0, "items inserted at the front of a resource after each page served")
+	fs.Float64Var(&c.opts.Faults.TruncateRate, "truncate-rate", 0, "fraction of list responses whose JSON is cut in half, 0 to 1")
+	fs.Float64Var(&c.opts.Faults.HTMLRate, "html-rate", 0, "fraction of list requests answered 502 with an HTML page, 0 to 1")
+	fs.IntVar(&c.opts.Faults.PagesUnderreport, "pages-underreport", 0, "report this many pages fewer in list metadata")
 	fs.StringVar(&c.style, "style", "data", "list envelope: data, items or nometa")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -86,6 +89,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		{f.ErrorRate < 0 || f.ErrorRate > 1, "-error-rate", f.ErrorRate, "between 0 and 1"},
 		{f.RateLimitRate < 0 || f.RateLimitRate > 1, "-rate-limit-rate", f.RateLimitRate, "between 0 and 1"},
 		{f.DriftInserts < 0, "-drift", f.DriftInserts, "0 or more"},
+		{f.TruncateRate < 0 || f.TruncateRate > 1, "-truncate-rate", f.TruncateRate, "between 0 and 1"},
+		{f.HTMLRate < 0 || f.HTMLRate > 1, "-html-rate", f.HTMLRate, "between 0 and 1"},
+		{f.PagesUnderreport < 0, "-pages-underreport", f.PagesUnderreport, "0 or more"},
 	} {
 		if check.bad {
 			return c, fmt.Errorf("%s %v: want %s", check.flag, check.val, check.want)

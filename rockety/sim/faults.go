@@ -26,6 +26,16 @@ type Faults struct {
 	RetryAfter time.Duration
 	// FailPage fails list requests of one page; see FailPage.
 	FailPage FailPage
+	// TruncateRate is the fraction of list responses whose JSON is cut in
+	// half (the HTTP framing stays correct: a broken API, not a broken
+	// connection).
+	TruncateRate float64
+	// HTMLRate is the fraction of list requests answered 502 with an HTML page,
+	// as a proxy in front of an API does.
+	HTMLRate float64
+	// PagesUnderreport lowers the page count list metadata reports by this
+	// much (the item total stays true).
+	PagesUnderreport int
 	// DriftInserts is how many new items are inserted at the front of a
 	// resource after each page of it is served, shifting every later page
 	// as a real API does when items are added while a client pages through.
@@ -52,6 +62,10 @@ func (f Faults) validate() error {
 		return fmt.Errorf("%w: error rate %g outside [0, 1]", ErrInvalid, f.ErrorRate)
 	case f.RateLimitRate < 0 || f.RateLimitRate > 1:
 		return fmt.Errorf("%w: rate-limit rate %g outside [0, 1]", ErrInvalid, f.RateLimitRate)
+	case f.TruncateRate < 0 || f.TruncateRate > 1 || f.HTMLRate < 0 || f.HTMLRate > 1:
+		return fmt.Errorf("%w: truncate rate %g or HTML rate %g outside [0, 1]", ErrInvalid, f.TruncateRate, f.HTMLRate)
+	case f.PagesUnderreport < 0:
+		return fmt.Errorf("%w: negative pages underreport %d", ErrInvalid, f.PagesUnderreport)
 	case f.DriftInserts < 0:
 		return fmt.Errorf("%w: negative drift inserts %d", ErrInvalid, f.DriftInserts)
 	case f.FailPage.Resource != "" && f.FailPage.Page < 1:
@@ -126,6 +140,16 @@ func (s *Server) failPage(resource string, page int) (status int, retryAfter tim
 		}
 	}
 	return 0, 0, s.faults.DriftInserts
+}
+
+// chance draws a fault decision with probability rate.
+func (s *Server) chance(rate float64) bool {
+	if rate <= 0 {
+		return false
+	}
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	return s.faultRnd.Float64() < rate
 }
 
 func (s *Server) latency() time.Duration {

@@ -134,6 +134,14 @@ func (s *Server) list(w http.ResponseWriter, rq *request) {
 		s.failInjected(w, rq, status, retryAfter)
 		return
 	}
+	f := s.Faults()
+	if s.chance(f.HTMLRate) {
+		s.count(rq, http.StatusBadGateway)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = w.Write([]byte("<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>\n"))
+		return
+	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer func() {
@@ -142,8 +150,12 @@ func (s *Server) list(w http.ResponseWriter, rq *request) {
 		}
 	}()
 	s.mu.RLock()
-	s.writePageLocked(buf, rq.resource, page, perPage)
+	s.writePageLocked(buf, rq.resource, page, perPage, f.PagesUnderreport)
 	s.mu.RUnlock()
+	body := buf.Bytes()
+	if s.chance(f.TruncateRate) {
+		body = body[:len(body)/2]
+	}
 	// Drift lands before the answer is written, so the client's next request
 	// is certain to see the shifted pages.
 	if drift > 0 {
@@ -154,10 +166,10 @@ func (s *Server) list(w http.ResponseWriter, rq *request) {
 		}
 		s.mu.Unlock()
 	}
-	s.writeJSON(w, rq, http.StatusOK, buf.Bytes())
+	s.writeJSON(w, rq, http.StatusOK, body)
 }
 
-func (s *Server) writePageLocked(buf *bytes.Buffer, resource string, page, perPage int) {
+func (s *Server) writePageLocked(buf *bytes.Buffer, resource string, page, perPage, underreport int) {
 	var items []*record
 	if c := s.colls[resource]; c != nil {
 		start, end := c.window(page, perPage)
@@ -167,7 +179,7 @@ func (s *Server) writePageLocked(buf *bytes.Buffer, resource string, page, perPa
 	if c := s.colls[resource]; c != nil {
 		total = len(c.order)
 	}
-	pages := (total + perPage - 1) / perPage
+	pages := max((total+perPage-1)/perPage-underreport, 0)
 
 	if s.style == StyleItemsPagination {
 		buf.WriteString(`{"items":[`)
