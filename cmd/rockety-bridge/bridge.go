@@ -71,6 +71,10 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 		nc.Close()
 	}()
 
+	if !nc.IsConnected() {
+		log.Warn("NATS is not reachable yet; the bridge waits for it and is not ready meanwhile",
+			zap.String("nats_url", redactURL(natsURL)))
+	}
 	client, err := newClient(cfg, metrics)
 	if err != nil {
 		return err

@@ -7,10 +7,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
@@ -179,4 +182,53 @@ func TestRunHealthReadinessAndMetrics(t *testing.T) {
 	}
 	ns.Restart()
 	waitFor(t, "/readyz to recover", 20*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+}
+
+// TestNATSUnreachableAtStart starts the bridge before its NATS server: it
+// stays alive, says it is not ready and why, and works once NATS is there.
+func TestNATSUnreachableAtStart(t *testing.T) {
+	clearEnv(t)
+	s, err := sim.New(sim.Options{Token: "tok", Seed: 1, SeedItems: 10, Resources: []string{"tasks"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(s)
+	defer api.Close()
+	natsAddr, httpAddr := freeAddr(t), freeAddr(t)
+	_, natsPort, _ := net.SplitHostPort(natsAddr)
+	for k, v := range map[string]string{
+		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
+		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": "nats://" + natsAddr,
+		"BRIDGE_HTTP_ADDR": httpAddr, "BRIDGE_INSTANCE_ID": "early-pod",
+	} {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"run"}, io.Discard, &logs) }()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit %d:\n%s", code, logs.String())
+		}
+	}()
+	base := "http://" + httpAddr
+	waitFor(t, "/healthz", 10*time.Second, func() bool { c, _ := get(t, base+"/healthz"); return c == 200 })
+	time.Sleep(1500 * time.Millisecond)
+	if c, body := get(t, base+"/readyz"); c != 503 || !strings.Contains(body, "waiting for NATS") {
+		t.Errorf("/readyz without NATS = %d %q", c, body)
+	}
+
+	port, _ := strconv.Atoi(natsPort)
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	waitFor(t, "/readyz once NATS is up", 30*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+	if !strings.Contains(logs.String(), "NATS is not reachable yet; the bridge waits for it") {
+		t.Errorf("no log line says the bridge waits for NATS:\n%s", logs.String())
+	}
 }
