@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -230,5 +232,92 @@ func TestNATSUnreachableAtStart(t *testing.T) {
 	waitFor(t, "/readyz once NATS is up", 30*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
 	if !strings.Contains(logs.String(), "NATS is not reachable yet; the bridge waits for it") {
 		t.Errorf("no log line says the bridge waits for NATS:\n%s", logs.String())
+	}
+}
+
+// rotatingAuth accepts one token at a time, like an API whose token was
+// rotated: requests with the old one get 401.
+type rotatingAuth struct {
+	next     http.Handler
+	mu       sync.Mutex
+	accepted string
+}
+
+func (a *rotatingAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	ok := r.Header.Get("Authorization") == "Bearer "+a.accepted
+	a.mu.Unlock()
+	if !ok {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"error":{"code":"unauthorized","message":"invalid token"}}`))
+		return
+	}
+	a.next.ServeHTTP(w, r)
+}
+
+func (a *rotatingAuth) rotate(token string) {
+	a.mu.Lock()
+	a.accepted = token
+	a.mu.Unlock()
+}
+
+// TestTokenRotationThroughTheTokenFile: the API starts refusing the token
+// (401, the cycles fail and readiness says why), a new token lands in the
+// file, and polling resumes without a restart.
+func TestTokenRotationThroughTheTokenFile(t *testing.T) {
+	clearEnv(t)
+	s, err := sim.New(sim.Options{Seed: 1, SeedItems: 10, Resources: []string{"tasks"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := &rotatingAuth{next: s, accepted: "token-one"}
+	api := httptest.NewServer(auth)
+	defer api.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("token-one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.Start(t)
+	httpAddr := freeAddr(t)
+	for k, v := range map[string]string{
+		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN_FILE": tokenFile, "ROCKETY_ALLOW_INSECURE": "true",
+		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": ns.ClientURL(),
+		"BRIDGE_HTTP_ADDR": httpAddr, "BRIDGE_INSTANCE_ID": "rotating-pod",
+	} {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"run"}, io.Discard, &logs) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	metric := func(series string) string {
+		_, body := get(t, "http://"+httpAddr+"/metrics")
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, series+" ") {
+				return strings.TrimPrefix(line, series+" ")
+			}
+		}
+		return ""
+	}
+	ok := `rockety_bridge_api_requests_total{method="GET",resource="tasks",status="200"}`
+	refused := `rockety_bridge_api_requests_total{method="GET",resource="tasks",status="401"}`
+	waitFor(t, "a first cycle", 15*time.Second, func() bool { return metric(ok) != "" })
+
+	auth.rotate("token-two")
+	waitFor(t, "the API to refuse the old token", 15*time.Second, func() bool { return metric(refused) != "" })
+	if !strings.Contains(logs.String(), "check ROCKETY_API_TOKEN") {
+		t.Errorf("the logs do not say to check the token:\n%s", logs.String())
+	}
+	before := metric(ok)
+	if err := os.WriteFile(tokenFile, []byte("token-two\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "polling to resume with the new token", 30*time.Second, func() bool { return metric(ok) != before })
+	if strings.Contains(logs.String(), "token-one") || strings.Contains(logs.String(), "token-two") {
+		t.Error("a token appears in the logs")
 	}
 }
