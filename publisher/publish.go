@@ -251,7 +251,10 @@ func (p *Publisher) round(ctx context.Context, msgs []*nats.Msg, todo []int, ack
 	return failed, lastErr
 }
 
+// isPermanent reports failures that retrying cannot mend: the message can
+// never be taken, the connection is closed for good, or no stream takes the
+// subject (the caller may recreate it; retrying alone would wait for ever).
 func isPermanent(err error) bool {
 	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) ||
-		errors.Is(err, nats.ErrConnectionClosed)
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }

@@ -22,6 +22,12 @@ type Sink struct {
 	Publisher  *publisher.Publisher
 	Subjects   events.Subjects
 	APIBaseURL string
+	// Timeout bounds one Publish; 0 means none. What was not acknowledged
+	// by then is published again by the next cycle, with the same ids.
+	Timeout time.Duration
+	// Reprovision, when set, is called when nothing answers for the events
+	// stream (it was deleted under the bridge), so the next try finds it.
+	Reprovision func(ctx context.Context) error
 }
 
 // Publish implements poller.Sink.
@@ -34,7 +40,18 @@ func (s Sink) Publish(ctx context.Context, evs []poller.Outgoing, acked func(i i
 		}
 		msgs[i] = m
 	}
-	return s.Publisher.Publish(ctx, msgs, func(i int, ack *jetstream.PubAck) { acked(i, ack.Sequence) })
+	if s.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.Timeout)
+		defer cancel()
+	}
+	err := s.Publisher.Publish(ctx, msgs, func(i int, ack *jetstream.PubAck) { acked(i, ack.Sequence) })
+	if err != nil && s.Reprovision != nil && (errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)) {
+		if perr := s.Reprovision(context.WithoutCancel(ctx)); perr != nil {
+			return errors.Join(err, perr)
+		}
+	}
+	return err
 }
 
 // Mirror is the state store as the poller sees it.

@@ -127,7 +127,27 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 // Sink publishes events the way the pollers do; the command consumer uses
 // it for write-through events.
 func (b *Bridge) Sink() Sink {
-	return Sink{Publisher: b.pub, Subjects: b.opts.Subjects, APIBaseURL: b.opts.Client.BaseURL()}
+	return Sink{Publisher: b.pub, Subjects: b.opts.Subjects, APIBaseURL: b.opts.Client.BaseURL(),
+		Timeout: publishTimeout, Reprovision: b.reprovision}
+}
+
+// publishTimeout bounds one batch's wait for JetStream: a cycle that cannot
+// publish fails and is retried with backoff, rather than waiting for ever.
+const publishTimeout = 30 * time.Second
+
+// reprovision creates the streams and buckets again after one vanished
+// under the bridge (deleted by hand, say). Existing ones are left as they are.
+func (b *Bridge) reprovision(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err := publisher.Provision(ctx, b.js, publisher.Config{Subjects: b.opts.Subjects, LeaseTTL: b.opts.LeaseTTL, Replicas: b.opts.Replicas})
+	if err != nil {
+		return fmt.Errorf("recreating the streams: %w", err)
+	}
+	b.log.Error("nothing answered for the events stream: it was deleted under the bridge; streams and buckets recreated. "+
+		"Events stored in the old stream are gone; changes from now on are published again",
+		zap.String("stream", b.opts.Subjects.EventsStream()))
+	return nil
 }
 
 // Store is the live mirror.

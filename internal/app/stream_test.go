@@ -1,0 +1,78 @@
+package app_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/internal/natstest"
+	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/rockety"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+)
+
+// TestEventsStreamDeletedUnderTheBridge: someone deletes ROCKETY_EVENTS
+// while the bridge runs; the bridge recreates it, says so, and the next
+// changes arrive in the new stream.
+func TestEventsStreamDeletedUnderTheBridge(t *testing.T) {
+	s, err := sim.New(sim.Options{Token: "tok", Seed: 5, SeedItems: 20, Resources: []string{"tasks"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(s)
+	defer api.Close()
+	client, _ := rockety.New(api.URL+sim.BasePath, rockety.WithToken("tok"), rockety.WithAllowInsecure(true))
+	ns := natstest.Start(t)
+	js, _ := jetstream.New(ns.Connect(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	b, err := app.New(ctx, app.Options{Client: client, Conn: ns.Connect(t), Subjects: subjects, InitialSync: poller.SyncBaseline,
+		MaxDeleteRatio: 0.5, InstanceID: "pod", LeaseTTL: 2 * time.Second,
+		Resources: []app.Resource{{Name: "tasks", Interval: 200 * time.Millisecond}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	eventFor := func(id string) bool {
+		st, err := js.Stream(context.Background(), subjects.EventsStream())
+		if err != nil {
+			return false
+		}
+		_, err = st.GetLastMsgForSubject(context.Background(), "rockety.events.tasks.updated."+id)
+		return err == nil
+	}
+	// Past the baseline: the first cycle runs once the lease is taken.
+	waitFor(t, "the baseline", 10*time.Second, func() bool {
+		kv, err := js.KeyValue(context.Background(), subjects.StateBucket())
+		if err != nil {
+			return false
+		}
+		_, err = kv.Get(context.Background(), "=checkpoint.tasks")
+		return err == nil
+	})
+	_ = s.Update("tasks", "3", map[string]any{"status": "done"})
+	waitFor(t, "the first update", 10*time.Second, func() bool { return eventFor("3") })
+
+	if err := js.DeleteStream(context.Background(), subjects.EventsStream()); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Update("tasks", "4", map[string]any{"status": "done"})
+	waitFor(t, "the update after the stream was deleted", 20*time.Second, func() bool { return eventFor("4") })
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
