@@ -64,6 +64,9 @@ type Config struct {
 	ResultTTL time.Duration
 	Replicas  int
 	Observer  Observer
+	// Reprovision, when set, recreates the streams (the commands stream was
+	// deleted under the bridge, say) before the consumer is created again.
+	Reprovision func(ctx context.Context) error
 }
 
 // Consumer executes commands from the commands stream.
@@ -103,21 +106,11 @@ func New(ctx context.Context, js jetstream.JetStream, w Writer, wt WriteThrough,
 		return nil, fmt.Errorf("consumer: concurrency %d, max deliver %d, result TTL %s: want at least 1, 1 and 24h",
 			cfg.Concurrency, cfg.MaxDeliver, cfg.ResultTTL)
 	}
-	s := cfg.Subjects
-	cons, err := js.CreateOrUpdateConsumer(ctx, s.CommandsStream(), jetstream.ConsumerConfig{
-		Durable:       cfg.Durable,
-		Description:   "rockety-bridge: commands to Rockety API writes",
-		FilterSubject: s.Commands(),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		MaxDeliver:    cfg.MaxDeliver,
-		// Few commands are held by one replica at a time, so the others
-		// get their share.
-		MaxAckPending: cfg.Concurrency * 4,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("consumer: creating consumer %s on %s: %w", cfg.Durable, s.CommandsStream(), err)
+	c := &Consumer{cfg: cfg, js: js, writer: w, wt: wt}
+	if err := c.ensure(ctx); err != nil {
+		return nil, err
 	}
+	s := cfg.Subjects
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      ResultsBucket(s),
 		Description: "Executed command ids and their results (rockety-bridge)",
@@ -129,7 +122,29 @@ func New(ctx context.Context, js jetstream.JetStream, w Writer, wt WriteThrough,
 	if err != nil {
 		return nil, fmt.Errorf("consumer: provisioning KV bucket %s: %w", ResultsBucket(s), err)
 	}
-	return &Consumer{cfg: cfg, js: js, cons: cons, results: kv, writer: w, wt: wt}, nil
+	c.results = kv
+	return c, nil
+}
+
+// ensure creates or updates the durable consumer all replicas share.
+func (c *Consumer) ensure(ctx context.Context) error {
+	cfg, s := c.cfg, c.cfg.Subjects
+	cons, err := c.js.CreateOrUpdateConsumer(ctx, s.CommandsStream(), jetstream.ConsumerConfig{
+		Durable:       cfg.Durable,
+		Description:   "rockety-bridge: commands to Rockety API writes",
+		FilterSubject: s.Commands(),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		// Few commands are held by one replica at a time, so the others
+		// get their share.
+		MaxAckPending: cfg.Concurrency * 4,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer: creating consumer %s on %s: %w", cfg.Durable, s.CommandsStream(), err)
+	}
+	c.cons = cons
+	return nil
 }
 
 // ResultsBucket is the KV bucket of executed commands, e.g.
@@ -144,6 +159,35 @@ func ResultsBucket(s events.Subjects) string {
 // progress when ctx ends are finished (each is bounded by AckWait) before
 // Run returns.
 func (c *Consumer) Run(ctx context.Context) error {
+	wait := time.Second
+	for {
+		err := c.serve(ctx)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		// The stream or the consumer went away (deleted by hand, or the
+		// server lost them): recreate and carry on.
+		c.cfg.Observer.Problem("reading commands failed; recreating the consumer", "", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+		if c.cfg.Reprovision != nil {
+			if err := c.cfg.Reprovision(ctx); err != nil {
+				c.cfg.Observer.Problem("recreating the streams", "", err)
+				continue
+			}
+		}
+		if err := c.ensure(ctx); err != nil {
+			c.cfg.Observer.Problem("recreating the consumer", "", err)
+		}
+	}
+}
+
+// serve executes commands until ctx ends (nil) or reading them fails.
+func (c *Consumer) serve(ctx context.Context) error {
 	iter, err := c.cons.Messages(jetstream.PullMaxMessages(c.cfg.Concurrency * 2))
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
@@ -180,7 +224,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	for n := 0; ; n++ {
 		msg, err := iter.Next()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("consumer: reading commands: %w", err)

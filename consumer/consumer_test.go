@@ -103,7 +103,10 @@ func (h *harness) start(allow consumer.Allow) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := consumer.New(ctx, h.js, h.client, app.WriteThrough{Store: h.store, Sink: h.sink},
 		consumer.Config{Subjects: subjects, Resources: []string{"tasks", "users"}, Allow: allow, AckWait: 2 * time.Second,
-			Concurrency: 16})
+			Concurrency: 16, Reprovision: func(ctx context.Context) error {
+				_, err := publisher.Provision(ctx, h.js, publisher.Config{Subjects: subjects})
+				return err
+			}})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -411,5 +414,33 @@ func TestCommandsForOneItemRunInOrder(t *testing.T) {
 	}
 	if len(steps) != 20 {
 		t.Errorf("%d writes, want 20", len(steps))
+	}
+}
+
+func TestCommandsStreamDeletedUnderTheConsumer(t *testing.T) {
+	h := newHarness(t, consumer.Allow{"*"})
+	if res := h.do(command.Request{Resource: "tasks", Action: events.ActionUpdate,
+		Command: events.Command{ID: "2", Data: json.RawMessage(`{"status":"done"}`)}}); res.Status != events.StatusSucceeded {
+		t.Fatal(res)
+	}
+	ctx := context.Background()
+	if err := h.js.DeleteStream(ctx, subjects.CommandsStream()); err != nil {
+		t.Fatal(err)
+	}
+	// Until the stream is back a command cannot even be published; keep
+	// trying, as a service would.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		res, err := h.cmd.Do(cctx, command.Request{Resource: "tasks", Action: events.ActionUpdate,
+			Command: events.Command{ID: "3", Data: json.RawMessage(`{"status":"done"}`)}})
+		cancel()
+		if err == nil && res.Status == events.StatusSucceeded {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no command served 30s after the stream was deleted: %+v %v", res, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -170,6 +170,8 @@ func commandsRunner(cfg Config, client *rockety.Client, metrics *app.Metrics, lo
 				Allow:     cfg.CommandAllow,
 				Observer:  app.CommandObserver{Log: log, Metrics: metrics},
 				Replicas:  cfg.StreamReplicas,
+				// Recreates the commands stream if it is deleted under us.
+				Reprovision: b.Reprovision,
 			})
 		if err != nil {
 			return err

@@ -128,25 +128,25 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 // it for write-through events.
 func (b *Bridge) Sink() Sink {
 	return Sink{Publisher: b.pub, Subjects: b.opts.Subjects, APIBaseURL: b.opts.Client.BaseURL(),
-		Timeout: publishTimeout, Reprovision: b.reprovision}
+		Timeout: publishTimeout, Reprovision: b.Reprovision}
 }
 
 // publishTimeout bounds one batch's wait for JetStream: a cycle that cannot
 // publish fails and is retried with backoff, rather than waiting for ever.
 const publishTimeout = 30 * time.Second
 
-// reprovision creates the streams and buckets again after one vanished
+// Reprovision creates the streams and buckets again after one vanished
 // under the bridge (deleted by hand, say). Existing ones are left as they are.
-func (b *Bridge) reprovision(ctx context.Context) error {
+func (b *Bridge) Reprovision(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	_, err := publisher.Provision(ctx, b.js, publisher.Config{Subjects: b.opts.Subjects, LeaseTTL: b.opts.LeaseTTL, Replicas: b.opts.Replicas})
 	if err != nil {
 		return fmt.Errorf("recreating the streams: %w", err)
 	}
-	b.log.Error("nothing answered for the events stream: it was deleted under the bridge; streams and buckets recreated. "+
-		"Events stored in the old stream are gone; changes from now on are published again",
-		zap.String("stream", b.opts.Subjects.EventsStream()))
+	b.log.Error("a stream of the bridge was missing (deleted under it?); streams and buckets recreated. "+
+		"What the old one held is gone; new changes and commands flow again",
+		zap.String("events", b.opts.Subjects.EventsStream()), zap.String("commands", b.opts.Subjects.CommandsStream()))
 	return nil
 }
 
