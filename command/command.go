@@ -92,20 +92,18 @@ func (c *Client) Do(ctx context.Context, req Request) (events.Result, error) {
 			return res, nil
 		}
 	}
-	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return events.Result{}, fmt.Errorf("%w for command %s: %w", ErrNoResult, req.CommandID, context.Cause(ctx))
-			}
-			return events.Result{}, fmt.Errorf("command: %w", err)
+	m, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return events.Result{}, fmt.Errorf("%w for command %s: %w", ErrNoResult, req.CommandID, context.Cause(ctx))
 		}
-		var res events.Result
-		if err := json.Unmarshal(m.Data, &res); err != nil {
-			return events.Result{}, fmt.Errorf("command: the result of %s is not a result: %w", req.CommandID, err)
-		}
-		return res, nil
+		return events.Result{}, fmt.Errorf("command: %w", err)
 	}
+	var res events.Result
+	if err := json.Unmarshal(m.Data, &res); err != nil {
+		return events.Result{}, fmt.Errorf("command: the result of %s is not a result: %w", req.CommandID, err)
+	}
+	return res, nil
 }
 
 // stored reads a result already in the events stream.

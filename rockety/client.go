@@ -537,8 +537,6 @@ func statusIs(codes ...int) func(int) bool {
 	}
 }
 
-func is2xx(s int) bool { return s >= 200 && s < 300 }
-
 func itemPath(resource string, id ID) string {
 	return "/" + resource + "/" + url.PathEscape(string(id))
 }

@@ -44,13 +44,12 @@ type PageBody struct {
 // Keys the API may put items and metadata under (DESIGN.md lists them). The
 // resource's own name is tried after these.
 var (
-	itemKeys     = []string{"data", "items", "results"}
-	metaKeys     = []string{"meta", "pagination"}
-	totalKeys    = []string{"total", "total_items", "total_count"}
-	pagesKeys    = []string{"pages", "total_pages", "page_count"}
-	pageKeys     = []string{"page", "current_page"}
-	perPageKeys  = []string{"per_page", "page_size", "limit"}
-	errNotObject = fmt.Errorf("%w: expected a JSON object", ErrDecode)
+	itemKeys    = []string{"data", "items", "results"}
+	metaKeys    = []string{"meta", "pagination"}
+	totalKeys   = []string{"total", "total_items", "total_count"}
+	pagesKeys   = []string{"pages", "total_pages", "page_count"}
+	pageKeys    = []string{"page", "current_page"}
+	perPageKeys = []string{"per_page", "page_size", "limit"}
 )
 
 // DecodePage decodes one list response for resource. The items keep their

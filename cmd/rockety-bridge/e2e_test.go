@@ -197,7 +197,7 @@ func TestEndToEndProcesses(t *testing.T) {
 		t.Fatalf("bridge exit %d:\n%s", code, bridge.out.String())
 	}
 	simProc.stop(t, 10*time.Second)
-	simProc = start(t, filepath.Join(bin, "rockety-sim"), nil, "-addr", simAddr, "-token", "e2e-token",
+	start(t, filepath.Join(bin, "rockety-sim"), nil, "-addr", simAddr, "-token", "e2e-token",
 		"-seed-items", "300", "-churn", "0", "-resources", "tasks", "-latency", "100ms")
 	waitFor(t, "the simulator", 10*time.Second, func() bool { c, _ := get(t, api+"/tasks/1"); return c == 401 })
 	t.Log("the restarted simulator has the seed data again: the bridge sees the test's changes undone")

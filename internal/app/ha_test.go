@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,7 +32,6 @@ type instance struct {
 	done     chan error
 	cycles   map[string]int // resource -> completed cycles
 	commands atomic.Int32
-	mu       sync.Mutex
 }
 
 type countingObserver struct{ in *instance }

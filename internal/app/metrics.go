@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/poller"
@@ -74,7 +75,7 @@ func NewMetrics(version string) *Metrics {
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	r.MustRegister(m.cycles, m.cycleDuration, m.itemsSeen, m.tracked, m.published, m.apiRequests, m.apiRetries,
 		m.confirmations, m.guardTrips, m.leaseHeld, m.lastSuccess, m.Commands, m.CommandLatency, buildInfo,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -79,15 +79,6 @@ func (o *object) set(key string, val json.RawMessage) {
 	*o = append(*o, field{key: key, val: val})
 }
 
-func (o *object) del(key string) {
-	for i := range *o {
-		if (*o)[i].key == key {
-			*o = append((*o)[:i], (*o)[i+1:]...)
-			return
-		}
-	}
-}
-
 // marshal writes the object compactly; values were checked by the decoder, so
 // compacting them cannot fail.
 func (o object) marshal() []byte {
