@@ -198,23 +198,11 @@ func TestNATSUnreachableAtStart(t *testing.T) {
 	defer api.Close()
 	natsAddr, httpAddr := freeAddr(t), freeAddr(t)
 	_, natsPort, _ := net.SplitHostPort(natsAddr)
-	for k, v := range map[string]string{
+	logs := startRun(t, map[string]string{
 		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
 		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": "nats://" + natsAddr,
 		"BRIDGE_HTTP_ADDR": httpAddr, "BRIDGE_INSTANCE_ID": "early-pod",
-	} {
-		t.Setenv(k, v)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"run"}, io.Discard, &logs) }()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("exit %d:\n%s", code, logs.String())
-		}
-	}()
+	})
 	base := "http://" + httpAddr
 	waitFor(t, "/healthz", 10*time.Second, func() bool { c, _ := get(t, base+"/healthz"); return c == 200 })
 	time.Sleep(1500 * time.Millisecond)
@@ -279,21 +267,11 @@ func TestTokenRotationThroughTheTokenFile(t *testing.T) {
 	}
 	ns := natstest.Start(t)
 	httpAddr := freeAddr(t)
-	for k, v := range map[string]string{
+	logs := startRun(t, map[string]string{
 		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN_FILE": tokenFile, "ROCKETY_ALLOW_INSECURE": "true",
 		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": ns.ClientURL(),
 		"BRIDGE_HTTP_ADDR": httpAddr, "BRIDGE_INSTANCE_ID": "rotating-pod",
-	} {
-		t.Setenv(k, v)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"run"}, io.Discard, &logs) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	})
 	metric := func(series string) string {
 		_, body := get(t, "http://"+httpAddr+"/metrics")
 		for _, line := range strings.Split(body, "\n") {
@@ -320,4 +298,24 @@ func TestTokenRotationThroughTheTokenFile(t *testing.T) {
 	if strings.Contains(logs.String(), "token-one") || strings.Contains(logs.String(), "token-two") {
 		t.Error("a token appears in the logs")
 	}
+}
+
+// startRun runs `rockety-bridge run` in the test with env set, and at
+// cleanup stops it and checks it exited 0. It returns the logs.
+func startRun(t *testing.T, env map[string]string) *syncBuffer {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"run"}, io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit %d:\n%s", code, logs.String())
+		}
+	})
+	return logs
 }
