@@ -34,7 +34,11 @@ type Writer interface {
 // WriteThrough stores a successful write in the mirror and publishes its
 // change event at once, so the next poll has nothing to add.
 type WriteThrough interface {
-	Written(ctx context.Context, req Request, resp rockety.Response) error
+	// Begin is called as the API write of req starts, so that what the
+	// write-through needs can be read while the write is in flight. The
+	// function it returns is called exactly once: with the API's answer
+	// after a successful write, or with nil after any other outcome.
+	Begin(ctx context.Context, req Request) func(ctx context.Context, written *rockety.Response) error
 }
 
 // Observer is told the outcome of every command, and of problems that do
@@ -343,6 +347,10 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 
+	var writeThrough func(context.Context, *rockety.Response) error
+	if c.wt != nil {
+		writeThrough = c.wt.Begin(ctx, req)
+	}
 	resp, werr := c.write(ctx, msg, req)
 	res := resultOf(commandID, resource, action, resp, werr, msg.Data())
 	if werr != nil && resumed && req.Action == events.ActionDelete && errors.Is(werr, rockety.ErrNotFound) {
@@ -351,12 +359,25 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		res = events.Result{CommandID: commandID, Resource: resource, Action: action, Status: events.StatusSucceeded,
 			HTTPStatus: http.StatusNoContent}
 	}
-	if res.Status == events.StatusSucceeded && werr == nil && c.wt != nil {
-		if err := c.wt.Written(ctx, req, resp); err != nil {
+	// The result is recorded while the write-through runs, and published
+	// after both: a service that has the result finds the change in the
+	// mirror and in the events stream already.
+	recorded := make(chan error, 1)
+	go func() { recorded <- c.record(ctx, key, rev, res) }()
+	if writeThrough != nil {
+		var written *rockety.Response
+		if res.Status == events.StatusSucceeded && werr == nil {
+			written = &resp
+		}
+		if err := writeThrough(ctx, written); err != nil {
 			c.cfg.Observer.Problem("write-through failed; the next poll publishes the change instead", commandID, err)
 		}
 	}
-	c.complete(ctx, msg, key, rev, commandID, res, start)
+	if err := <-recorded; err != nil {
+		c.retryLater(msg, commandID, "recording the command's result", err)
+		return
+	}
+	c.finish(msg, commandID, res, start, true)
 }
 
 // write calls the API, telling JetStream the command is in progress while
@@ -408,10 +429,20 @@ func resultOf(commandID, resource, action string, resp rockety.Response, err err
 	return res
 }
 
-// complete records the result under the command id and publishes it, the
-// two at once, then acknowledges the command.
+// complete records the result under the command id, then publishes it
+// and settles the command.
 func (c *Consumer) complete(ctx context.Context, msg jetstream.Msg, key string, rev uint64, commandID string, res events.Result, start time.Time) {
-	published, pubErr := c.publishResult(commandID, res)
+	if err := c.record(ctx, key, rev, res); err != nil {
+		c.retryLater(msg, commandID, "recording the command's result", err)
+		return
+	}
+	c.finish(msg, commandID, res, start, true)
+}
+
+// record stores a command's result under its id. Without the record a
+// redelivery would repeat the write, so a failure keeps the command
+// pending (the caller asks for it again).
+func (c *Consumer) record(ctx context.Context, key string, rev uint64, res events.Result) error {
 	data, _ := json.Marshal(record{State: stateDone, Action: res.Action, Result: &res})
 	var err error
 	if rev == 0 {
@@ -419,13 +450,7 @@ func (c *Consumer) complete(ctx context.Context, msg jetstream.Msg, key string, 
 	} else {
 		_, err = c.results.Update(ctx, key, data, rev)
 	}
-	if err != nil {
-		// The write is done; without the record a redelivery would repeat
-		// it. Keep the command pending and try to record again.
-		c.retryLater(msg, commandID, "recording the command's result", err)
-		return
-	}
-	c.settle(msg, commandID, res, start, true, published, pubErr)
+	return err
 }
 
 // finish publishes a result recorded before and settles the command.

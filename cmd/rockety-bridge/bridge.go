@@ -168,8 +168,11 @@ func commandsRunner(cfg Config, client *rockety.Client, metrics *app.Metrics, lo
 				Subjects:  cfg.Subjects,
 				Resources: cfg.Resources,
 				Allow:     cfg.CommandAllow,
-				Observer:  app.CommandObserver{Log: log, Metrics: metrics},
-				Replicas:  cfg.StreamReplicas,
+				// The API's latency, not the bridge, bounds a command: a
+				// replica keeps this many writes in flight.
+				Concurrency: cfg.CommandConc,
+				Observer:    app.CommandObserver{Log: log, Metrics: metrics},
+				Replicas:    cfg.StreamReplicas,
 				// Recreates the commands stream if it is deleted under us.
 				Reprovision: b.Reprovision,
 			})

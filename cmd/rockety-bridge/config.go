@@ -50,6 +50,7 @@ type env struct {
 	MaxDeleteRatio  string `envconfig:"BRIDGE_MAX_DELETE_RATIO" default:"0.5" desc:"mass-delete guard"`
 	Commands        string `envconfig:"BRIDGE_COMMANDS" default:"true" desc:"run the command consumer"`
 	CommandAllow    string `envconfig:"BRIDGE_COMMAND_ALLOW" default:"*" desc:"allowed resource.action patterns, e.g. tasks.*,projects.update"`
+	CommandConc     string `envconfig:"BRIDGE_COMMAND_CONCURRENCY" default:"16" desc:"commands executed at once by one replica (1 to 256)"`
 	InstanceID      string `envconfig:"BRIDGE_INSTANCE_ID" desc:"this replica's identity in leases (default: the host name)"`
 	LeaseTTL        string `envconfig:"BRIDGE_LEASE_TTL" default:"15s" desc:"a dead holder's lease passes on after this"`
 	StreamReplicas  string `envconfig:"BRIDGE_STREAM_REPLICAS" default:"1" desc:"replicas of the streams and buckets in a NATS cluster (1 to 5)"`
@@ -78,6 +79,7 @@ type Config struct {
 	MaxDeleteRatio  float64
 	Commands        bool
 	CommandAllow    []string
+	CommandConc     int
 	InstanceID      string
 	LeaseTTL        time.Duration
 	StreamReplicas  int
@@ -246,6 +248,7 @@ func (e env) parse(needToken bool) (Config, error) {
 	durVar("BRIDGE_LEASE_TTL", e.LeaseTTL, time.Second, &c.LeaseTTL)
 	durVar("BRIDGE_SHUTDOWN_GRACE", e.ShutdownGrace, 0, &c.ShutdownGrace)
 	intVar("BRIDGE_STREAM_REPLICAS", e.StreamReplicas, 1, 5, &c.StreamReplicas)
+	intVar("BRIDGE_COMMAND_CONCURRENCY", e.CommandConc, 1, 256, &c.CommandConc)
 	switch c.LogLevel = strings.ToLower(strings.TrimSpace(e.LogLevel)); c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -344,6 +347,7 @@ func printConfig(w io.Writer, c Config) {
 		{"BRIDGE_SUBJECT_PREFIX", c.Subjects.Prefix()}, {"BRIDGE_DATA_DIR", c.DataDir}, {"BRIDGE_HTTP_ADDR", c.HTTPAddr},
 		{"BRIDGE_INITIAL_SYNC", string(c.InitialSync)}, {"BRIDGE_MAX_DELETE_RATIO", strconv.FormatFloat(c.MaxDeleteRatio, 'f', -1, 64)},
 		{"BRIDGE_COMMANDS", strconv.FormatBool(c.Commands)}, {"BRIDGE_COMMAND_ALLOW", strings.Join(c.CommandAllow, ",")},
+		{"BRIDGE_COMMAND_CONCURRENCY", strconv.Itoa(c.CommandConc)},
 		{"BRIDGE_INSTANCE_ID", c.InstanceID}, {"BRIDGE_LEASE_TTL", c.LeaseTTL.String()},
 		{"BRIDGE_STREAM_REPLICAS", strconv.Itoa(c.StreamReplicas)}, {"BRIDGE_SHUTDOWN_GRACE", c.ShutdownGrace.String()},
 		{"LOG_LEVEL", c.LogLevel}, {"LOG_FORMAT", c.LogFormat},

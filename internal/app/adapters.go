@@ -32,6 +32,12 @@ type Sink struct {
 
 // Publish implements poller.Sink.
 func (s Sink) Publish(ctx context.Context, evs []poller.Outgoing, acked func(i int, seq uint64)) error {
+	return s.publish(ctx, evs, func(i int, ack *jetstream.PubAck) { acked(i, ack.Sequence) })
+}
+
+// publish is Publish with JetStream's whole acknowledgement, which says
+// whether the event was a duplicate of one stored before.
+func (s Sink) publish(ctx context.Context, evs []poller.Outgoing, acked func(i int, ack *jetstream.PubAck)) error {
 	msgs := make([]*nats.Msg, len(evs))
 	for i, o := range evs {
 		m, err := events.NewMsg(s.Subjects, s.APIBaseURL, o.EventID, o.Event)
@@ -45,7 +51,7 @@ func (s Sink) Publish(ctx context.Context, evs []poller.Outgoing, acked func(i i
 		ctx, cancel = context.WithTimeout(ctx, s.Timeout)
 		defer cancel()
 	}
-	err := s.Publisher.Publish(ctx, msgs, func(i int, ack *jetstream.PubAck) { acked(i, ack.Sequence) })
+	err := s.Publisher.Publish(ctx, msgs, acked)
 	if err != nil && s.Reprovision != nil && (errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)) {
 		if perr := s.Reprovision(context.WithoutCancel(ctx)); perr != nil {
 			return errors.Join(err, perr)

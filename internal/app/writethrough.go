@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/rockety-io/rockety-bridge/consumer"
@@ -26,8 +27,43 @@ type WriteThrough struct {
 	Metrics *Metrics
 }
 
-// Written implements consumer.WriteThrough.
-func (w WriteThrough) Written(ctx context.Context, req consumer.Request, resp rockety.Response) error {
+// looked is a stored state read while the write was in flight.
+type looked struct {
+	entry publisher.Entry
+	err   error
+}
+
+// Begin implements consumer.WriteThrough. An update or a delete names its
+// item, so its stored state is read while the API write runs: the read is
+// then off the command's path. A create learns its id from the answer.
+func (w WriteThrough) Begin(ctx context.Context, req consumer.Request) func(context.Context, *rockety.Response) error {
+	var before chan looked
+	if req.Action != events.ActionCreate && req.ID != "" {
+		before = make(chan looked, 1) // the reader never blocks, even when nobody waits
+		go func() {
+			stored, err := w.Store.Lookup(ctx, req.Resource, []string{string(req.ID)})
+			if err != nil {
+				before <- looked{err: err}
+				return
+			}
+			before <- looked{entry: stored[0]}
+		}()
+	}
+	return func(ctx context.Context, resp *rockety.Response) error {
+		var prev looked
+		if before != nil {
+			prev = <-before
+		}
+		if resp == nil {
+			return nil
+		}
+		return w.written(ctx, req, *resp, before != nil, prev)
+	}
+}
+
+// written publishes and stores one successful write. prev is the item's
+// stored state when read beforehand (read says so); a create reads it now.
+func (w WriteThrough) written(ctx context.Context, req consumer.Request, resp rockety.Response, read bool, prev looked) error {
 	id := req.ID
 	if req.Action == events.ActionCreate {
 		id = resp.Item.ID
@@ -36,11 +72,17 @@ func (w WriteThrough) Written(ctx context.Context, req consumer.Request, resp ro
 	if id == "" || (req.Action != events.ActionDelete && (resp.Item.ID == "" || resp.Item.ID != id)) {
 		return nil // the answer holds no item: the next poll reports the change
 	}
-	stored, err := w.Store.Lookup(ctx, req.Resource, []string{string(id)})
-	if err != nil {
-		return err
+	if !read {
+		stored, err := w.Store.Lookup(ctx, req.Resource, []string{string(id)})
+		if err != nil {
+			return err
+		}
+		prev.entry = stored[0]
 	}
-	s := stored[0]
+	if prev.err != nil {
+		return prev.err
+	}
+	s := prev.entry
 	live := s.Revision != 0 && !s.Deleted
 	e := events.Event{Resource: req.Resource, ID: string(id), Revision: events.ChangeRevision(s.Revision), DetectedAt: time.Now().UTC()}
 	switch {
@@ -66,15 +108,22 @@ func (w WriteThrough) Written(ctx context.Context, req consumer.Request, resp ro
 		e.Op, e.After = events.OpCreated, value
 	}
 	out := []poller.Outgoing{{EventID: events.EventID(req.Resource, string(id), e.Op, s.Revision), Event: e}}
-	acked := false
-	if err := w.Sink.Publish(ctx, out, func(int, uint64) { acked = true }); err != nil || !acked {
+	var ack *jetstream.PubAck
+	if err := w.Sink.publish(ctx, out, func(_ int, a *jetstream.PubAck) { ack = a }); err != nil || ack == nil {
 		return fmt.Errorf("publishing the write-through event of %s %s: %w", req.Resource, id, err)
+	}
+	if ack.Duplicate {
+		// An event with this id was stored before: this write-through's own
+		// earlier attempt, or a poll's that is not yet in the mirror. Only
+		// the poll (or its recovery) knows which state that event carried,
+		// so the mirror is left to it; storing ours could skip a change.
+		return nil
 	}
 	if w.Metrics != nil {
 		w.Metrics.PublishedWriteThrough(req.Resource, e.Op)
 	}
 	// A conflict means a poll stored the state meanwhile: fine either way.
-	_, err = w.Store.Commit(ctx, req.Resource, []publisher.Write{{ID: string(id), Value: value, LastRevision: s.Revision}})
+	_, err := w.Store.Commit(ctx, req.Resource, []publisher.Write{{ID: string(id), Value: value, LastRevision: s.Revision}})
 	return err
 }
 
