@@ -72,8 +72,11 @@ func (c *Client) Do(ctx context.Context, req Request) (events.Result, error) {
 		return events.Result{}, fmt.Errorf("command: encoding: %w", err)
 	}
 	resultSubject := c.subjects.Result(req.Resource, string(req.Action), req.CommandID)
-	// Listen before sending, so the result cannot slip past.
-	sub, err := c.nc.SubscribeSync(resultSubject)
+	// Listen before sending, so the result cannot slip past. Only the
+	// first result counts; a small channel (a sync subscription allocates
+	// room for 65,536) keeps a command cheap.
+	results := make(chan *nats.Msg, 4)
+	sub, err := c.nc.ChanSubscribe(resultSubject, results)
 	if err != nil {
 		return events.Result{}, fmt.Errorf("command: %w", err)
 	}
@@ -92,12 +95,11 @@ func (c *Client) Do(ctx context.Context, req Request) (events.Result, error) {
 			return res, nil
 		}
 	}
-	m, err := sub.NextMsgWithContext(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return events.Result{}, fmt.Errorf("%w for command %s: %w", ErrNoResult, req.CommandID, context.Cause(ctx))
-		}
-		return events.Result{}, fmt.Errorf("command: %w", err)
+	var m *nats.Msg
+	select {
+	case m = <-results:
+	case <-ctx.Done():
+		return events.Result{}, fmt.Errorf("%w for command %s: %w", ErrNoResult, req.CommandID, context.Cause(ctx))
 	}
 	var res events.Result
 	if err := json.Unmarshal(m.Data, &res); err != nil {

@@ -42,6 +42,9 @@ type StateStore struct {
 	bucket string
 	// noBatchGet is set once the server turns out to predate batched gets.
 	noBatchGet atomic.Bool
+	// stream is the bucket's stream, kept once looked up: asking for it
+	// costs a round trip.
+	stream atomic.Pointer[jetstream.Stream]
 }
 
 // NewStateStore wraps the state bucket (Resources.State).
@@ -179,7 +182,9 @@ func (s *StateStore) Lookup(ctx context.Context, resource string, ids []string) 
 const lookupBatch = 256
 
 func (s *StateStore) lookupBatch(ctx context.Context, resource string, ids []string, out []Entry) error {
-	if s.noBatchGet.Load() {
+	// One key is one direct get on the connection's shared inbox; a batch
+	// subscribes an inbox of its own.
+	if s.noBatchGet.Load() || len(ids) == 1 {
 		return s.lookupEach(ctx, resource, ids, out)
 	}
 	at := make(map[string]int, len(ids))
@@ -213,7 +218,7 @@ func (s *StateStore) lookupBatch(ctx context.Context, resource string, ids []str
 
 // lookupEach asks for each key on its own, a few at a time.
 func (s *StateStore) lookupEach(ctx context.Context, resource string, ids []string, out []Entry) error {
-	stream, err := s.js.Stream(ctx, s.kvStream())
+	stream, err := s.bucketStream(ctx)
 	if err != nil {
 		return err
 	}
@@ -237,6 +242,18 @@ func (s *StateStore) lookupEach(ctx context.Context, resource string, ids []stri
 const lookupConcurrency = 16
 
 func (s *StateStore) kvStream() string { return "KV_" + s.bucket }
+
+func (s *StateStore) bucketStream(ctx context.Context) (jetstream.Stream, error) {
+	if st := s.stream.Load(); st != nil {
+		return *st, nil
+	}
+	st, err := s.js.Stream(ctx, s.kvStream())
+	if err != nil {
+		return nil, err
+	}
+	s.stream.Store(&st)
+	return st, nil
+}
 
 func entryOf(id string, msg *jetstream.RawStreamMsg) Entry {
 	e := Entry{ID: id, Revision: msg.Sequence}

@@ -253,6 +253,17 @@ func TestLookupCommitAndCheckpoint(t *testing.T) {
 			t.Fatalf("missing id found: %+v", e)
 		}
 	}
+	// One id at a time takes another path (a direct get of its own).
+	for i, id := range ids[:4] {
+		one, err := store.Lookup(ctx, "tasks", []string{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if one[0].ID != got[i].ID || one[0].Revision != got[i].Revision || one[0].Deleted != got[i].Deleted ||
+			string(one[0].Value) != string(got[i].Value) {
+			t.Errorf("lookup of %s alone = %+v, in a batch %+v", id, one[0], got[i])
+		}
+	}
 
 	seq, synced, err := store.Checkpoint(ctx, "tasks")
 	if err != nil || synced || seq != 0 {
