@@ -1,6 +1,8 @@
 package poller_test
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,7 +13,8 @@ import (
 
 // TestChurnUnderAPIFaults polls through bursts of 500s, 429 storms with
 // Retry-After, slow responses, a failing page, truncated JSON, HTML error
-// pages and metadata that hides a page, while the simulator churns, then checks
+// pages, metadata that hides a page and pages that repeat the one before, while
+// the simulator churns, then checks
 // the events against the simulator's log once the faults stop: failed
 // cycles may delay a change, never lose, repeat or invent one.
 func TestChurnUnderAPIFaults(t *testing.T) {
@@ -25,29 +28,41 @@ func TestChurnUnderAPIFaults(t *testing.T) {
 		{FailPage: sim.FailPage{Resource: "tasks", Page: 2}}, // one page down
 		{TruncateRate: 0.2, HTMLRate: 0.2},                   // broken JSON, a proxy's HTML page
 		{PagesUnderreport: 1},                                // metadata hides the last page
-		{},
+		{RepeatPageRate: 0.3},                                // a stale proxy cache serves page N-1 for page N
 	} {
+		// Each fault holds for a few cycles, then one clean cycle ends the
+		// poller's backoff, so the next fault meets cycles at full pace.
 		if err := h.sim.SetFaults(f); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(1500 * time.Millisecond)
+		run.rec.waitCycles(t, 4, 1500*time.Millisecond, 10*time.Second)
+		if err := h.sim.SetFaults(sim.Faults{}); err != nil {
+			t.Fatal(err)
+		}
+		run.rec.waitSuccess(t, 30*time.Second)
 	}
 	run.settle(t)
 	rec := run.rec
 	rec.mu.Lock()
-	failed := 0
+	failed, repeated := 0, 0
 	for _, err := range rec.errs {
 		if err != nil {
 			failed++
+		}
+		if errors.Is(err, rockety.ErrPagination) && strings.Contains(err.Error(), "repeats page") {
+			repeated++
 		}
 	}
 	rec.mu.Unlock()
 	if failed == 0 {
 		t.Error("no cycle failed: the faults did not bite, the test proves nothing")
 	}
+	if repeated == 0 {
+		t.Error("no cycle met a repeated page: the repeat fault did not bite")
+	}
 	got := run.evs.next()
 	checkEvents(t, h, got, run.baseline, run.base)
-	t.Logf("%d cycles failed under the faults; %d events checked", failed, len(got))
+	t.Logf("%d cycles failed under the faults, %d of them on a repeated page; %d events checked", failed, repeated, len(got))
 }
 
 // checkEvents holds events to the simulator's log, as in the churn test.
@@ -111,4 +126,33 @@ func checkEvents(t *testing.T, h *harness, all []events.Event, baseline map[stri
 			t.Errorf("%s changed and no event says so", id)
 		}
 	}
+}
+
+// waitCycles waits until n more cycles have ended and minWait has passed,
+// or until maxWait has passed.
+func (r *recorder) waitCycles(t *testing.T, n int, minWait, maxWait time.Duration) {
+	t.Helper()
+	start, from := time.Now(), r.count()
+	for time.Since(start) < maxWait && (r.count() < from+n || time.Since(start) < minWait) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitSuccess waits for the next cycle that succeeds.
+func (r *recorder) waitSuccess(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	from := r.count()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		r.mu.Lock()
+		for _, err := range r.errs[from:] {
+			if err == nil {
+				r.mu.Unlock()
+				return
+			}
+		}
+		r.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no cycle succeeded within %s once the faults stopped", timeout)
 }

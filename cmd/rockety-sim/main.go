@@ -64,6 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.opts.Faults.TruncateRate, "truncate-rate", 0, "fraction of list responses whose JSON is cut in half, 0 to 1")
 	fs.Float64Var(&c.opts.Faults.HTMLRate, "html-rate", 0, "fraction of list requests answered 502 with an HTML page, 0 to 1")
 	fs.IntVar(&c.opts.Faults.PagesUnderreport, "pages-underreport", 0, "report this many pages fewer in list metadata")
+	fs.Float64Var(&c.opts.Faults.RepeatPageRate, "repeat-page-rate", 0, "fraction of list requests for page N > 1 answered with page N-1, 0 to 1")
 	fs.StringVar(&c.style, "style", "data", "list envelope: data, items or nometa")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -92,6 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		{f.TruncateRate < 0 || f.TruncateRate > 1, "-truncate-rate", f.TruncateRate, "between 0 and 1"},
 		{f.HTMLRate < 0 || f.HTMLRate > 1, "-html-rate", f.HTMLRate, "between 0 and 1"},
 		{f.PagesUnderreport < 0, "-pages-underreport", f.PagesUnderreport, "0 or more"},
+		{f.RepeatPageRate < 0 || f.RepeatPageRate > 1, "-repeat-page-rate", f.RepeatPageRate, "between 0 and 1"},
 	} {
 		if check.bad {
 			return c, fmt.Errorf("%s %v: want %s", check.flag, check.val, check.want)

@@ -26,6 +26,7 @@ func TestFlagErrors(t *testing.T) {
 		{"stray argument", []string{"extra"}, `unexpected argument "extra"`},
 		{"error rate above 1", []string{"-error-rate", "1.5"}, "-error-rate 1.5: want between 0 and 1"},
 		{"negative drift", []string{"-drift", "-1"}, "-drift -1: want 0 or more"},
+		{"repeat page rate above 1", []string{"-repeat-page-rate", "2"}, "-repeat-page-rate 2: want between 0 and 1"},
 		{"bad style", []string{"-style", "xml"}, `-style: sim: invalid: style "xml"`},
 		{"fail page without page", []string{"-fail-page", "tasks"}, "want resource:page[:status[:times]]"},
 		{"fail page bad number", []string{"-fail-page", "tasks:x"}, `page "x" is not a number`},
@@ -64,6 +65,7 @@ func TestParseFlags(t *testing.T) {
 		"-addr", ":0", "-token", "", "-seed-items", "5", "-seed", "9", "-resources", "tasks, widgets",
 		"-churn", "0.5", "-latency", "20ms", "-error-rate", "0.1", "-rate-limit-rate", "0.2",
 		"-retry-after", "3s", "-fail-page", "tasks:3:503:2", "-drift", "4", "-style", "items",
+		"-repeat-page-rate", "0.25",
 	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +76,7 @@ func TestParseFlags(t *testing.T) {
 		Faults: sim.Faults{
 			Latency: 20 * time.Millisecond, ErrorRate: 0.1, RateLimitRate: 0.2, RetryAfter: 3 * time.Second,
 			FailPage:     sim.FailPage{Resource: "tasks", Page: 3, Status: 503, Times: 2},
-			DriftInserts: 4,
+			DriftInserts: 4, RepeatPageRate: 0.25,
 		},
 	}
 	got, _ := json.Marshal(c.opts)

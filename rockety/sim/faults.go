@@ -36,6 +36,13 @@ type Faults struct {
 	// PagesUnderreport lowers the page count list metadata reports by this
 	// much (the item total stays true).
 	PagesUnderreport int
+	// RepeatPageRate is the fraction of list requests for a page N > 1
+	// answered with page N-1 instead, byte for byte as that page reads at
+	// that moment, its metadata included (so it names page N-1): what a
+	// proxy cache that mixes up its keys serves, or an API whose offset is
+	// off by one page under load. The status is 200; nothing says it is the
+	// wrong page but its content.
+	RepeatPageRate float64
 	// DriftInserts is how many new items are inserted at the front of a
 	// resource after each page of it is served, shifting every later page
 	// as a real API does when items are added while a client pages through.
@@ -64,6 +71,8 @@ func (f Faults) validate() error {
 		return fmt.Errorf("%w: rate-limit rate %g outside [0, 1]", ErrInvalid, f.RateLimitRate)
 	case f.TruncateRate < 0 || f.TruncateRate > 1 || f.HTMLRate < 0 || f.HTMLRate > 1:
 		return fmt.Errorf("%w: truncate rate %g or HTML rate %g outside [0, 1]", ErrInvalid, f.TruncateRate, f.HTMLRate)
+	case f.RepeatPageRate < 0 || f.RepeatPageRate > 1:
+		return fmt.Errorf("%w: repeat page rate %g outside [0, 1]", ErrInvalid, f.RepeatPageRate)
 	case f.PagesUnderreport < 0:
 		return fmt.Errorf("%w: negative pages underreport %d", ErrInvalid, f.PagesUnderreport)
 	case f.DriftInserts < 0:

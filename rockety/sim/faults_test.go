@@ -1,9 +1,11 @@
 package sim_test
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -228,5 +230,63 @@ func TestStats(t *testing.T) {
 	e.sim.ResetStats()
 	if st := e.sim.Stats(); st.Total != 0 || len(st.ByMethod) != 0 || len(st.Pages) != 0 {
 		t.Errorf("after reset %+v", st)
+	}
+}
+
+func TestRepeatPage(t *testing.T) {
+	tests := []struct {
+		name  string
+		style sim.Style
+		rate  float64
+		page  int
+		want  int // the page whose body comes back
+	}{
+		{"off", sim.StyleDataMeta, 0, 2, 2},
+		{"page 2 repeats page 1", sim.StyleDataMeta, 1, 2, 1},
+		{"page 4 repeats page 3", sim.StyleDataMeta, 1, 4, 3},
+		{"page 1 has no page before it", sim.StyleDataMeta, 1, 1, 1},
+		{"past the end repeats the last page", sim.StyleDataMeta, 1, 6, 5},
+		{"items and pagination", sim.StyleItemsPagination, 1, 3, 2},
+		{"no metadata", sim.StyleNoMeta, 1, 3, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, sim.Options{Token: testToken, SeedItems: 50, Style: tt.style})
+			get := func(page int) response {
+				return e.do(http.MethodGet, "/tasks?per_page=10&page="+strconv.Itoa(page), "")
+			}
+			want := get(tt.want)
+			e.sim.ResetStats()
+			if err := e.sim.SetFaults(sim.Faults{RepeatPageRate: tt.rate}); err != nil {
+				t.Fatal(err)
+			}
+			got := get(tt.page)
+			if got.status != http.StatusOK || !bytes.Equal(got.body, want.body) {
+				t.Errorf("page %d: %d %s\nwant the body of page %d: %s", tt.page, got.status, got.body, tt.want, want.body)
+			}
+			if e.sim.LastSeq() != 0 {
+				t.Error("a repeated page changed data")
+			}
+			if n := e.sim.Stats().Pages[sim.PageRequest{Resource: "tasks", Page: tt.page}]; n != 1 {
+				t.Errorf("Stats counts page %d %d times, want 1 (by the page asked for)", tt.page, n)
+			}
+		})
+	}
+
+	// A fractional rate repeats some pages and not others.
+	e := newEnv(t, sim.Options{Token: testToken, SeedItems: 50, Faults: sim.Faults{RepeatPageRate: 0.5}})
+	counts := map[int]int{}
+	for range 100 {
+		p := decode[page](t, e.do(http.MethodGet, "/tasks?per_page=10&page=3", "").body)
+		counts[p.Meta.Page]++
+	}
+	if counts[2] < 20 || counts[3] < 20 || counts[2]+counts[3] != 100 {
+		t.Errorf("rate 0.5 answered page 3 with pages %v", counts)
+	}
+
+	for _, rate := range []float64{-0.1, 1.5} {
+		if err := e.sim.SetFaults(sim.Faults{RepeatPageRate: rate}); !errors.Is(err, sim.ErrInvalid) {
+			t.Errorf("repeat page rate %g: %v", rate, err)
+		}
 	}
 }

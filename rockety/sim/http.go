@@ -149,8 +149,12 @@ func (s *Server) list(w http.ResponseWriter, rq *request) {
 			bufPool.Put(buf)
 		}
 	}()
+	served := page
+	if page > 1 && s.chance(f.RepeatPageRate) {
+		served = page - 1
+	}
 	s.mu.RLock()
-	s.writePageLocked(buf, rq.resource, page, perPage, f.PagesUnderreport)
+	s.writePageLocked(buf, rq.resource, served, perPage, f.PagesUnderreport)
 	s.mu.RUnlock()
 	body := buf.Bytes()
 	if s.chance(f.TruncateRate) {
