@@ -30,9 +30,11 @@ import (
 // shutdownTimeout bounds how long in-flight requests may take to finish.
 const shutdownTimeout = 5 * time.Second
 
-// logLimit keeps a long-running simulator's mutation log, which nothing
-// outside reads, from growing without end.
-const logLimit = 10000
+// defaultLogLimit keeps a long-running simulator's mutation log from
+// growing without end, while keeping enough for a test that reads it
+// through the admin routes now and then; a test that needs all of it sets
+// -log-limit 0.
+const defaultLogLimit = 100000
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
@@ -66,6 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.opts.Faults.PagesUnderreport, "pages-underreport", 0, "report this many pages fewer in list metadata")
 	fs.Float64Var(&c.opts.Faults.RepeatPageRate, "repeat-page-rate", 0, "fraction of list requests for page N > 1 answered with page N-1, 0 to 1")
 	fs.StringVar(&c.style, "style", "data", "list envelope: data, items or nometa")
+	fs.IntVar(&c.opts.LogLimit, "log-limit", defaultLogLimit, "mutations the log keeps for "+sim.AdminPath+"/mutations; 0 keeps all")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stderr)
@@ -85,6 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		want string
 	}{
 		{c.opts.SeedItems < 0, "-seed-items", c.opts.SeedItems, "0 or more"},
+		{c.opts.LogLimit < 0, "-log-limit", c.opts.LogLimit, "0 or more"},
 		{c.opts.Churn < 0, "-churn", c.opts.Churn, "0 or more"},
 		{f.Latency < 0, "-latency", f.Latency, "0 or more"},
 		{f.ErrorRate < 0 || f.ErrorRate > 1, "-error-rate", f.ErrorRate, "between 0 and 1"},
@@ -116,7 +120,6 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 		c.opts.Faults.FailPage = fp
 	}
-	c.opts.LogLimit = logLimit
 	return c, nil
 }
 
@@ -176,6 +179,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		first = sim.DefaultResources
 	}
 	fmt.Fprintf(stdout, "  try: curl %s'%s/%s?page=1&per_page=2'\n", curlAuth, base, first[0])
+	fmt.Fprintf(stdout, "  admin (ground truth, churn, faults): http://%s%s/\n", ln.Addr(), sim.AdminPath)
 
 	if err := srv.Start(ctx); err != nil {
 		fmt.Fprintf(stderr, "rockety-sim: %v\n", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -26,6 +27,7 @@ func TestFlagErrors(t *testing.T) {
 		{"stray argument", []string{"extra"}, `unexpected argument "extra"`},
 		{"error rate above 1", []string{"-error-rate", "1.5"}, "-error-rate 1.5: want between 0 and 1"},
 		{"negative drift", []string{"-drift", "-1"}, "-drift -1: want 0 or more"},
+		{"negative log limit", []string{"-log-limit", "-1"}, "-log-limit -1: want 0 or more"},
 		{"repeat page rate above 1", []string{"-repeat-page-rate", "2"}, "-repeat-page-rate 2: want between 0 and 1"},
 		{"bad style", []string{"-style", "xml"}, `-style: sim: invalid: style "xml"`},
 		{"fail page without page", []string{"-fail-page", "tasks"}, "want resource:page[:status[:times]]"},
@@ -60,19 +62,26 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+func TestDefaultLogLimit(t *testing.T) {
+	c, err := parseFlags(nil, io.Discard)
+	if err != nil || c.opts.LogLimit != defaultLogLimit {
+		t.Errorf("log limit %d, %v", c.opts.LogLimit, err)
+	}
+}
+
 func TestParseFlags(t *testing.T) {
 	c, err := parseFlags([]string{
 		"-addr", ":0", "-token", "", "-seed-items", "5", "-seed", "9", "-resources", "tasks, widgets",
 		"-churn", "0.5", "-latency", "20ms", "-error-rate", "0.1", "-rate-limit-rate", "0.2",
 		"-retry-after", "3s", "-fail-page", "tasks:3:503:2", "-drift", "4", "-style", "items",
-		"-repeat-page-rate", "0.25",
+		"-repeat-page-rate", "0.25", "-log-limit", "20",
 	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := sim.Options{
 		Seed: 9, SeedItems: 5, Resources: []string{"tasks", "widgets"}, Style: sim.StyleItemsPagination,
-		Churn: 0.5, LogLimit: logLimit,
+		Churn: 0.5, LogLimit: 20,
 		Faults: sim.Faults{
 			Latency: 20 * time.Millisecond, ErrorRate: 0.1, RateLimitRate: 0.2, RetryAfter: 3 * time.Second,
 			FailPage:     sim.FailPage{Resource: "tasks", Page: 3, Status: 503, Times: 2},
@@ -122,6 +131,35 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"meta":{"page":1,"per_page":100,"total":`)) {
 		t.Errorf("GET tasks: %d %s", resp.StatusCode, body)
+	}
+
+	// The admin routes: churn at 50/s shows in the log, and stops for good.
+	admin := <-lines
+	root := strings.TrimSuffix(m[1], sim.BasePath)
+	if admin != "  admin (ground truth, churn, faults): "+root+sim.AdminPath+"/" {
+		t.Errorf("third line %q", admin)
+	}
+	rem := sim.NewRemote(root, "dev-token")
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if last, err := rem.LastSeq(ctx); err != nil {
+			t.Fatal(err)
+		} else if last >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("churn at 50/s made no 5 mutations in 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopped, err := rem.SetChurn(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	muts, err := rem.MutationsSince(ctx, 0)
+	if err != nil || len(muts) != int(stopped) || muts[len(muts)-1].Seq != stopped {
+		t.Errorf("%d mutations up to churn's stop at %d; %v", len(muts), stopped, err)
 	}
 
 	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {

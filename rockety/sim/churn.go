@@ -47,12 +47,19 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 // SetChurn changes the background mutation rate (per second) at once; 0
-// pauses churn. The error matches ErrInvalid for a negative or infinite rate.
+// pauses churn. When it returns, no mutation due at the old rate is still to
+// come: after SetChurn(0), LastSeq stays put until something else writes.
+// The error matches ErrInvalid for a negative or infinite rate.
 func (s *Server) SetChurn(rate float64) error {
 	if !validChurn(rate) {
 		return fmt.Errorf("%w: churn rate %g", ErrInvalid, rate)
 	}
+	// A batch of mutations in progress holds mu: storing the rate under mu
+	// waits for it, and churn checks the rate under mu, so no batch counted
+	// at the old rate lands after this returns.
+	s.mu.Lock()
 	s.churnBits.Store(floatBits(rate))
+	s.mu.Unlock()
 	select {
 	case s.churnWake <- struct{}{}:
 	default:
@@ -114,6 +121,9 @@ func (s *Server) churnLoop(ctx context.Context) {
 func (s *Server) churn(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.Churn() == 0 {
+		return // paused since the batch was counted
+	}
 	t := now()
 	for range n {
 		s.churnOnceLocked(t)

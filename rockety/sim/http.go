@@ -78,8 +78,18 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 const maxPooledBuf = 4 << 20
 
 // ServeHTTP answers one API request. In order: the injected latency, auth,
-// the random 429/500 faults, routing, then the operation.
+// the random 429/500 faults, routing, then the operation. Requests under
+// AdminPath only need auth.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == AdminPath || strings.HasPrefix(r.URL.Path, AdminPath+"/") {
+		if !s.authorized(r.Header.Get("Authorization")) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="rockety"`)
+			adminFail(w, http.StatusUnauthorized, "missing or invalid bearer token")
+			return
+		}
+		s.serveAdmin(w, r)
+		return
+	}
 	rq := parseRequest(r)
 	if d := s.latency(); d > 0 {
 		t := time.NewTimer(d)

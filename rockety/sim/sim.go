@@ -34,6 +34,12 @@
 // unauthorized (401), not_found (404), bad_request (400), rate_limited (429),
 // method_not_allowed (405) or internal (500 and other injected statuses).
 // A request refused with an injected fault changes nothing.
+//
+// # Admin routes
+//
+// Under AdminPath (/_sim), outside the API and with the same token, a test
+// that runs the simulator as another process reads the mutation log and
+// the items, and turns churn and faults on and off; Remote is their client.
 package sim
 
 import (
@@ -163,16 +169,17 @@ type Options struct {
 // Mutation is one change of an item, from churn, the drift fault, the API or
 // the Go-side mutators: the ground truth that the bridge's events are checked
 // against.
+// Its JSON form is the line format of the admin route /_sim/mutations.
 type Mutation struct {
 	// Seq numbers mutations from 1 in the order they were applied.
-	Seq      uint64
-	Time     time.Time
-	Resource string
-	ID       string
+	Seq      uint64    `json:"seq"`
+	Time     time.Time `json:"time"`
+	Resource string    `json:"resource"`
+	ID       string    `json:"id"`
 	// Op is OpCreated, OpUpdated or OpDeleted.
-	Op string
+	Op string `json:"op"`
 	// Item is the item after the change; for a delete, its last state.
-	Item json.RawMessage
+	Item json.RawMessage `json:"item"`
 }
 
 // Server is the simulator: an http.Handler plus Go-side access to its data,
@@ -643,10 +650,7 @@ func (s *Server) Mutations() []Mutation { return s.MutationsSince(0) }
 func (s *Server) MutationsSince(seq uint64) []Mutation {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	log := s.log
-	if s.logLimit > 0 && len(log) > s.logLimit {
-		log = log[len(log)-s.logLimit:]
-	}
+	log := s.keptLocked()
 	i := sort.Search(len(log), func(i int) bool { return log[i].Seq > seq })
 	out := slices.Clone(log[i:])
 	for j := range out {
