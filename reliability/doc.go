@@ -1,0 +1,18 @@
+// Package reliability holds the bridge's long-running reliability tests.
+// They build rockety-bridge, rockety-sim and nats-server, run them as
+// processes, and hold every change event the bridge published to the
+// simulator's mutation log, read over its admin routes:
+//
+//   - TestKillLoop starts the bridge and SIGKILLs it again and again while
+//     the API churns and commands arrive, then lets one last bridge catch
+//     up and compares.
+//   - TestSoak runs one bridge for minutes against 100,000 items with churn
+//     and API faults, sampling its event rate, memory and goroutines.
+//
+// Both sit behind the build tag reliability, so `go test ./...` does not run
+// them; the comparison itself (compare) is table-tested without the tag.
+// RELIABILITY.md has the commands and the latest figures:
+//
+//	go test -tags reliability -run KillLoop -v -timeout 60m ./reliability -kills 50
+//	go test -tags reliability -run Soak -v -timeout 3h ./reliability -soak.duration 10m -soak.items 100000
+package reliability

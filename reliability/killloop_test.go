@@ -1,0 +1,387 @@
+//go:build reliability
+
+package reliability
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+)
+
+var (
+	flagKills         = flag.Int("kills", 50, "bridge processes to SIGKILL")
+	flagKillItems     = flag.Int("kill.items", 2000, "items per resource")
+	flagKillResources = flag.String("kill.resources", "tasks,projects,users", "resources seeded, churned and polled")
+	flagKillChurn     = flag.Float64("kill.churn", 30, "mutations per second across the resources while the kills go on")
+	flagKillCommands  = flag.Float64("kill.commands", 2, "task commands per second published while the kills go on; 0 for none")
+	flagKillPageSize  = flag.Int("kill.page-size", 20, "ROCKETY_PAGE_SIZE: small, so a cycle spans many pages")
+	flagKillLatency   = flag.Duration("kill.latency", 2*time.Millisecond, "latency the simulator adds to every request, to stretch cycles")
+	flagKillBurst     = flag.Float64("kill.burst", 1500, "churn rate of the 400ms bursts before half the publish and commit kills, so a cycle publishes and commits large batches")
+)
+
+// Kill modes: when, after the start, a bridge is killed.
+//
+// The aimed modes first let the bridge run 0.8-4s, past its start, then
+// watch for the moment they aim at.
+const (
+	killStartup   = "startup"       // 30-700ms: connecting, provisioning, loading state, replaying the journal, taking the lease (the first cycle starts after about 1s)
+	killTraversal = "mid-traversal" // once the API has answered 1-60 more requests: while pages are read and diffed
+	killPublish   = "after publish" // 0-5ms after the events stream grew: between an event's ack and its commit
+	killCommit    = "after commit"  // 0-5ms after the mirror's stream grew: in the middle of a batch's commit
+	killRandom    = "random"        // 0.2-6s: anywhere in or between cycles
+)
+
+var killModes = []string{killStartup, killTraversal, killPublish, killCommit, killRandom}
+
+// kill is one SIGKILL of a bridge.
+type kill struct {
+	n      int
+	mode   string
+	alive  time.Duration
+	moved  bool           // an aimed mode saw its moment before the kill
+	burst  bool           // a burst of changes came before it
+	cycles map[string]int // cycles the bridge's log reports, by outcome
+	evSeq  uint64         // the events stream's last sequence at the kill
+	// uncommitted counts the items whose last event from this bridge the
+	// mirror did not have when it died: killed between publish and commit.
+	uncommitted int
+	mutSeq      uint64 // the simulator's log position at the kill
+	lastLog     string
+}
+
+// TestKillLoop SIGKILLs rockety-bridge again and again while the API churns
+// and task commands arrive, then lets one last bridge catch up once churn
+// stops, and holds every event to the simulator's mutation log: nothing
+// lost, nothing duplicated, no false delete, the mirror equal to the API,
+// every command answered and no create executed twice.
+func TestKillLoop(t *testing.T) {
+	l := newLab(t, "killloop")
+	resources := strings.Split(*flagKillResources, ",")
+	l.build()
+	l.startNATS()
+	l.startSim("-seed-items", strconv.Itoa(*flagKillItems), "-resources", *flagKillResources,
+		"-latency", flagKillLatency.String())
+	env := []string{"ROCKETY_RESOURCES=" + *flagKillResources, "ROCKETY_PAGE_SIZE=" + strconv.Itoa(*flagKillPageSize)}
+	ctx := context.Background()
+
+	// The baseline: churn off, one complete cycle records every item
+	// silently; the items and the log position are then read at once.
+	b := l.startBridge(env...)
+	l.waitCycles(b, resources, 1, 3*time.Minute)
+	baseline, baseSeq := l.snapshotItems(resources)
+	if n, err := l.streamMsgs(eventsStream); err != nil || n != 0 {
+		t.Fatalf("the silent baseline published %d events (%v)", n, err)
+	}
+	if diffs := checkMirror(l.readMirror(resources), baseline); len(diffs) > 0 {
+		t.Fatalf("after the baseline the mirror differs from the API for %d items, e.g. %s", len(diffs), diffs[0])
+	}
+	b.kill()
+	t.Logf("baseline: %d items at log position %d", len(baseline), baseSeq)
+
+	if _, err := l.sim.SetChurn(ctx, *flagKillChurn); err != nil {
+		t.Fatal(err)
+	}
+	var taskIDs []string
+	for k := range baseline {
+		if k.resource == "tasks" {
+			taskIDs = append(taskIDs, k.id)
+		}
+	}
+	slices.Sort(taskIDs)
+	cmdCtx, stopCommands := context.WithCancel(ctx)
+	cmdDone := make(chan struct{})
+	cmdr := &commander{js: l.js, prefix: fmt.Sprintf("kl%d", l.seed), ids: taskIDs, rnd: l.rnd}
+	if !slices.Contains(resources, "tasks") {
+		*flagKillCommands = 0
+	}
+	go func() {
+		defer close(cmdDone)
+		cmdr.run(cmdCtx, *flagKillCommands)
+	}()
+
+	start := time.Now()
+	var kills []kill
+	for i := 1; i <= *flagKills; i++ {
+		k := l.killOnce(i, env)
+		kills = append(kills, k)
+		t.Logf("kill %2d: %-13s after %6s (aimed moment seen: %-5t, burst: %-5t) cycles %v, events seq %d, left uncommitted %d, log %d",
+			k.n, k.mode, k.alive.Round(time.Millisecond), k.moved, k.burst, k.cycles, k.evSeq, k.uncommitted, k.mutSeq)
+	}
+	loop := time.Since(start)
+
+	// Settle: churn and commands stop; one more bridge executes the
+	// commands still queued and completes two cycles after that.
+	stopped, err := l.sim.SetChurn(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopCommands()
+	<-cmdDone
+	b = l.startBridge(env...)
+	l.waitFor("the commands stream to drain", 3*time.Minute, func() (bool, error) {
+		if b.exited() {
+			return false, fmt.Errorf("the bridge exited:\n%s", b.tail(30))
+		}
+		n, err := l.streamMsgs("ROCKETY_COMMANDS")
+		return err == nil && n == 0, nil
+	})
+	var finalSeq uint64
+	for {
+		before, err := l.sim.LastSeq(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.waitCycles(b, resources, 2, 3*time.Minute)
+		var final map[key]json.RawMessage
+		final, finalSeq = l.snapshotItems(resources)
+		if finalSeq == before {
+			settled := b.cycleCounts()
+			if code := b.stop(30 * time.Second); code != 0 {
+				t.Errorf("the last bridge exited %d after SIGTERM:\n%s", code, b.tail(30))
+			}
+			l.finishKillLoop(t, resources, baseline, baseSeq, final, finalSeq, stopped, kills, loop, cmdr, settled)
+			return
+		}
+		t.Logf("the API changed while settling (log %d, then %d); settling again", before, finalSeq)
+	}
+}
+
+// killOnce starts a bridge, waits as the mode says, and kills it.
+func (l *lab) killOnce(n int, env []string) kill {
+	l.t.Helper()
+	k := kill{n: n, mode: killModes[l.rnd.IntN(len(killModes))]}
+	from, err := l.streamLastSeq(eventsStream)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	b := l.startBridge(env...)
+	switch k.mode {
+	case killStartup:
+		time.Sleep(time.Duration(30+l.rnd.IntN(670)) * time.Millisecond)
+	case killRandom:
+		time.Sleep(time.Duration(200+l.rnd.IntN(5800)) * time.Millisecond)
+	default:
+		time.Sleep(time.Duration(800+l.rnd.IntN(3200)) * time.Millisecond)
+		// position reads what the mode watches: API requests answered, or
+		// a stream's last sequence.
+		position := func() (uint64, error) {
+			st, err := l.sim.Stats(context.Background())
+			return uint64(st.Total), err
+		}
+		need := uint64(1 + l.rnd.IntN(60))
+		if k.mode != killTraversal && l.rnd.IntN(2) == 0 {
+			// A burst of changes: the next cycles publish and commit
+			// hundreds at once, which keeps the window between an
+			// event's ack and its commit open for longer.
+			k.burst = true
+			if _, err := l.sim.SetChurn(context.Background(), *flagKillBurst); err != nil {
+				l.t.Fatal(err)
+			}
+			time.Sleep(400 * time.Millisecond)
+			if _, err := l.sim.SetChurn(context.Background(), *flagKillChurn); err != nil {
+				l.t.Fatal(err)
+			}
+		}
+		if k.mode != killTraversal {
+			stream := map[string]string{killPublish: eventsStream, killCommit: "KV_" + stateBucket}[k.mode]
+			position = func() (uint64, error) { return l.streamLastSeq(stream) }
+			need = 1
+		}
+		at0, err := position()
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) && !b.exited() {
+			if at, err := position(); err == nil && at >= at0+need {
+				k.moved = true
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		if k.mode != killTraversal {
+			time.Sleep(time.Duration(l.rnd.IntN(6)) * time.Millisecond)
+		}
+	}
+	if b.exited() {
+		l.t.Fatalf("bridge %d exited by itself before its kill:\n%s", n, b.tail(40))
+	}
+	k.alive = time.Since(b.started)
+	b.kill()
+	k.evSeq, _ = l.streamLastSeq(eventsStream)
+	k.uncommitted = l.uncommitted(from, k.evSeq)
+	k.mutSeq, _ = l.sim.LastSeq(context.Background())
+	k.cycles = b.cycleCounts()
+	k.lastLog = b.tail(1)
+	if log, _ := os.ReadFile(b.logPath); strings.Contains(string(log), "panic") {
+		l.t.Errorf("bridge %d panicked:\n%s", n, b.tail(40))
+	}
+	return k
+}
+
+func (l *lab) finishKillLoop(t *testing.T, resources []string, baseline map[key]json.RawMessage, baseSeq uint64,
+	final map[key]json.RawMessage, finalSeq, churnStopped uint64, kills []kill, loop time.Duration, cmdr *commander, settled map[string]int) {
+	t.Helper()
+	evs, results := l.readStream()
+	muts := l.mutations(baseSeq)
+	if len(muts) == 0 || muts[len(muts)-1].Seq != finalSeq {
+		t.Fatalf("the mutation log after %d does not end at the final position %d", baseSeq, finalSeq)
+	}
+	r := compare(truth{baseline: baseline, baseSeq: baseSeq, mutations: muts, final: final}, evs)
+	mirrorDiffs := checkMirror(l.readMirror(resources), final)
+	cr := cmdr.check(results, muts)
+
+	byMode := map[string]int{}
+	moved, bursts, uncommittedKills, uncommitted := 0, 0, 0, 0
+	cycles := map[string]int{}
+	noCycle := 0
+	var alive []time.Duration
+	for _, k := range kills {
+		byMode[k.mode]++
+		if k.moved {
+			moved++
+		}
+		if k.burst {
+			bursts++
+		}
+		if k.uncommitted > 0 {
+			uncommittedKills++
+			uncommitted += k.uncommitted
+		}
+		if k.cycles["ok"] == 0 {
+			noCycle++
+		}
+		for o, n := range k.cycles {
+			cycles[o] += n
+		}
+		alive = append(alive, k.alive)
+	}
+	for o, n := range settled {
+		cycles[o] += n
+	}
+	slices.Sort(alive)
+	dupIDs := 0
+	for _, p := range r.problems {
+		if p.kind == kindDuplicate && strings.HasPrefix(p.what, "event id") {
+			dupIDs++
+		}
+	}
+	rows := [][2]string{
+		{"seed", strconv.FormatInt(l.seed, 10)},
+		{"items at the baseline", fmt.Sprintf("%d (%s; %d per resource)", len(baseline), strings.Join(resources, ", "), *flagKillItems)},
+		{"bridge processes killed (SIGKILL)", fmt.Sprintf("%d in %s: %s", len(kills), loop.Round(time.Second), opCounts(byMode, killModes...))},
+		{"time alive before the kill", fmt.Sprintf("min %s, median %s, max %s", alive[0].Round(time.Millisecond),
+			alive[len(alive)/2].Round(time.Millisecond), alive[len(alive)-1].Round(time.Millisecond))},
+		{"aimed kills that saw their moment (requests answered, a publish, a commit)", strconv.Itoa(moved)},
+		{"kills after a burst of changes", fmt.Sprintf("%d (%g mutations/s for 400ms)", bursts, *flagKillBurst)},
+		{"kills before the bridge completed any cycle", strconv.Itoa(noCycle)},
+		{"kills between publish and commit (items whose last event the mirror lacked)", fmt.Sprintf("%d (%d items)", uncommittedKills, uncommitted)},
+		{"poll cycles (all processes, all resources)", opCounts(cycles, "ok", "failed", "cut short", "mass-delete guard")},
+		{"mutations after the baseline", fmt.Sprintf("%d: %s (churn stopped at %d, last %d)", len(muts),
+			opCounts(r.mutations, sim.OpCreated, sim.OpUpdated, sim.OpDeleted), churnStopped, finalSeq)},
+		{"task commands", fmt.Sprintf("%d sent (%d not sent): %s; %d creates executed; %d with more than one result",
+			cr.sent, cr.unsent, opCounts(cr.byStatus, events.StatusSucceeded, events.StatusFailed, events.StatusRejected),
+			cr.createdByCmds, cr.multiResults)},
+		{"change events", fmt.Sprintf("%d: %s", len(evs), opCounts(r.events, events.OpCreated, events.OpUpdated, events.OpDeleted, events.OpSnapshot))},
+		{"items compared / changed in net", fmt.Sprintf("%d / %d", r.items, r.changed)},
+		{"duplicates (event id twice / change twice)", fmt.Sprintf("%d / %d", dupIDs, r.count(kindDuplicate)-dupIDs)},
+		{"lost changes", strconv.Itoa(r.count(kindLost))},
+		{"false deletes", strconv.Itoa(r.count(kindFalseDel))},
+		{"invented or out-of-step events", strconv.Itoa(r.count(kindInvented) + r.count(kindOutOfStep))},
+		{"mirror items differing from the API", strconv.Itoa(len(mirrorDiffs))},
+		{"commands without a result / creates run twice", strconv.Itoa(len(cr.problems))},
+	}
+	table := markdownTable("kill loop", rows)
+	t.Logf("kill loop results:\n%s", table)
+	_ = os.WriteFile(filepath.Join(l.dir, "report.md"), []byte(table), 0o644)
+	writeKills(l, kills)
+
+	failOnProblems(t, r, mirrorDiffs)
+	for _, p := range cr.problems[:min(20, len(cr.problems))] {
+		t.Errorf("commands: %s", p)
+	}
+}
+
+// writeKills keeps every kill's details in kills.tsv in the work directory.
+func writeKills(l *lab, kills []kill) {
+	var b strings.Builder
+	b.WriteString("n\tmode\talive_ms\taimed_moment_seen\tburst\tcycles\tevents_seq\tuncommitted\tlog_seq\tlast_log_line\n")
+	for _, k := range kills {
+		fmt.Fprintf(&b, "%d\t%s\t%d\t%t\t%t\t%v\t%d\t%d\t%d\t%s\n", k.n, k.mode, k.alive.Milliseconds(), k.moved, k.burst, k.cycles, k.evSeq, k.uncommitted, k.mutSeq, k.lastLog)
+	}
+	_ = os.WriteFile(filepath.Join(l.dir, "kills.tsv"), []byte(b.String()), 0o644)
+}
+
+// markdownTable renders rows of figure and value for RELIABILITY.md.
+func markdownTable(title string, rows [][2]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| %s | |\n|---|---|\n", title)
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s |\n", r[0], r[1])
+	}
+	return b.String()
+}
+
+// uncommitted counts the items whose last change event in the events
+// stream after seq from, up to seq to, the mirror does not have: the bridge
+// died after JetStream acknowledged the event and before it stored the
+// item's state, which the next bridge must then store without publishing
+// the change again.
+func (l *lab) uncommitted(from, to uint64) int {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := l.js.Stream(ctx, eventsStream)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	kv, err := l.js.KeyValue(ctx, stateBucket)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	last := map[key]events.Event{}
+	for seq := from + 1; seq <= to; seq++ {
+		raw, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			l.t.Fatalf("events stream seq %d: %v", seq, err)
+		}
+		if !strings.HasPrefix(raw.Subject, subjects.Prefix()+".events.") {
+			continue
+		}
+		e, _, err := events.Decode(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
+		if err != nil {
+			continue // readStream reports it
+		}
+		last[key{e.Resource, e.ID}] = e
+	}
+	n := 0
+	for k, e := range last {
+		entry, err := kv.Get(ctx, events.StateKey(k.resource, k.id))
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			if e.Op != events.OpDeleted {
+				n++
+			}
+		case err != nil:
+			l.t.Fatalf("mirror %s: %v", k, err)
+		case e.Op == events.OpDeleted || norm(entry.Value()) != norm(e.After):
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,685 @@
+//go:build reliability
+
+package reliability
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+	"github.com/rockety-io/rockety-bridge/schemas"
+)
+
+var (
+	flagSeed = flag.Int64("seed", 0, "seed of the simulator's data and churn and of the test's random choices; 0 picks one from the clock")
+	flagKeep = flag.Bool("keep", false, "keep the work directory (logs, NATS store, events, mutations) even when the test passes")
+)
+
+const (
+	token        = "reliability-token"
+	instanceID   = "reliability"
+	eventsStream = "ROCKETY_EVENTS"
+	stateBucket  = "ROCKETY_STATE"
+)
+
+var subjects = events.MustSubjects("rockety")
+
+// lab is one test's work directory, binaries and processes: nats-server,
+// rockety-sim and, one at a time, rockety-bridge. The directory is kept when
+// the test fails (or with -keep): it holds every process's log, the NATS
+// store, the events and the mutation log.
+type lab struct {
+	t        *testing.T
+	dir      string
+	bin      string
+	seed     int64
+	rnd      *rand.Rand
+	natsURL  string
+	simRoot  string // the simulator's URL without the API path
+	api      string // the API base URL the bridge uses
+	sim      *sim.Remote
+	httpAddr string // the bridge's /metrics
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	procs    []*proc
+	bridges  int // bridge processes started
+}
+
+func newLab(t *testing.T, name string) *lab {
+	t.Helper()
+	seed := *flagSeed
+	if seed == 0 {
+		seed = time.Now().UnixNano() % 1_000_000
+	}
+	dir, err := os.MkdirTemp("", "rockety-"+name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &lab{t: t, dir: dir, bin: filepath.Join(dir, "bin"), seed: seed, rnd: rand.New(rand.NewPCG(uint64(seed), 7))}
+	t.Logf("seed %d (rerun with -seed %d); work directory %s", seed, seed, dir)
+	t.Cleanup(func() {
+		for _, p := range slices.Backward(l.procs) {
+			p.stop(10 * time.Second)
+		}
+		if l.nc != nil {
+			l.nc.Close()
+		}
+		if t.Failed() || *flagKeep {
+			t.Logf("the evidence is kept in %s", dir)
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
+	return l
+}
+
+// build compiles the binaries: the bridge and the simulator from this
+// module, nats-server from the module cache at the version go.mod pins.
+func (l *lab) build() {
+	l.t.Helper()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i, b := range []struct{ name, pkg string }{
+		{"rockety-bridge", "github.com/rockety-io/rockety-bridge/cmd/rockety-bridge"},
+		{"rockety-sim", "github.com/rockety-io/rockety-bridge/cmd/rockety-sim"},
+		{"nats-server", "github.com/nats-io/nats-server/v2"},
+	} {
+		wg.Go(func() {
+			out, err := exec.Command("go", "build", "-o", filepath.Join(l.bin, b.name), b.pkg).CombinedOutput()
+			if err != nil {
+				errs[i] = fmt.Errorf("building %s: %w\n%s", b.name, err, out)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Logf("built rockety-bridge, rockety-sim and nats-server in %s", time.Since(start).Round(time.Second))
+}
+
+// startNATS starts nats-server with JetStream and a store in the work
+// directory, and connects to it.
+func (l *lab) startNATS() {
+	l.t.Helper()
+	addr := freeAddr(l.t)
+	host, port, _ := net.SplitHostPort(addr)
+	l.natsURL = "nats://" + addr
+	l.start("nats-server", nil, "nats-server", "-js", "-a", host, "-p", port, "-sd", filepath.Join(l.dir, "nats"))
+	l.waitFor("nats-server", 30*time.Second, func() (bool, error) {
+		nc, err := nats.Connect(l.natsURL, nats.Timeout(time.Second))
+		if err != nil {
+			return false, nil
+		}
+		l.nc = nc
+		return true, nil
+	})
+	var err error
+	if l.js, err = jetstream.New(l.nc); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// startSim starts rockety-sim with churn off, the whole log kept, and args.
+func (l *lab) startSim(args ...string) {
+	l.t.Helper()
+	addr := freeAddr(l.t)
+	l.simRoot = "http://" + addr
+	l.api = l.simRoot + sim.BasePath
+	l.sim = sim.NewRemote(l.simRoot, token)
+	l.start("rockety-sim", nil, "rockety-sim", append([]string{"-addr", addr, "-token", token,
+		"-seed", strconv.FormatInt(l.seed, 10), "-churn", "0", "-log-limit", "0"}, args...)...)
+	l.waitFor("rockety-sim", 60*time.Second, func() (bool, error) {
+		_, err := l.sim.LastSeq(context.Background())
+		return err == nil, nil
+	})
+	l.httpAddr = freeAddr(l.t)
+}
+
+// startBridge starts `rockety-bridge run` against the lab's NATS and
+// simulator, with a fixed instance id so a restarted process takes its own
+// lease over at once. env adds to or overrides the defaults.
+func (l *lab) startBridge(env ...string) *proc {
+	l.t.Helper()
+	l.bridges++
+	base := []string{
+		"ROCKETY_API_URL=" + l.api, "ROCKETY_API_TOKEN=" + token, "ROCKETY_ALLOW_INSECURE=true",
+		"ROCKETY_POLL_INTERVAL=1s", "ROCKETY_RATE_LIMIT=0",
+		"NATS_URL=" + l.natsURL, "BRIDGE_HTTP_ADDR=" + l.httpAddr, "BRIDGE_INSTANCE_ID=" + instanceID,
+		"BRIDGE_INITIAL_SYNC=baseline", "LOG_LEVEL=debug", "LOG_FORMAT=json",
+	}
+	return l.start(fmt.Sprintf("bridge-%03d", l.bridges), append(base, env...), "rockety-bridge", "run")
+}
+
+// proc is a child process writing to its own log file.
+type proc struct {
+	name    string
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	started time.Time
+}
+
+func (l *lab) start(name string, env []string, bin string, args ...string) *proc {
+	l.t.Helper()
+	logPath := filepath.Join(l.dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(l.bin, bin), args...)
+	// Only what the process needs: no NATS or Rockety setting of the
+	// machine running the test leaks in.
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		l.t.Fatalf("starting %s: %v", name, err)
+	}
+	p := &proc{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{}), started: time.Now()}
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	l.procs = append(l.procs, p)
+	return p
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// exited reports whether the process has ended (by itself, if not killed).
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and returns the exit code, or -1 after a SIGKILL when
+// the process did not end within timeout.
+func (p *proc) stop(timeout time.Duration) int {
+	if p.exited() {
+		return p.cmd.ProcessState.ExitCode()
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		p.kill()
+		return -1
+	}
+}
+
+// tail returns the last n lines of the process's log.
+func (p *proc) tail(n int) string {
+	b, _ := os.ReadFile(p.logPath)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// cycleCounts counts the poll cycles a bridge's JSON log reports, by
+// outcome: ok, failed, cut short (by shutdown).
+func (p *proc) cycleCounts() map[string]int {
+	out := map[string]int{}
+	f, err := os.Open(p.logPath)
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Msg string `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			continue
+		}
+		switch {
+		case line.Msg == "poll cycle":
+			out["ok"]++
+		case strings.HasPrefix(line.Msg, "poll cycle failed"):
+			out["failed"]++
+		case strings.HasPrefix(line.Msg, "poll cycle cut short"):
+			out["cut short"]++
+		case strings.HasPrefix(line.Msg, "mass-delete guard"):
+			out["mass-delete guard"]++
+		}
+	}
+	return out
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitFor polls ok every 50ms until it reports true, failing the test on
+// an error or after timeout.
+func (l *lab) waitFor(what string, timeout time.Duration, ok func() (bool, error)) {
+	l.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		done, err := ok()
+		if err != nil {
+			l.t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("no %s after %s", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// metrics are the samples of one /metrics scrape.
+type metrics []sample
+
+type sample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+// scrape reads the bridge's /metrics (Prometheus text format).
+func (l *lab) scrape() (metrics, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + l.httpAddr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/metrics: %s", resp.Status)
+	}
+	var out metrics
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		s := sample{name: line[:i], labels: map[string]string{}, value: v}
+		if name, rest, ok := strings.Cut(s.name, "{"); ok {
+			s.name = name
+			for pair := range strings.SplitSeq(strings.TrimSuffix(rest, "}"), ",") {
+				if k, v, ok := strings.Cut(pair, "="); ok {
+					s.labels[k] = strings.Trim(v, `"`)
+				}
+			}
+		}
+		out = append(out, s)
+	}
+	return out, sc.Err()
+}
+
+// sum adds the samples of name whose labels include match.
+func (m metrics) sum(name string, match ...string) float64 {
+	total := 0.0
+	for _, s := range m {
+		if s.name != name {
+			continue
+		}
+		ok := true
+		for i := 0; i+1 < len(match); i += 2 {
+			ok = ok && s.labels[match[i]] == match[i+1]
+		}
+		if ok {
+			total += s.value
+		}
+	}
+	return total
+}
+
+// has reports whether a series of name with labels match exists.
+func (m metrics) has(name string, match ...string) bool {
+	for _, s := range m {
+		if s.name != name {
+			continue
+		}
+		ok := true
+		for i := 0; i+1 < len(match); i += 2 {
+			ok = ok && s.labels[match[i]] == match[i+1]
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// okCycles returns each resource's count of complete cycles of the running
+// bridge, -1 where the bridge has not reported the resource yet.
+func (l *lab) okCycles(resources []string) ([]float64, error) {
+	m, err := l.scrape()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, len(resources))
+	for i, r := range resources {
+		out[i] = -1
+		if m.has("rockety_bridge_poll_cycles_total", "resource", r, "outcome", "ok") {
+			out[i] = m.sum("rockety_bridge_poll_cycles_total", "resource", r, "outcome", "ok")
+		}
+	}
+	return out, nil
+}
+
+// waitCycles waits until the running bridge has completed n more cycles of
+// every resource than it had when called (counting from 0 when it had not
+// reported a resource yet). A cycle counted here started after the call
+// when n >= 2.
+func (l *lab) waitCycles(bridge *proc, resources []string, n int, timeout time.Duration) {
+	l.t.Helper()
+	var from []float64
+	l.waitFor("the bridge's metrics", timeout, func() (bool, error) {
+		if bridge.exited() {
+			return false, fmt.Errorf("the bridge exited:\n%s", bridge.tail(30))
+		}
+		c, err := l.okCycles(resources)
+		from = c
+		return err == nil, nil
+	})
+	l.waitFor(fmt.Sprintf("%d complete cycles of %v", n, resources), timeout, func() (bool, error) {
+		if bridge.exited() {
+			return false, fmt.Errorf("the bridge exited:\n%s", bridge.tail(30))
+		}
+		c, err := l.okCycles(resources)
+		if err != nil {
+			return false, nil
+		}
+		for i := range c {
+			if c[i] < max(from[i], 0)+float64(n) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// snapshotItems reads every resource's items from the simulator, at one log
+// position, which it returns.
+func (l *lab) snapshotItems(resources []string) (map[key]json.RawMessage, uint64) {
+	l.t.Helper()
+	out := map[key]json.RawMessage{}
+	var seq uint64
+	for i, r := range resources {
+		items, s, err := l.sim.Items(context.Background(), r)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		if i > 0 && s != seq {
+			l.t.Fatalf("the simulator changed while its items were read (log at %d, then %d): stop churn first", seq, s)
+		}
+		seq = s
+		for _, it := range items {
+			var v struct {
+				ID json.Number `json:"id"`
+			}
+			if err := json.Unmarshal(it, &v); err != nil {
+				l.t.Fatalf("%s item %s: %v", r, it, err)
+			}
+			out[key{r, v.ID.String()}] = it
+		}
+	}
+	return out, seq
+}
+
+// streamLastSeq returns a stream's last sequence.
+func (l *lab) streamLastSeq(name string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := l.js.Stream(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// streamMsgs returns how many messages a stream holds.
+func (l *lab) streamMsgs(name string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := l.js.Stream(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
+// readStream reads every change event and command result in the events
+// stream, checks each event against the contract (headers, body, JSON
+// Schema) and writes them all to events.jsonl in the work directory.
+func (l *lab) readStream() (evs []observed, results map[string][]events.Result) {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	results = map[string][]events.Result{}
+	f, err := os.Create(filepath.Join(l.dir, "events.jsonl"))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	defer w.Flush()
+	total, err := l.streamMsgs(eventsStream)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if total == 0 {
+		return nil, results
+	}
+	cons, err := l.js.OrderedConsumer(ctx, eventsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	var read uint64
+	for read < total {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		n := 0
+		pending := uint64(1)
+		for msg := range batch.Messages() {
+			n++
+			read++
+			md, err := msg.Metadata()
+			if err != nil {
+				l.t.Fatal(err)
+			}
+			pending = md.NumPending
+			subj := msg.Subject()
+			fmt.Fprintf(w, "{\"seq\":%d,\"subject\":%q,\"msg_id\":%q,\"data\":%s}\n", md.Sequence.Stream, subj,
+				msg.Headers().Get(jetstream.MsgIDHeader), msg.Data())
+			switch {
+			case strings.HasPrefix(subj, subjects.Prefix()+".results."):
+				var res events.Result
+				if err := json.Unmarshal(msg.Data(), &res); err != nil {
+					l.t.Errorf("result at stream seq %d: %v", md.Sequence.Stream, err)
+					continue
+				}
+				results[res.CommandID] = append(results[res.CommandID], res)
+			default:
+				if err := schemas.ValidateEvent(msg.Data()); err != nil {
+					l.t.Errorf("event at stream seq %d breaks the schema: %v", md.Sequence.Stream, err)
+				}
+				e, _, err := events.DecodeStream(msg)
+				if err != nil {
+					l.t.Errorf("event at stream seq %d: %v", md.Sequence.Stream, err)
+					continue
+				}
+				evs = append(evs, observed{seq: md.Sequence.Stream, msgID: msg.Headers().Get(jetstream.MsgIDHeader), event: e})
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			l.t.Fatal(err)
+		}
+		if n == 0 || pending == 0 {
+			break
+		}
+	}
+	if read != total {
+		l.t.Fatalf("read %d messages of the %d in %s", read, total, eventsStream)
+	}
+	return evs, results
+}
+
+// readMirror reads the live items of the bridge's mirror (KV ROCKETY_STATE).
+func (l *lab) readMirror(resources []string) map[key]json.RawMessage {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	kv, err := l.js.KeyValue(ctx, stateBucket)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	out := map[key]json.RawMessage{}
+	for _, r := range resources {
+		w, err := kv.Watch(ctx, r+".>", jetstream.IgnoreDeletes())
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		for e := range w.Updates() {
+			if e == nil {
+				break
+			}
+			res, id, err := events.ParseStateKey(e.Key())
+			if err != nil {
+				l.t.Errorf("mirror key %q: %v", e.Key(), err)
+				continue
+			}
+			out[key{res, id}] = e.Value()
+		}
+		_ = w.Stop()
+	}
+	return out
+}
+
+// mutations reads the simulator's log after seq and writes it to
+// mutations.jsonl in the work directory.
+func (l *lab) mutations(since uint64) []sim.Mutation {
+	l.t.Helper()
+	f, err := os.Create(filepath.Join(l.dir, "mutations.jsonl"))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	defer w.Flush()
+	enc := json.NewEncoder(w)
+	var out []sim.Mutation
+	if _, err := l.sim.EachMutation(context.Background(), since, func(m sim.Mutation) error {
+		out = append(out, m)
+		return enc.Encode(m)
+	}); err != nil {
+		l.t.Fatal(err)
+	}
+	return out
+}
+
+// checkMirror compares the bridge's mirror with the API's items.
+func checkMirror(mirror, final map[key]json.RawMessage) []string {
+	var diffs []string
+	for _, k := range sortedKeys(final) {
+		got, ok := mirror[k]
+		switch {
+		case !ok:
+			diffs = append(diffs, fmt.Sprintf("%s: the API has it, the mirror does not", k))
+		case norm(got) != norm(final[k]):
+			diffs = append(diffs, fmt.Sprintf("%s: the mirror has %s, the API %s", k, short(got), short(final[k])))
+		}
+	}
+	for _, k := range sortedKeys(mirror) {
+		if _, ok := final[k]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%s: the mirror has it (%s), the API does not", k, short(mirror[k])))
+		}
+	}
+	return diffs
+}
+
+// failOnProblems fails the test with every problem the comparison found,
+// grouped by kind, the first few of each in full.
+func failOnProblems(t *testing.T, r report, mirrorDiffs []string) {
+	t.Helper()
+	for _, kind := range problemKinds {
+		n := r.count(kind)
+		if n == 0 {
+			continue
+		}
+		var lines []string
+		for _, p := range r.problems {
+			if p.kind == kind && len(lines) < 20 {
+				lines = append(lines, "  "+p.String())
+			}
+		}
+		t.Errorf("%d items with a %s change:\n%s", n, kind, strings.Join(lines, "\n"))
+	}
+	if len(mirrorDiffs) > 0 {
+		t.Errorf("the mirror differs from the API for %d items:\n  %s", len(mirrorDiffs),
+			strings.Join(mirrorDiffs[:min(20, len(mirrorDiffs))], "\n  "))
+	}
+}
+
+// opCounts formats counts by op in a fixed order.
+func opCounts[K ~string](m map[K]int, ops ...K) string {
+	parts := make([]string, 0, len(ops))
+	for _, op := range ops {
+		parts = append(parts, fmt.Sprintf("%s %d", op, m[op]))
+	}
+	return strings.Join(parts, ", ")
+}
