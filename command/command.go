@@ -96,10 +96,23 @@ func (c *Client) Do(ctx context.Context, req Request) (events.Result, error) {
 		}
 	}
 	var m *nats.Msg
-	select {
-	case m = <-results:
-	case <-ctx.Done():
-		return events.Result{}, fmt.Errorf("%w for command %s: %w", ErrNoResult, req.CommandID, context.Cause(ctx))
+	// A result sent while this connection was reconnecting never reaches
+	// the subscription, but the stream keeps it: a slow command is looked
+	// up there now and then.
+	lookup := time.NewTimer(time.Second)
+	defer lookup.Stop()
+	for wait := time.Second; m == nil; {
+		select {
+		case m = <-results:
+		case <-lookup.C:
+			if res, err := c.stored(ctx, resultSubject); err == nil {
+				return res, nil
+			}
+			wait = min(2*wait, 5*time.Second)
+			lookup.Reset(wait)
+		case <-ctx.Done():
+			return events.Result{}, fmt.Errorf("%w for command %s: %w", ErrNoResult, req.CommandID, context.Cause(ctx))
+		}
 	}
 	var res events.Result
 	if err := json.Unmarshal(m.Data, &res); err != nil {

@@ -192,7 +192,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 // serve executes commands until ctx ends (nil) or reading them fails.
 func (c *Consumer) serve(ctx context.Context) error {
-	iter, err := c.cons.Messages(jetstream.PullMaxMessages(c.cfg.Concurrency * 2))
+	iter, err := c.cons.Messages(jetstream.PullMaxMessages(c.cfg.Concurrency*2),
+		// A pull request sent while a restarted server is still loading
+		// JetStream is lost; missing heartbeats tell, and the iterator
+		// pulls again. Short ones keep that gap to seconds, not the
+		// default half minute.
+		jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second),
+		jetstream.WithMessagesErrOnMissingHeartbeat(false))
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
@@ -363,7 +369,7 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	// after both: a service that has the result finds the change in the
 	// mirror and in the events stream already.
 	recorded := make(chan error, 1)
-	go func() { recorded <- c.record(ctx, key, rev, res) }()
+	go func() { recorded <- c.record(ctx, msg, key, rev, res) }()
 	if writeThrough != nil {
 		var written *rockety.Response
 		if res.Status == events.StatusSucceeded && werr == nil {
@@ -432,7 +438,7 @@ func resultOf(commandID, resource, action string, resp rockety.Response, err err
 // complete records the result under the command id, then publishes it
 // and settles the command.
 func (c *Consumer) complete(ctx context.Context, msg jetstream.Msg, key string, rev uint64, commandID string, res events.Result, start time.Time) {
-	if err := c.record(ctx, key, rev, res); err != nil {
+	if err := c.record(ctx, msg, key, rev, res); err != nil {
 		c.retryLater(msg, commandID, "recording the command's result", err)
 		return
 	}
@@ -440,17 +446,37 @@ func (c *Consumer) complete(ctx context.Context, msg jetstream.Msg, key string, 
 }
 
 // record stores a command's result under its id. Without the record a
-// redelivery would repeat the write, so a failure keeps the command
-// pending (the caller asks for it again).
-func (c *Consumer) record(ctx context.Context, key string, rev uint64, res events.Result) error {
+// redelivery could not tell the write's outcome (a create would be
+// reported unknown), so while NATS is away it tries again for up to
+// AckWait, holding the command meanwhile; after that the caller asks for
+// the command again.
+func (c *Consumer) record(ctx context.Context, msg jetstream.Msg, key string, rev uint64, res events.Result) error {
 	data, _ := json.Marshal(record{State: stateDone, Action: res.Action, Result: &res})
-	var err error
-	if rev == 0 {
-		_, err = c.results.Create(ctx, key, data)
-	} else {
-		_, err = c.results.Update(ctx, key, data, rev)
+	deadline := time.Now().Add(c.cfg.AckWait)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		var err error
+		if rev == 0 {
+			_, err = c.results.Create(ctx, key, data)
+		} else {
+			_, err = c.results.Update(ctx, key, data, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		// A try whose answer was lost may have landed: the revision moved on.
+		if rec, _, lerr := c.lookup(ctx, key); lerr == nil && rec.State == stateDone {
+			return nil
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		_ = msg.InProgress()
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
 	}
-	return err
 }
 
 // finish publishes a result recorded before and settles the command.

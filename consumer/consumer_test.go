@@ -36,9 +36,14 @@ type faulty struct {
 	method string
 	status int
 	left   atomic.Int32
+	// before, when set, runs once before the next request is served.
+	before atomic.Pointer[func(*http.Request)]
 }
 
 func (f *faulty) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if fn := f.before.Swap(nil); fn != nil {
+		(*fn)(r)
+	}
 	if r.Method == f.method && f.left.Add(-1) >= 0 {
 		w.WriteHeader(f.status)
 		_, _ = w.Write([]byte(`{"error":{"code":"internal","message":"injected"}}`))
@@ -443,4 +448,60 @@ func TestCommandsStreamDeletedUnderTheConsumer(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestCreateAcrossNATSOutage: NATS goes away while a create is being
+// written to the API and comes back two seconds later, after the bridge's
+// NATS requests have timed out. The bridge holds on to the outcome it
+// knows and records it once NATS is back, so the create is reported
+// succeeded — not "outcome unknown" — and made once.
+func TestCreateAcrossNATSOutage(t *testing.T) {
+	h := newHarness(t, consumer.Allow{"*"})
+	h.stop()
+	// Nothing is buffered for the reconnect and requests give up after
+	// 300ms: the outage outlasts them.
+	nc := h.nats.Connect(t, nats.ReconnectBufSize(-1))
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := consumer.New(ctx, js, h.client, app.WriteThrough{Store: h.store, Sink: h.sink},
+		consumer.Config{Subjects: subjects, Resources: []string{"tasks"}, Allow: consumer.Allow{"*"}, AckWait: 10 * time.Second,
+			Observer: logObserver{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	back := make(chan struct{})
+	stop := func(*http.Request) {
+		h.nats.Stop()
+		go func() {
+			time.Sleep(2 * time.Second)
+			h.nats.Restart()
+			close(back)
+		}()
+	}
+	h.fault.before.Store(&stop)
+	res := h.do(command.Request{Resource: "tasks", Action: events.ActionCreate,
+		Command: events.Command{Data: json.RawMessage(`{"title":"across an outage","project_id":1}`)}})
+	<-back
+	if res.Status != events.StatusSucceeded || res.HTTPStatus != 201 {
+		t.Errorf("result %+v, want succeeded 201", res)
+	}
+	if n := len(h.sim.Mutations()); n != 1 {
+		t.Errorf("%d writes, want 1", n)
+	}
+}
+
+type logObserver struct{ t *testing.T }
+
+func (o logObserver) CommandDone(resource, action string, status events.Status, took time.Duration) {
+	o.t.Logf("%s %s: %s in %s", resource, action, status, took.Round(time.Millisecond))
+}
+func (o logObserver) Problem(msg, commandID string, err error) {
+	o.t.Logf("%s (%s): %v", msg, commandID, err)
 }

@@ -70,7 +70,7 @@ func (l *Leases) Acquire(ctx context.Context, resource string) (lease Lease, hel
 		return Lease{Resource: resource, Until: start.Add(l.ttl), revision: rev}, true, l.instance, nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return Lease{}, false, "", fmt.Errorf("publisher: taking the %s lease: %w", resource, err)
+		return Lease{}, false, "", fmt.Errorf("publisher: taking the %s lease: %w", resource, storageFull(err))
 	}
 	cur, err := l.kv.Get(ctx, resource)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
@@ -102,7 +102,7 @@ func (l *Leases) Renew(ctx context.Context, lease Lease) (Lease, error) {
 			(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
 			return Lease{}, fmt.Errorf("%w: %s: %w", ErrLeaseLost, lease.Resource, err)
 		}
-		return lease, fmt.Errorf("publisher: renewing the %s lease: %w", lease.Resource, err)
+		return lease, fmt.Errorf("publisher: renewing the %s lease: %w", lease.Resource, storageFull(err))
 	}
 	lease.revision, lease.Until = rev, start.Add(l.ttl)
 	return lease, nil

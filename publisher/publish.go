@@ -18,6 +18,23 @@ const (
 	DefaultAckTimeout = 5 * time.Second
 )
 
+// ErrStorageFull reports that JetStream refused to store a message for
+// lack of storage. Nothing is lost: what was not stored is sent again.
+var ErrStorageFull = errors.New("JetStream storage is full: free disk space, or raise the server's " +
+	"max_file_store (jetstream { max_file_store }) or the account's JetStream storage limit; " +
+	"what was not stored is published again once there is room")
+
+// storageFull marks err with ErrStorageFull when JetStream refused for lack
+// of storage (insufficient resources, 10023 and 10047), and returns any
+// other err unchanged.
+func storageFull(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == 10023 || apiErr.ErrorCode == 10047) && !errors.Is(err, ErrStorageFull) {
+		return fmt.Errorf("%w (%w)", ErrStorageFull, err)
+	}
+	return err
+}
+
 // ErrNotAcknowledged reports messages that JetStream did not acknowledge
 // before the context ended or a permanent error stopped the batch. None of
 // them was reported as published.
@@ -118,6 +135,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg, acked func(i 
 		if len(failed) == 0 {
 			return nil
 		}
+		lastErr = storageFull(lastErr)
 		if ctx.Err() != nil || isPermanent(lastErr) {
 			return fmt.Errorf("%w: %d of %d messages (first %s): %w", ErrNotAcknowledged, len(failed), len(msgs),
 				msgs[failed[0]].Subject, errors.Join(lastErr, context.Cause(ctx)))
@@ -256,5 +274,8 @@ func (p *Publisher) round(ctx context.Context, msgs []*nats.Msg, todo []int, ack
 // subject (the caller may recreate it; retrying alone would wait for ever).
 func isPermanent(err error) bool {
 	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) ||
-		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrNoStreamResponse)
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		// Room is made by a person, not by the next try a moment later; the
+		// caller's next attempt (the next cycle) finds it.
+		errors.Is(err, ErrStorageFull)
 }

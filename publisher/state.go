@@ -144,7 +144,7 @@ func (s *StateStore) writeError(verb, resource, id string, lastRevision uint64, 
 		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164)) {
 		return fmt.Errorf("%w: %s %s %s at revision %d: %w", ErrConflict, verb, resource, id, lastRevision, err)
 	}
-	return fmt.Errorf("publisher: %s state of %s %s: %w", verb, resource, id, err)
+	return fmt.Errorf("publisher: %s state of %s %s: %w", verb, resource, id, storageFull(err))
 }
 
 // Write is one change to commit to the mirror: Value for a put, nil for a
@@ -313,8 +313,10 @@ func (s *StateStore) Commit(ctx context.Context, resource string, writes []Write
 			return nil, fmt.Errorf("publisher: committing %s state: %w", resource, context.Cause(ctx))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	if len(errs) > 0 {
+		// One cause fails them all, as a rule (NATS away, storage full):
+		// say it once.
+		return nil, fmt.Errorf("publisher: %d of %d commits of %s state failed; the first: %w", len(errs), len(writes), resource, errs[0])
 	}
 	return out, nil
 }

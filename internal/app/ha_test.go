@@ -34,12 +34,17 @@ type instance struct {
 	commands atomic.Int32
 }
 
-type countingObserver struct{ in *instance }
+type countingObserver struct {
+	t  *testing.T
+	in *instance
+}
 
 func (o countingObserver) CommandDone(string, string, events.Status, time.Duration) {
 	o.in.commands.Add(1)
 }
-func (o countingObserver) Problem(string, string, error) {}
+func (o countingObserver) Problem(msg, commandID string, err error) {
+	o.t.Logf("%s: %s (%s): %v", o.in.name, msg, commandID, err)
+}
 
 func startInstance(t *testing.T, name string, ns *natstest.Server, client *rockety.Client, ttl time.Duration) *instance {
 	t.Helper()
@@ -53,7 +58,7 @@ func startInstance(t *testing.T, name string, ns *natstest.Server, client *rocke
 		Resources: []app.Resource{{Name: "projects", Interval: time.Second}, {Name: "tasks", Interval: time.Second}, {Name: "users", Interval: time.Second}},
 		Commands: func(ctx context.Context, b *app.Bridge) error {
 			c, err := consumer.New(ctx, b.JetStream(), client, app.WriteThrough{Store: b.Store(), Sink: b.Sink()},
-				consumer.Config{Subjects: subjects, Allow: consumer.Allow{"*"}, Observer: countingObserver{in}, AckWait: 5 * time.Second})
+				consumer.Config{Subjects: subjects, Allow: consumer.Allow{"*"}, Observer: countingObserver{t, in}, AckWait: 5 * time.Second})
 			if err != nil {
 				return err
 			}

@@ -19,8 +19,11 @@ type Server struct {
 	*server.Server
 }
 
+// Option changes the server's options before it starts.
+type Option func(*server.Options)
+
 // Start runs a JetStream server for the test and stops it at cleanup.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	s := &Server{t: t, opts: server.Options{
 		Host:      "127.0.0.1",
@@ -30,6 +33,9 @@ func Start(t testing.TB) *Server {
 		NoLog:     true,
 		NoSigs:    true,
 	}}
+	for _, o := range opts {
+		o(&s.opts)
+	}
 	s.start()
 	// A restart must come back on the same port for clients to find it.
 	s.opts.Port = s.Addr().(*net.TCPAddr).Port
@@ -56,9 +62,13 @@ func (s *Server) Stop() {
 	s.WaitForShutdown()
 }
 
-// Restart starts a stopped server again with the same port and storage.
-func (s *Server) Restart() {
+// Restart starts a stopped server again with the same port and storage,
+// and the options changed by opts.
+func (s *Server) Restart(opts ...Option) {
 	s.t.Helper()
+	for _, o := range opts {
+		o(&s.opts)
+	}
 	s.start()
 }
 
