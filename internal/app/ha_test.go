@@ -127,15 +127,7 @@ func TestTwoReplicas(t *testing.T) {
 	})
 	// Baselines done before the churn that the test checks.
 	time.Sleep(1500 * time.Millisecond)
-	base := s.LastSeq()
-	baseline := map[string]map[string][]byte{}
-	for _, r := range sim.DefaultResources {
-		baseline[r] = map[string][]byte{}
-		for _, id := range s.IDs(r) {
-			raw, _ := s.Get(r, id)
-			baseline[r][id] = raw
-		}
-	}
+	base, baseline := takeBaseline(s)
 	firstSeq := streamLastSeq(t, js)
 	ctx, stopChurn := context.WithCancel(context.Background())
 	if err := s.Start(ctx); err != nil {
@@ -177,6 +169,21 @@ func TestTwoReplicas(t *testing.T) {
 	_ = killed
 
 	checkAgainstLog(t, js, s, baseline, base, firstSeq)
+}
+
+// takeBaseline records every item of the simulator and the position of
+// its mutation log, from which checkAgainstLog starts.
+func takeBaseline(s *sim.Server) (uint64, map[string]map[string][]byte) {
+	base := s.LastSeq()
+	baseline := map[string]map[string][]byte{}
+	for _, r := range sim.DefaultResources {
+		baseline[r] = map[string][]byte{}
+		for _, id := range s.IDs(r) {
+			raw, _ := s.Get(r, id)
+			baseline[r][id] = raw
+		}
+	}
+	return base, baseline
 }
 
 func streamLastSeq(t *testing.T, js jetstream.JetStream) uint64 {

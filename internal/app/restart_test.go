@@ -94,15 +94,7 @@ func TestNATSRestarted(t *testing.T) {
 
 	// Baselines first, then the churn the check covers.
 	time.Sleep(2 * time.Second)
-	base := s.LastSeq()
-	baseline := map[string]map[string][]byte{}
-	for _, r := range sim.DefaultResources {
-		baseline[r] = map[string][]byte{}
-		for _, id := range s.IDs(r) {
-			raw, _ := s.Get(r, id)
-			baseline[r][id] = raw
-		}
-	}
+	base, baseline := takeBaseline(s)
 	firstSeq := streamLastSeq(t, js)
 	ctx, stopChurn := context.WithCancel(context.Background())
 	defer stopChurn()

@@ -38,16 +38,7 @@ func TestJetStreamStorageFull(t *testing.T) {
 	ns := natstest.Start(t, func(o *server.Options) { o.JetStreamMaxStore = 512 << 10 })
 	js, _ := jetstream.New(ns.Connect(t))
 	core, logs := observer.New(zap.InfoLevel)
-	ctx, cancel := context.WithCancel(context.Background())
-	b, err := app.New(ctx, app.Options{Client: client, Conn: ns.Connect(t), Subjects: subjects, InitialSync: poller.SyncSnapshot,
-		MaxDeleteRatio: 0.5, InstanceID: "pod", LeaseTTL: 2 * time.Second, Logger: zap.New(core),
-		Resources: []app.Resource{{Name: "tasks", Interval: 200 * time.Millisecond}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runBridge(t, app.Options{Client: client, Conn: ns.Connect(t), InitialSync: poller.SyncSnapshot, Logger: zap.New(core)})
 
 	// The complaint, in words that name the cause and the fix.
 	deadline := time.Now().Add(20 * time.Second)

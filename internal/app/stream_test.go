@@ -28,16 +28,7 @@ func TestEventsStreamDeletedUnderTheBridge(t *testing.T) {
 	client, _ := rockety.New(api.URL+sim.BasePath, rockety.WithToken("tok"), rockety.WithAllowInsecure(true))
 	ns := natstest.Start(t)
 	js, _ := jetstream.New(ns.Connect(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	b, err := app.New(ctx, app.Options{Client: client, Conn: ns.Connect(t), Subjects: subjects, InitialSync: poller.SyncBaseline,
-		MaxDeleteRatio: 0.5, InstanceID: "pod", LeaseTTL: 2 * time.Second,
-		Resources: []app.Resource{{Name: "tasks", Interval: 200 * time.Millisecond}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runBridge(t, app.Options{Client: client, Conn: ns.Connect(t), InitialSync: poller.SyncBaseline})
 
 	eventFor := func(id string) bool {
 		st, err := js.Stream(context.Background(), subjects.EventsStream())
@@ -75,4 +66,23 @@ func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// runBridge runs one bridge polling tasks every 200ms until the test ends.
+// Options left zero get the test's subjects, instance and lease.
+func runBridge(t *testing.T, opts app.Options) {
+	t.Helper()
+	opts.Subjects, opts.MaxDeleteRatio, opts.InstanceID, opts.LeaseTTL = subjects, 0.5, "pod", 2*time.Second
+	if opts.Resources == nil {
+		opts.Resources = []app.Resource{{Name: "tasks", Interval: 200 * time.Millisecond}}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b, err := app.New(ctx, opts)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
