@@ -92,6 +92,7 @@ type commandReport struct {
 	sent, unsent  int
 	byStatus      map[events.Status]int
 	multiResults  int // commands with more than one result message
+	unknown       int // creates reported failed because a bridge died with the write in flight
 	problems      []string
 	createdByCmds int
 }
@@ -126,6 +127,9 @@ func (c *commander) check(results map[string][]events.Result, muts []sim.Mutatio
 			r.multiResults++
 		}
 		r.byStatus[res[0].Status]++
+		if strings.Contains(res[0].Error, "outcome is unknown") {
+			r.unknown++
+		}
 		if cmd.action == events.ActionCreate {
 			n := creates[cmd.id]
 			switch {

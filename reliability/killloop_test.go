@@ -41,12 +41,13 @@ var (
 const (
 	killStartup   = "startup"       // 30-700ms: connecting, provisioning, loading state, replaying the journal, taking the lease (the first cycle starts after about 1s)
 	killTraversal = "mid-traversal" // once the API has answered 1-60 more requests: while pages are read and diffed
-	killPublish   = "after publish" // 0-5ms after the events stream grew: between an event's ack and its commit
-	killCommit    = "after commit"  // 0-5ms after the mirror's stream grew: in the middle of a batch's commit
+	killPublish   = "after publish" // at the 1st-40th event stored: between events' acks and their commit
+	killCommit    = "after commit"  // at the 1st-40th mirror write stored: in the middle of a batch's commit
+	killCommand   = "mid-command"   // 0-8ms after a command arrived: while it is checked, written to the API and its result recorded
 	killRandom    = "random"        // 0.2-6s: anywhere in or between cycles
 )
 
-var killModes = []string{killStartup, killTraversal, killPublish, killCommit, killRandom}
+var killModes = []string{killStartup, killTraversal, killPublish, killCommit, killCommand, killRandom}
 
 // kill is one SIGKILL of a bridge.
 type kill struct {
@@ -164,7 +165,11 @@ func TestKillLoop(t *testing.T) {
 // killOnce starts a bridge, waits as the mode says, and kills it.
 func (l *lab) killOnce(n int, env []string) kill {
 	l.t.Helper()
-	k := kill{n: n, mode: killModes[l.rnd.IntN(len(killModes))]}
+	modes := killModes
+	if *flagKillCommands <= 0 {
+		modes = slices.DeleteFunc(slices.Clone(modes), func(m string) bool { return m == killCommand })
+	}
+	k := kill{n: n, mode: modes[l.rnd.IntN(len(modes))]}
 	from, err := l.streamLastSeq(eventsStream)
 	if err != nil {
 		l.t.Fatal(err)
@@ -175,19 +180,50 @@ func (l *lab) killOnce(n int, env []string) kill {
 		time.Sleep(time.Duration(30+l.rnd.IntN(670)) * time.Millisecond)
 	case killRandom:
 		time.Sleep(time.Duration(200+l.rnd.IntN(5800)) * time.Millisecond)
+	case killTraversal:
+		time.Sleep(time.Duration(800+l.rnd.IntN(3200)) * time.Millisecond)
+		need := 1 + l.rnd.IntN(60)
+		st, err := l.sim.Stats(context.Background())
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) && !b.exited() {
+			if now, err := l.sim.Stats(context.Background()); err == nil && now.Total >= st.Total+need {
+				k.moved = true
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	case killCommand:
+		// The bridge's consumer and a plain subscription get a new
+		// command at the same time; the kill follows 0-8ms later, while
+		// the bridge checks, writes to the API (2ms of latency) and
+		// records the result.
+		time.Sleep(time.Duration(200+l.rnd.IntN(1800)) * time.Millisecond)
+		arrived := make(chan struct{}, 1)
+		sub, err := l.nc.Subscribe(subjects.Commands(), func(*nats.Msg) {
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		select {
+		case <-arrived:
+			k.moved = true
+			time.Sleep(time.Duration(l.rnd.IntN(8000)) * time.Microsecond)
+		case <-time.After(20 * time.Second):
+		case <-b.done:
+		}
+		_ = sub.Unsubscribe()
 	default:
 		time.Sleep(time.Duration(800+l.rnd.IntN(3200)) * time.Millisecond)
-		// position reads what the mode watches: API requests answered, or
-		// a stream's last sequence.
-		position := func() (uint64, error) {
-			st, err := l.sim.Stats(context.Background())
-			return uint64(st.Total), err
-		}
-		need := uint64(1 + l.rnd.IntN(60))
-		if k.mode != killTraversal && l.rnd.IntN(2) == 0 {
+		if l.rnd.IntN(2) == 0 {
 			// A burst of changes: the next cycles publish and commit
-			// hundreds at once, which keeps the window between an
-			// event's ack and its commit open for longer.
+			// hundreds at once, in batches of up to 100.
 			k.burst = true
 			if _, err := l.sim.SetChurn(context.Background(), *flagKillBurst); err != nil {
 				l.t.Fatal(err)
@@ -197,26 +233,28 @@ func (l *lab) killOnce(n int, env []string) kill {
 				l.t.Fatal(err)
 			}
 		}
-		if k.mode != killTraversal {
-			stream := map[string]string{killPublish: eventsStream, killCommit: "KV_" + stateBucket}[k.mode]
-			position = func() (uint64, error) { return l.streamLastSeq(stream) }
-			need = 1
-		}
-		at0, err := position()
+		// A plain subscription sees each event (or mirror write) as soon as
+		// JetStream has stored it, so the kill lands within a batch: after
+		// the need-th message, before the rest of the batch and its commit.
+		subject := map[string]string{killPublish: subjects.Prefix() + ".events.>", killCommit: "$KV." + stateBucket + ".>"}[k.mode]
+		need := 1 + l.rnd.IntN(40)
+		seen := make(chan struct{})
+		count := 0
+		sub, err := l.nc.Subscribe(subject, func(*nats.Msg) {
+			if count++; count == need {
+				close(seen)
+			}
+		})
 		if err != nil {
 			l.t.Fatal(err)
 		}
-		deadline := time.Now().Add(20 * time.Second)
-		for time.Now().Before(deadline) && !b.exited() {
-			if at, err := position(); err == nil && at >= at0+need {
-				k.moved = true
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
+		select {
+		case <-seen:
+			k.moved = true
+		case <-time.After(20 * time.Second):
+		case <-b.done:
 		}
-		if k.mode != killTraversal {
-			time.Sleep(time.Duration(l.rnd.IntN(6)) * time.Millisecond)
-		}
+		_ = sub.Unsubscribe()
 	}
 	if b.exited() {
 		l.t.Fatalf("bridge %d exited by itself before its kill:\n%s", n, b.tail(40))
@@ -287,16 +325,16 @@ func (l *lab) finishKillLoop(t *testing.T, resources []string, baseline map[key]
 		{"bridge processes killed (SIGKILL)", fmt.Sprintf("%d in %s: %s", len(kills), loop.Round(time.Second), opCounts(byMode, killModes...))},
 		{"time alive before the kill", fmt.Sprintf("min %s, median %s, max %s", alive[0].Round(time.Millisecond),
 			alive[len(alive)/2].Round(time.Millisecond), alive[len(alive)-1].Round(time.Millisecond))},
-		{"aimed kills that saw their moment (requests answered, a publish, a commit)", strconv.Itoa(moved)},
+		{"aimed kills that saw their moment (requests answered, a publish, a commit, a command)", strconv.Itoa(moved)},
 		{"kills after a burst of changes", fmt.Sprintf("%d (%g mutations/s for 400ms)", bursts, *flagKillBurst)},
 		{"kills before the bridge completed any cycle", strconv.Itoa(noCycle)},
 		{"kills between publish and commit (items whose last event the mirror lacked)", fmt.Sprintf("%d (%d items)", uncommittedKills, uncommitted)},
 		{"poll cycles (all processes, all resources)", opCounts(cycles, "ok", "failed", "cut short", "mass-delete guard")},
 		{"mutations after the baseline", fmt.Sprintf("%d: %s (churn stopped at %d, last %d)", len(muts),
 			opCounts(r.mutations, sim.OpCreated, sim.OpUpdated, sim.OpDeleted), churnStopped, finalSeq)},
-		{"task commands", fmt.Sprintf("%d sent (%d not sent): %s; %d creates executed; %d with more than one result",
+		{"task commands", fmt.Sprintf("%d sent (%d not sent): %s (%d of them creates whose outcome was unknown); %d creates executed; %d with more than one result",
 			cr.sent, cr.unsent, opCounts(cr.byStatus, events.StatusSucceeded, events.StatusFailed, events.StatusRejected),
-			cr.createdByCmds, cr.multiResults)},
+			cr.unknown, cr.createdByCmds, cr.multiResults)},
 		{"change events", fmt.Sprintf("%d: %s", len(evs), opCounts(r.events, events.OpCreated, events.OpUpdated, events.OpDeleted, events.OpSnapshot))},
 		{"items compared / changed in net", fmt.Sprintf("%d / %d", r.items, r.changed)},
 		{"duplicates (event id twice / change twice)", fmt.Sprintf("%d / %d", dupIDs, r.count(kindDuplicate)-dupIDs)},

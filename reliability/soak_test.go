@@ -1,0 +1,232 @@
+//go:build reliability
+
+package reliability
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+)
+
+var (
+	flagSoakDuration   = flag.Duration("soak.duration", 5*time.Minute, "how long churn and API faults go on")
+	flagSoakItems      = flag.Int("soak.items", 100000, "tasks the simulator starts with")
+	flagSoakChurn      = flag.Float64("soak.churn", 50, "mutations per second")
+	flagSoakSample     = flag.Duration("soak.sample", 15*time.Second, "time between samples")
+	flagSoakInterval   = flag.Duration("soak.interval", 5*time.Second, "ROCKETY_POLL_INTERVAL")
+	flagSoakPageSize   = flag.Int("soak.page-size", 100, "ROCKETY_PAGE_SIZE")
+	flagSoakErrorRate  = flag.Float64("soak.error-rate", 0.02, "fraction of API requests answered 500")
+	flagSoakRateLimit  = flag.Float64("soak.rate-limit-rate", 0.002, "fraction of API requests answered 429")
+	flagSoakRetryAfter = flag.Duration("soak.retry-after", time.Second, "Retry-After of the 429s")
+	flagSoakLatency    = flag.Duration("soak.latency", 5*time.Millisecond, "latency added to every API request")
+)
+
+// soakSample is one row of the soak's time series.
+type soakSample struct {
+	at          time.Duration
+	events      uint64 // messages in the events stream
+	mutations   uint64 // the simulator's log position
+	rss         float64
+	heap        float64
+	goroutines  float64
+	okCycles    float64
+	badCycles   float64
+	cycleSum    float64 // seconds, all cycles
+	retries     float64
+	lastSuccess float64 // unix seconds
+}
+
+// TestSoak runs one bridge for -soak.duration against -soak.items tasks
+// while the API churns and fails now and then (500s, 429s with
+// Retry-After, latency), samples its event rate, memory and goroutines,
+// then holds every event to the simulator's mutation log.
+func TestSoak(t *testing.T) {
+	l := newLab(t, "soak")
+	resources := []string{"tasks"}
+	l.build()
+	l.startNATS()
+	l.startSim("-seed-items", strconv.Itoa(*flagSoakItems), "-resources", "tasks")
+	ctx := context.Background()
+
+	b := l.startBridge("ROCKETY_RESOURCES=tasks", "ROCKETY_PAGE_SIZE="+strconv.Itoa(*flagSoakPageSize),
+		"ROCKETY_POLL_INTERVAL="+flagSoakInterval.String())
+	start := time.Now()
+	l.waitCycles(b, resources, 1, 15*time.Minute)
+	baseline, baseSeq := l.snapshotItems(resources)
+	if n, err := l.streamMsgs(eventsStream); err != nil || n != 0 {
+		t.Fatalf("the silent baseline published %d events (%v)", n, err)
+	}
+	if diffs := checkMirror(l.readMirror(resources), baseline); len(diffs) > 0 {
+		t.Fatalf("after the baseline the mirror differs from the API for %d items, e.g. %s", len(diffs), diffs[0])
+	}
+	t.Logf("baseline: %d tasks recorded in %s", len(baseline), time.Since(start).Round(time.Second))
+
+	faults := sim.Faults{ErrorRate: *flagSoakErrorRate, RateLimitRate: *flagSoakRateLimit,
+		RetryAfter: *flagSoakRetryAfter, Latency: *flagSoakLatency}
+	if err := l.sim.SetFaults(ctx, faults); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.sim.SetChurn(ctx, *flagSoakChurn); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	var samples []soakSample
+	take := func() soakSample {
+		t.Helper()
+		if b.exited() {
+			t.Fatalf("the bridge exited during the soak:\n%s", b.tail(40))
+		}
+		m, err := l.scrape()
+		if err != nil {
+			t.Fatalf("scraping the bridge: %v", err)
+		}
+		s := soakSample{at: time.Since(start),
+			rss: m.sum("process_resident_memory_bytes"), heap: m.sum("go_memstats_heap_inuse_bytes"),
+			goroutines: m.sum("go_goroutines"),
+			okCycles:   m.sum("rockety_bridge_poll_cycles_total", "outcome", "ok"),
+			badCycles:  m.sum("rockety_bridge_poll_cycles_total") - m.sum("rockety_bridge_poll_cycles_total", "outcome", "ok"),
+			cycleSum:   m.sum("rockety_bridge_poll_cycle_duration_seconds_sum"),
+			retries:    m.sum("rockety_bridge_api_retries_total"), lastSuccess: m.sum("rockety_bridge_last_successful_cycle_timestamp_seconds")}
+		if s.events, err = l.streamMsgs(eventsStream); err != nil {
+			t.Fatal(err)
+		}
+		if s.mutations, err = l.sim.LastSeq(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	samples = append(samples, take())
+	for time.Since(start) < *flagSoakDuration {
+		time.Sleep(min(*flagSoakSample, *flagSoakDuration-time.Since(start)))
+		s := take()
+		prev := samples[len(samples)-1]
+		samples = append(samples, s)
+		t.Logf("%s", soakRow(prev, s))
+	}
+	apiStats, err := l.sim.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Settle: no faults, no churn; two more complete cycles.
+	if err := l.sim.SetFaults(ctx, sim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	stopped, err := l.sim.SetChurn(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		before, err := l.sim.LastSeq(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.waitCycles(b, resources, 2, 15*time.Minute)
+		final, finalSeq := l.snapshotItems(resources)
+		if finalSeq != before {
+			t.Logf("the API changed while settling (log %d, then %d); settling again", before, finalSeq)
+			continue
+		}
+		end := take()
+		cycles := b.cycleCounts()
+		if code := b.stop(30 * time.Second); code != 0 {
+			t.Errorf("the bridge exited %d after SIGTERM:\n%s", code, b.tail(30))
+		}
+		l.finishSoak(t, resources, baseline, baseSeq, final, finalSeq, stopped, samples, end, apiStats, cycles)
+		return
+	}
+}
+
+// soakRow is one line of the time series, for the log.
+func soakRow(prev, s soakSample) string {
+	dt := (s.at - prev.at).Seconds()
+	meanCycle := "-"
+	if n := s.okCycles + s.badCycles - prev.okCycles - prev.badCycles; n > 0 {
+		meanCycle = fmt.Sprintf("%.1f", (s.cycleSum-prev.cycleSum)/n)
+	}
+	return fmt.Sprintf("| %s | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f / %.0f | %s | %.0f |",
+		s.at.Round(time.Second), float64(s.events-prev.events)/dt, float64(s.mutations-prev.mutations)/dt,
+		s.rss/(1<<20), s.heap/(1<<20), s.goroutines, s.okCycles-prev.okCycles, s.badCycles-prev.badCycles,
+		meanCycle, s.retries-prev.retries)
+}
+
+func (l *lab) finishSoak(t *testing.T, resources []string, baseline map[key]json.RawMessage, baseSeq uint64,
+	final map[key]json.RawMessage, finalSeq, churnStopped uint64, samples []soakSample, end soakSample,
+	apiStats sim.StatsInfo, cycles map[string]int) {
+	t.Helper()
+	evs, _ := l.readStream()
+	muts := l.mutations(baseSeq)
+	if len(muts) == 0 || muts[len(muts)-1].Seq != finalSeq {
+		t.Fatalf("the mutation log after %d does not end at the final position %d", baseSeq, finalSeq)
+	}
+	r := compare(truth{baseline: baseline, baseSeq: baseSeq, mutations: muts, final: final}, evs)
+	mirrorDiffs := checkMirror(l.readMirror(resources), final)
+
+	var series strings.Builder
+	series.WriteString("| time | events/s | mutations/s | RSS MiB | heap in use MiB | goroutines | cycles ok / failed | mean cycle s | API retries |\n")
+	series.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	for i := 1; i < len(samples); i++ {
+		series.WriteString(soakRow(samples[i-1], samples[i]) + "\n")
+	}
+	first, last := samples[0], samples[len(samples)-1]
+	var rss, gor []float64
+	for _, s := range samples[1:] {
+		rss = append(rss, s.rss)
+		gor = append(gor, s.goroutines)
+	}
+	dur := (last.at - first.at).Seconds()
+	dupIDs := 0
+	for _, p := range r.problems {
+		if p.kind == kindDuplicate && strings.HasPrefix(p.what, "event id") {
+			dupIDs++
+		}
+	}
+	var statuses []string
+	for _, code := range slices.Sorted(maps.Keys(apiStats.ByStatus)) {
+		statuses = append(statuses, fmt.Sprintf("%s: %d", code, apiStats.ByStatus[code]))
+	}
+	rows := [][2]string{
+		{"seed", strconv.FormatInt(l.seed, 10)},
+		{"tasks at the baseline", strconv.Itoa(len(baseline))},
+		{"churn and faults", fmt.Sprintf("%s at %g mutations/s; 500s %g, 429s %g (Retry-After %s), latency %s",
+			last.at.Round(time.Second), *flagSoakChurn, *flagSoakErrorRate, *flagSoakRateLimit, *flagSoakRetryAfter, *flagSoakLatency)},
+		{"API requests answered during the soak", fmt.Sprintf("%d (%s)", apiStats.Total, strings.Join(statuses, ", "))},
+		{"poll cycles (whole run)", opCounts(cycles, "ok", "failed", "cut short", "mass-delete guard")},
+		{"events/s (mean over the soak)", fmt.Sprintf("%.1f (mutations/s %.1f)", float64(last.events-first.events)/dur, float64(last.mutations-first.mutations)/dur)},
+		{"RSS MiB (first / max / last sample)", fmt.Sprintf("%.0f / %.0f / %.0f", rss[0]/(1<<20), slices.Max(rss)/(1<<20), rss[len(rss)-1]/(1<<20))},
+		{"goroutines (first / max / last sample)", fmt.Sprintf("%.0f / %.0f / %.0f", gor[0], slices.Max(gor), gor[len(gor)-1])},
+		{"after settling: RSS MiB, goroutines", fmt.Sprintf("%.0f, %.0f", end.rss/(1<<20), end.goroutines)},
+		{"mutations after the baseline", fmt.Sprintf("%d: %s (churn stopped at %d, last %d)", len(muts),
+			opCounts(r.mutations, sim.OpCreated, sim.OpUpdated, sim.OpDeleted), churnStopped, finalSeq)},
+		{"change events", fmt.Sprintf("%d: %s", len(evs), opCounts(r.events, events.OpCreated, events.OpUpdated, events.OpDeleted, events.OpSnapshot))},
+		{"items compared / changed in net", fmt.Sprintf("%d / %d", r.items, r.changed)},
+		{"duplicates (event id twice / change twice)", fmt.Sprintf("%d / %d", dupIDs, r.count(kindDuplicate)-dupIDs)},
+		{"lost changes", strconv.Itoa(r.count(kindLost))},
+		{"false deletes", strconv.Itoa(r.count(kindFalseDel))},
+		{"invented or out-of-step events", strconv.Itoa(r.count(kindInvented) + r.count(kindOutOfStep))},
+		{"mirror items differing from the API", strconv.Itoa(len(mirrorDiffs))},
+	}
+	table := markdownTable("soak", rows)
+	t.Logf("soak time series:\n%s", series.String())
+	t.Logf("soak results:\n%s", table)
+	_ = os.WriteFile(filepath.Join(l.dir, "report.md"), []byte(series.String()+"\n"+table), 0o644)
+
+	failOnProblems(t, r, mirrorDiffs)
+	// Goroutines that pile up are a leak whatever the events say; the
+	// margin covers the pages and publishes in flight at a sample.
+	if g := gor[len(gor)-1]; g > 2*gor[0]+100 {
+		t.Errorf("goroutines grew from %.0f to %.0f during the soak", gor[0], g)
+	}
+}
