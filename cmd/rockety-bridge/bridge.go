@@ -162,22 +162,36 @@ func commandsRunner(cfg Config, client *rockety.Client, metrics *app.Metrics, lo
 		return nil
 	}
 	return func(ctx context.Context, b *app.Bridge) error {
-		c, err := consumer.New(ctx, b.JetStream(), client,
-			app.WriteThrough{Store: b.Store(), Sink: b.Sink(), Metrics: metrics},
-			consumer.Config{
-				Subjects:  cfg.Subjects,
-				Resources: cfg.Resources,
-				Allow:     cfg.CommandAllow,
-				// The API's latency, not the bridge, bounds a command: a
-				// replica keeps this many writes in flight.
-				Concurrency: cfg.CommandConc,
-				Observer:    app.CommandObserver{Log: log, Metrics: metrics},
-				Replicas:    cfg.StreamReplicas,
-				// Recreates the commands stream if it is deleted under us.
-				Reprovision: b.Reprovision,
-			})
-		if err != nil {
-			return err
+		cc := consumer.Config{
+			Subjects:  cfg.Subjects,
+			Resources: cfg.Resources,
+			Allow:     cfg.CommandAllow,
+			// The API's latency, not the bridge, bounds a command: a
+			// replica keeps this many writes in flight.
+			Concurrency: cfg.CommandConc,
+			Observer:    app.CommandObserver{Log: log, Metrics: metrics},
+			Replicas:    cfg.StreamReplicas,
+			// Recreates the commands stream if it is deleted under us.
+			Reprovision: b.Reprovision,
+		}
+		wt := app.WriteThrough{Store: b.Store(), Sink: b.Sink(), Metrics: metrics}
+		// Setting up can fail while NATS comes and goes; the pollers go on
+		// meanwhile, so the consumer keeps trying rather than stay away.
+		var c *consumer.Consumer
+		for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+			var err error
+			if c, err = consumer.New(ctx, b.JetStream(), client, wt, cc); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Error("the command consumer could not start; it tries again", zap.Duration("in", wait), zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
 		}
 		metrics.InitCommands(cfg.Resources)
 		log.Info("command consumer running", zap.String("subjects", cfg.Subjects.Commands()),
