@@ -210,11 +210,19 @@ func (c *cycle) publishAndCommit(out []Outgoing, writes []Write) error {
 		return err
 	}
 	acked := make(map[string]bool, len(out))
+	var dups map[string]uint64 // id -> sequence of the event stored before
 	var pubErr error
 	if len(out) > 0 {
-		pubErr = c.p.deps.Sink.Publish(c.ctx, out, func(i int, seq uint64) {
+		pubErr = c.p.deps.Sink.Publish(c.ctx, out, func(i int, ack Ack) {
 			acked[out[i].Event.ID] = true
-			c.lastSeq = max(c.lastSeq, seq)
+			c.lastSeq = max(c.lastSeq, ack.Seq)
+			if ack.Duplicate {
+				if dups == nil {
+					dups = map[string]uint64{}
+				}
+				dups[out[i].Event.ID] = ack.Seq
+				return
+			}
 			c.count(out[i].Event.Op)
 		})
 	}
@@ -223,14 +231,42 @@ func (c *cycle) publishAndCommit(out []Outgoing, writes []Write) error {
 		hasEvent[o.Event.ID] = true
 	}
 	toCommit := writes[:0:0]
+	var dupErrs []error
 	for _, w := range writes {
-		if !hasEvent[w.ID] || acked[w.ID] {
-			toCommit = append(toCommit, w)
+		if hasEvent[w.ID] && !acked[w.ID] {
+			continue
 		}
+		if seq, dup := dups[w.ID]; dup {
+			var err error
+			if w, err = c.storedState(w, seq); err != nil {
+				dupErrs = append(dupErrs, err)
+				continue // the next cycle tries again
+			}
+		}
+		toCommit = append(toCommit, w)
 	}
 	// Commit what was acknowledged even when part of the batch was not:
 	// the event is out, and its state must follow.
-	return errors.Join(pubErr, c.commit(toCommit))
+	return errors.Join(pubErr, errors.Join(dupErrs...), c.commit(toCommit))
+}
+
+// storedState turns w into the state that the event stored at seq says,
+// for an event JetStream dropped as a duplicate. Subscribers saw the stored
+// event, not ours: it is this bridge's own from before a crash (the same
+// state, perhaps formatted otherwise), or a command's write-through that
+// raced this cycle (another state). Storing its state keeps the events of
+// the item a chain; the next cycle reports whatever differs from it now.
+func (c *cycle) storedState(w Write, seq uint64) (Write, error) {
+	e, err := c.p.deps.Journal.Event(c.ctx, seq)
+	if err != nil {
+		return w, fmt.Errorf("poller: reading the event stored at %d, which %s %s repeated: %w", seq, c.p.cfg.Resource, w.ID, err)
+	}
+	if e.Resource != c.p.cfg.Resource || e.ID != w.ID {
+		return w, fmt.Errorf("poller: the event stored at %d is of %s %s, not of %s %s, yet has the same id",
+			seq, e.Resource, e.ID, c.p.cfg.Resource, w.ID)
+	}
+	w.Value = e.After // nil for a delete
+	return w, nil
 }
 
 func (c *cycle) count(op events.Op) {

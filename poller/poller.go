@@ -76,17 +76,28 @@ type Outgoing struct {
 	Event   events.Event
 }
 
-// Sink publishes events and reports the acknowledged ones.
-type Sink interface {
-	// Publish calls acked(i, seq) for each event JetStream stored (at
-	// stream sequence seq); an error means some were not acknowledged.
-	Publish(ctx context.Context, evs []Outgoing, acked func(i int, seq uint64)) error
+// Ack is JetStream's acknowledgement of one event.
+type Ack struct {
+	Seq uint64 // where the event is stored
+	// Duplicate: an event with the same id was stored before, at Seq, and
+	// this one was dropped. The stored one may carry another state.
+	Duplicate bool
 }
 
-// Journal replays published events, to finish commits that a stopped
-// bridge left undone.
+// Sink publishes events and reports the acknowledged ones.
+type Sink interface {
+	// Publish calls acked(i, ack) for each event JetStream stored, or
+	// dropped as a duplicate of one it stored before; an error means some
+	// were not acknowledged.
+	Publish(ctx context.Context, evs []Outgoing, acked func(i int, ack Ack)) error
+}
+
+// Journal reads back published events, to finish commits that a stopped
+// bridge left undone, and to learn what an event that JetStream reports
+// as a duplicate said.
 type Journal interface {
 	Replay(ctx context.Context, resource string, afterSeq uint64, fn func(seq uint64, e events.Event) error) (skipped int, err error)
+	Event(ctx context.Context, seq uint64) (events.Event, error)
 }
 
 // InitialSync says what the first cycle of a resource publishes.

@@ -8,9 +8,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
@@ -324,5 +326,61 @@ func TestSnapshotInitialSync(t *testing.T) {
 	cycle(t, p2)
 	if got := evs.next(); len(got) != 0 {
 		t.Errorf("a restart published %d events", len(got))
+	}
+}
+
+// TestDuplicateWithAnotherState: the event id a cycle publishes is taken
+// already by an event that carries another state — a command's
+// write-through published A→C and had not stored C yet when this cycle,
+// which read the API while it was D, published A→D with the same id.
+// JetStream keeps A→C; the cycle stores C, not D, so the next cycle
+// reports C→D and the item's events stay a chain.
+func TestDuplicateWithAnotherState(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 5, SeedItems: 10, Resources: []string{"tasks"}})
+	deps := h.deps()
+	p := h.poller(poller.Config{}, deps)
+	evs := h.stream()
+	cycle(t, p)
+	id := h.sim.IDs("tasks")[2]
+	a, _ := h.sim.Get("tasks", id)
+	withTitle := func(title string) []byte {
+		var m map[string]json.RawMessage
+		_ = json.Unmarshal(a, &m)
+		m["title"] = json.RawMessage(`"` + title + `"`)
+		raw, _ := json.Marshal(m)
+		return raw
+	}
+	c, d := withTitle("C"), withTitle("D")
+	entry, err := publisher.NewStateStore(h.js, h.res.State).Get(context.Background(), "tasks", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := events.Event{Resource: "tasks", ID: id, Op: events.OpUpdated, Revision: events.ChangeRevision(entry.Revision),
+		Before: a, After: c, Changed: []string{"title"}, DetectedAt: time.Now().UTC()}
+	taken := []poller.Outgoing{{EventID: events.EventID("tasks", id, events.OpUpdated, entry.Revision), Event: e}}
+	if err := deps.Sink.Publish(context.Background(), taken, func(int, poller.Ack) {}); err != nil {
+		t.Fatal(err)
+	}
+	evs.next()
+
+	if err := h.sim.SetRaw("tasks", id, d); err != nil {
+		t.Fatal(err)
+	}
+	if stats := cycle(t, p); stats.Updated != 0 {
+		t.Errorf("the dropped duplicate counted as published: %+v", stats)
+	}
+	if got := evs.next(); len(got) != 0 {
+		t.Fatalf("%d events stored beside the one with the same id", len(got))
+	}
+	cycle(t, p)
+	got := evs.next()
+	if len(got) != 1 || got[0].Op != events.OpUpdated || string(got[0].Before) != string(c) || string(got[0].After) != string(d) {
+		t.Fatalf("after the duplicate: %+v; want one update C→D", got)
+	}
+	if got[0].Revision <= e.Revision {
+		t.Errorf("revision %d after %d", got[0].Revision, e.Revision)
+	}
+	if cycle(t, p); len(evs.next()) != 0 {
+		t.Error("a third cycle published more")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rockety-io/rockety-bridge/events"
@@ -21,6 +22,23 @@ type Journal struct {
 // NewJournal reads the events stream of subjects.
 func NewJournal(js jetstream.JetStream, subjects events.Subjects) *Journal {
 	return &Journal{js: js, subjects: subjects}
+}
+
+// Event reads the change event stored at seq.
+func (j *Journal) Event(ctx context.Context, seq uint64) (events.Event, error) {
+	st, err := j.js.Stream(ctx, j.subjects.EventsStream())
+	if err != nil {
+		return events.Event{}, fmt.Errorf("publisher: reading event %d: %w", seq, err)
+	}
+	raw, err := st.GetMsg(ctx, seq)
+	if err != nil {
+		return events.Event{}, fmt.Errorf("publisher: reading event %d: %w", seq, err)
+	}
+	e, _, err := events.Decode(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
+	if err != nil {
+		return events.Event{}, fmt.Errorf("publisher: reading event %d: %w", seq, err)
+	}
+	return e, nil
 }
 
 // Replay calls fn for every change event of resource stored after sequence

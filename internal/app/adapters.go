@@ -31,8 +31,10 @@ type Sink struct {
 }
 
 // Publish implements poller.Sink.
-func (s Sink) Publish(ctx context.Context, evs []poller.Outgoing, acked func(i int, seq uint64)) error {
-	return s.publish(ctx, evs, func(i int, ack *jetstream.PubAck) { acked(i, ack.Sequence) })
+func (s Sink) Publish(ctx context.Context, evs []poller.Outgoing, acked func(i int, ack poller.Ack)) error {
+	return s.publish(ctx, evs, func(i int, ack *jetstream.PubAck) {
+		acked(i, poller.Ack{Seq: ack.Sequence, Duplicate: ack.Duplicate})
+	})
 }
 
 // publish is Publish with JetStream's whole acknowledgement, which says

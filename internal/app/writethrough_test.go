@@ -87,7 +87,7 @@ func TestWriteThrough(t *testing.T) {
 					Before: json.RawMessage(tc.stored), After: json.RawMessage(`{"id":7,"title":"seen by the poll"}`),
 					Changed: []string{"title"}, DetectedAt: time.Now().UTC()}
 				out := []poller.Outgoing{{EventID: events.EventID("tasks", "7", events.OpUpdated, rev), Event: e}}
-				if err := sink.Publish(ctx, out, func(int, uint64) {}); err != nil {
+				if err := sink.Publish(ctx, out, func(int, poller.Ack) {}); err != nil {
 					t.Fatal(err)
 				}
 			}
