@@ -143,4 +143,10 @@ func TestCompare(t *testing.T) {
 	if r.items != 4 || r.changed != 3 || r.mutations[sim.OpUpdated] != 3 || r.events[events.OpUpdated] != 2 {
 		t.Errorf("counts %+v", r)
 	}
+	// Delays from the mutation that made each reported state, item by
+	// item: b made at 11 and seen at 11, c made at 12 and seen at 15, the
+	// delete at 15 seen at 16, n made at 14 and seen at 15.
+	if got := fmt.Sprint(r.delays); got != "[0s 3s 1s 1s]" || r.delay(0.5) != time.Second || r.delay(1) != 3*time.Second {
+		t.Errorf("delays %s, median %s, max %s", got, r.delay(0.5), r.delay(1))
+	}
 }

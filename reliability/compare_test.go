@@ -65,6 +65,18 @@ type report struct {
 	mutations map[string]int // by op
 	events    map[events.Op]int
 	problems  []problem
+	// delays are, for each event after the baseline, the time from the
+	// mutation that made the state it reports to its detected_at.
+	delays []time.Duration
+}
+
+// delay returns the q-quantile of the delays (q in [0, 1]).
+func (r report) delay(q float64) time.Duration {
+	if len(r.delays) == 0 {
+		return 0
+	}
+	d := slices.Sorted(slices.Values(r.delays))
+	return d[min(len(d)-1, int(q*float64(len(d))))]
 }
 
 func (r report) count(kind string) int {
@@ -108,9 +120,18 @@ func compare(t truth, evs []observed) report {
 	}
 	created := map[key]bool{}
 	deletedAt := map[key]time.Time{}
+	madeAt := map[key]map[string]time.Time{} // when a state first appeared
 	for _, m := range t.mutations {
 		k := key{m.Resource, m.ID}
 		addState(k, m.Item)
+		if m.Op != sim.OpDeleted {
+			if madeAt[k] == nil {
+				madeAt[k] = map[string]time.Time{}
+			}
+			if _, ok := madeAt[k][norm(m.Item)]; !ok {
+				madeAt[k][norm(m.Item)] = m.Time
+			}
+		}
 		r.mutations[m.Op]++
 		switch m.Op {
 		case sim.OpCreated:
@@ -195,6 +216,11 @@ func compare(t truth, evs []observed) report {
 			case events.OpSnapshot:
 				add(kindInvented, k, "%s: the bridge started from a silent baseline", at)
 				existed = true
+			}
+			if when, ok := madeAt[k][norm(e.After)]; ok && e.After != nil {
+				r.delays = append(r.delays, e.DetectedAt.Sub(when))
+			} else if when, ok := deletedAt[k]; ok && e.Op == events.OpDeleted {
+				r.delays = append(r.delays, e.DetectedAt.Sub(when))
 			}
 			if e.After != nil {
 				if !states[k][norm(e.After)] {

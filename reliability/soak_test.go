@@ -212,6 +212,8 @@ func (l *lab) finishSoak(t *testing.T, resources []string, baseline map[key]json
 			opCounts(r.mutations, sim.OpCreated, sim.OpUpdated, sim.OpDeleted), churnStopped, finalSeq)},
 		{"change events", fmt.Sprintf("%d: %s", len(evs), opCounts(r.events, events.OpCreated, events.OpUpdated, events.OpDeleted, events.OpSnapshot))},
 		{"items compared / changed in net", fmt.Sprintf("%d / %d", r.items, r.changed)},
+		{"delay from a mutation to the event reporting it: median / p99 / max", fmt.Sprintf("%s / %s / %s",
+			r.delay(0.5).Round(time.Millisecond), r.delay(0.99).Round(time.Millisecond), r.delay(1).Round(time.Millisecond))},
 		{"duplicates (event id twice / change twice)", fmt.Sprintf("%d / %d", dupIDs, r.count(kindDuplicate)-dupIDs)},
 		{"lost changes", strconv.Itoa(r.count(kindLost))},
 		{"false deletes", strconv.Itoa(r.count(kindFalseDel))},
