@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -106,7 +107,8 @@ func TestKillLoop(t *testing.T) {
 	slices.Sort(taskIDs)
 	cmdCtx, stopCommands := context.WithCancel(ctx)
 	cmdDone := make(chan struct{})
-	cmdr := &commander{js: l.js, prefix: fmt.Sprintf("kl%d", l.seed), ids: taskIDs, rnd: l.rnd}
+	// The commander draws from its own source: it runs beside the kills.
+	cmdr := &commander{js: l.js, prefix: fmt.Sprintf("kl%d", l.seed), ids: taskIDs, rnd: rand.New(rand.NewPCG(uint64(l.seed), 11))}
 	if !slices.Contains(resources, "tasks") {
 		*flagKillCommands = 0
 	}
