@@ -2,8 +2,11 @@ package poller
 
 import (
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,5 +199,97 @@ func TestEntryPacking(t *testing.T) {
 	}
 	if e.suspect(1<<seenBits+7) || !e.suspect(8) {
 		t.Error("suspect does not compare cycles modulo 2^23")
+	}
+}
+
+// TestIndexIDKinds: numeric ids in sequence live in the slice, far-off
+// numeric ids in the map until the slice grows to them, other ids as
+// strings; each keeps its state, and Missing and Len see all of them.
+func TestIndexIDKinds(t *testing.T) {
+	ix := NewIndex(0)
+	ids := []string{"1", "2", "3", "1000000000000", "0", "uuid-7", "007", "2000", "3000", "18446744073709551615"}
+	for i, id := range ids {
+		ix.Commit(id, uint64(i+1), 0, uint64(i+10))
+	}
+	// 2000 and 3000 join the slice as it grows; 1e12 stays in the map.
+	for i := 4; i < 3000; i++ {
+		if id := strconv.Itoa(i); id != "2000" {
+			ix.Commit(id, 1, 0, 5)
+		}
+	}
+	if len(ix.dense) <= 3000 || ix.nums[1000000000000] == (entry{}) {
+		t.Errorf("slice of %d, far-off id in the map: %v", len(ix.dense), ix.nums[1000000000000] != (entry{}))
+	}
+	for i, id := range ids {
+		rev, live := ix.Revision(id)
+		if rev != uint64(i+10) || !live || ix.hashOf(id) != uint64(i+1) {
+			t.Errorf("%s: rev %d live %v hash %d; want rev %d hash %d", id, rev, live, ix.hashOf(id), i+10, i+1)
+		}
+	}
+	if want := len(ids) + 2996 - 1; ix.Len() != want || ix.Live() != want {
+		t.Errorf("len %d live %d, want %d", ix.Len(), ix.Live(), want)
+	}
+	if rev, live := ix.Revision("2999999"); rev != 0 || live {
+		t.Errorf("an id never stored: rev %d live %v", rev, live)
+	}
+	ix.Bury("2", 99)
+	missing := ix.Missing(1)
+	if len(missing) != ix.Live() {
+		t.Errorf("%d missing in a cycle that saw nothing, want all %d live ones", len(missing), ix.Live())
+	}
+	for _, s := range missing {
+		if s.ID == "2" {
+			t.Error("a deleted id is suspected")
+		}
+	}
+	if !slices.IsSortedFunc(missing, func(a, b Suspect) int { return strings.Compare(a.ID, b.ID) }) {
+		t.Error("Missing is not sorted by id")
+	}
+}
+
+// TestIndexAgainstAMap stores random states under ids of every kind, in
+// random order, and holds the index to a plain map after each step.
+func TestIndexAgainstAMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	ix := NewIndex(0)
+	model := map[string]uint64{} // id -> revision; odd revisions are deletes
+	randomID := func() string {
+		switch rng.IntN(4) {
+		case 0:
+			return strconv.Itoa(rng.IntN(5000)) // dense
+		case 1:
+			return strconv.FormatUint(rng.Uint64N(1<<40), 10) // far apart
+		case 2:
+			return fmt.Sprintf("s-%d", rng.IntN(500))
+		default:
+			return strconv.Itoa(5000 + rng.IntN(20000)) // beyond, then covered
+		}
+	}
+	for step := uint64(1); step <= 20000; step++ {
+		id := randomID()
+		rev := 2 * step
+		if rng.IntN(5) == 0 {
+			rev++
+			ix.Bury(id, rev)
+		} else {
+			ix.Commit(id, rev, rev, rev)
+		}
+		model[id] = rev
+		if step%1000 != 0 {
+			continue
+		}
+		live := 0
+		for id, rev := range model {
+			gotRev, gotLive := ix.Revision(id)
+			if gotRev != rev || gotLive != (rev%2 == 0) {
+				t.Fatalf("step %d: %s = rev %d live %v, want rev %d", step, id, gotRev, gotLive, rev)
+			}
+			if rev%2 == 0 {
+				live++
+			}
+		}
+		if ix.Len() != len(model) || ix.Live() != live {
+			t.Fatalf("step %d: len %d live %d, want %d and %d", step, ix.Len(), ix.Live(), len(model), live)
+		}
 	}
 }
