@@ -322,7 +322,7 @@ func (l *lab) finishKillLoop(t *testing.T, resources []string, baseline map[key]
 		}
 	}
 	rows := [][2]string{
-		{"seed", strconv.FormatInt(l.seed, 10)},
+		{"seed; source", strconv.FormatInt(l.seed, 10) + "; " + l.source},
 		{"items at the baseline", fmt.Sprintf("%d (%s; %d per resource)", len(baseline), strings.Join(resources, ", "), *flagKillItems)},
 		{"bridge processes killed (SIGKILL)", fmt.Sprintf("%d in %s: %s", len(kills), loop.Round(time.Second), opCounts(byMode, killModes...))},
 		{"time alive before the kill", fmt.Sprintf("min %s, median %s, max %s", alive[0].Round(time.Millisecond),

@@ -4,6 +4,7 @@ package reliability
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,7 +64,8 @@ type lab struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	procs    []*proc
-	bridges  int // bridge processes started
+	bridges  int    // bridge processes started
+	source   string // the commit the binaries were built from
 }
 
 func newLab(t *testing.T, name string) *lab {
@@ -117,7 +119,23 @@ func (l *lab) build() {
 	if err := errors.Join(errs...); err != nil {
 		l.t.Fatal(err)
 	}
-	l.t.Logf("built rockety-bridge, rockety-sim and nats-server in %s", time.Since(start).Round(time.Second))
+	l.source = sourceVersion()
+	l.t.Logf("built rockety-bridge, rockety-sim and nats-server from %s in %s", l.source, time.Since(start).Round(time.Second))
+}
+
+// sourceVersion names the commit the working tree is at, and whether Go
+// files differ from it, so a report says what code it measured.
+func sourceVersion() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "an unknown commit"
+	}
+	v := "commit " + strings.TrimSpace(string(out))
+	changed, err := exec.Command("git", "status", "--porcelain", "--", ":/*.go").Output()
+	if err == nil && len(bytes.TrimSpace(changed)) > 0 {
+		v += fmt.Sprintf(" with %d Go files changed", len(bytes.Split(bytes.TrimSpace(changed), []byte("\n"))))
+	}
+	return v
 }
 
 // startNATS starts nats-server with JetStream and a store in the work

@@ -198,7 +198,7 @@ func (l *lab) finishSoak(t *testing.T, resources []string, baseline map[key]json
 		statuses = append(statuses, fmt.Sprintf("%s: %d", code, apiStats.ByStatus[code]))
 	}
 	rows := [][2]string{
-		{"seed", strconv.FormatInt(l.seed, 10)},
+		{"seed; source", strconv.FormatInt(l.seed, 10) + "; " + l.source},
 		{"tasks at the baseline", strconv.Itoa(len(baseline))},
 		{"churn and faults", fmt.Sprintf("%s at %g mutations/s; 500s %g, 429s %g (Retry-After %s), latency %s",
 			last.at.Round(time.Second), *flagSoakChurn, *flagSoakErrorRate, *flagSoakRateLimit, *flagSoakRetryAfter, *flagSoakLatency)},
