@@ -128,6 +128,13 @@ func TestCompare(t *testing.T) {
 			for _, p := range r.problems {
 				got = append(got, p.String())
 			}
+			counted := 0
+			for _, kind := range problemKinds {
+				counted += r.count(kind)
+			}
+			if counted != len(r.problems) {
+				t.Errorf("the kinds count %d problems of %d", counted, len(r.problems))
+			}
 			if len(got) != len(tt.want) {
 				t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}

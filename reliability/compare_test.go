@@ -20,11 +20,10 @@ func (k key) String() string { return k.resource + "/" + k.id }
 
 // truth is what the simulator says happened, from its admin routes.
 type truth struct {
-	// baseline holds the items at baseSeq, when the bridge's baseline cycle
-	// had recorded them.
+	// baseline holds the items when the bridge's baseline cycle had
+	// recorded them.
 	baseline map[key]json.RawMessage
-	baseSeq  uint64
-	// mutations are those after baseSeq, oldest first.
+	// mutations are those after the baseline, oldest first.
 	mutations []sim.Mutation
 	// final holds the API's items once everything settled.
 	final map[key]json.RawMessage

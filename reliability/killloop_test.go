@@ -282,7 +282,7 @@ func (l *lab) finishKillLoop(t *testing.T, resources []string, baseline map[key]
 	if len(muts) == 0 || muts[len(muts)-1].Seq != finalSeq {
 		t.Fatalf("the mutation log after %d does not end at the final position %d", baseSeq, finalSeq)
 	}
-	r := compare(truth{baseline: baseline, baseSeq: baseSeq, mutations: muts, final: final}, evs)
+	r := compare(truth{baseline: baseline, mutations: muts, final: final}, evs)
 	mirrorDiffs := checkMirror(l.readMirror(resources), final)
 	cr := cmdr.check(results, muts)
 

@@ -171,7 +171,7 @@ func (l *lab) finishSoak(t *testing.T, resources []string, baseline map[key]json
 	if len(muts) == 0 || muts[len(muts)-1].Seq != finalSeq {
 		t.Fatalf("the mutation log after %d does not end at the final position %d", baseSeq, finalSeq)
 	}
-	r := compare(truth{baseline: baseline, baseSeq: baseSeq, mutations: muts, final: final}, evs)
+	r := compare(truth{baseline: baseline, mutations: muts, final: final}, evs)
 	mirrorDiffs := checkMirror(l.readMirror(resources), final)
 
 	var series strings.Builder
