@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -87,6 +88,7 @@ func newLab(t *testing.T, name string) *lab {
 		if l.nc != nil {
 			l.nc.Close()
 		}
+		l.scanForToken()
 		if t.Failed() || *flagKeep {
 			t.Logf("the evidence is kept in %s", dir)
 			return
@@ -347,8 +349,15 @@ func (l *lab) scrape() (metrics, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("/metrics: %s", resp.Status)
 	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.Contains(body, []byte(token)) {
+		l.t.Errorf("the API token appears in the bridge's /metrics")
+	}
 	var out metrics
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
@@ -700,4 +709,22 @@ func opCounts[K ~string](m map[K]int, ops ...K) string {
 		parts = append(parts, fmt.Sprintf("%s %d", op, m[op]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// scanForToken fails the test if the API token appears in anything a
+// bridge process wrote: every log line of every bridge, across every kill,
+// fault and restart of the run.
+func (l *lab) scanForToken() {
+	logs, _ := filepath.Glob(filepath.Join(l.dir, "bridge-*.log"))
+	for _, name := range logs {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			l.t.Errorf("reading %s for the token scan: %v", name, err)
+			continue
+		}
+		if bytes.Contains(data, []byte(token)) {
+			l.t.Errorf("the API token appears in %s", filepath.Base(name))
+		}
+	}
+	l.t.Logf("token scan: %d bridge logs, the token in none unless said above", len(logs))
 }
