@@ -21,7 +21,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rockety-io/rockety-bridge/events"
-	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
 var (
@@ -315,12 +314,6 @@ func (l *lab) finishKillLoop(t *testing.T, resources []string, baseline map[key]
 		cycles[o] += n
 	}
 	slices.Sort(alive)
-	dupIDs := 0
-	for _, p := range r.problems {
-		if p.kind == kindDuplicate && strings.HasPrefix(p.what, "event id") {
-			dupIDs++
-		}
-	}
 	rows := [][2]string{
 		{"seed; source", strconv.FormatInt(l.seed, 10) + "; " + l.source},
 		{"items at the baseline", fmt.Sprintf("%d (%s; %d per resource)", len(baseline), strings.Join(resources, ", "), *flagKillItems)},
@@ -332,22 +325,12 @@ func (l *lab) finishKillLoop(t *testing.T, resources []string, baseline map[key]
 		{"kills before the bridge completed any cycle", strconv.Itoa(noCycle)},
 		{"kills between publish and commit (items whose last event the mirror lacked)", fmt.Sprintf("%d (%d items)", uncommittedKills, uncommitted)},
 		{"poll cycles (all processes, all resources)", opCounts(cycles, "ok", "failed", "cut short", "mass-delete guard")},
-		{"mutations after the baseline", fmt.Sprintf("%d: %s (churn stopped at %d, last %d)", len(muts),
-			opCounts(r.mutations, sim.OpCreated, sim.OpUpdated, sim.OpDeleted), churnStopped, finalSeq)},
 		{"task commands", fmt.Sprintf("%d sent (%d not sent): %s (%d of them creates whose outcome was unknown); %d creates executed; %d with more than one result",
 			cr.sent, cr.unsent, opCounts(cr.byStatus, events.StatusSucceeded, events.StatusFailed, events.StatusRejected),
 			cr.unknown, cr.createdByCmds, cr.multiResults)},
-		{"change events", fmt.Sprintf("%d: %s", len(evs), opCounts(r.events, events.OpCreated, events.OpUpdated, events.OpDeleted, events.OpSnapshot))},
-		{"items compared / changed in net", fmt.Sprintf("%d / %d", r.items, r.changed)},
-		{"delay from a mutation to the event reporting it: median / p99 / max", fmt.Sprintf("%s / %s / %s",
-			r.delay(0.5).Round(time.Millisecond), r.delay(0.99).Round(time.Millisecond), r.delay(1).Round(time.Millisecond))},
-		{"duplicates (event id twice / change twice)", fmt.Sprintf("%d / %d", dupIDs, r.count(kindDuplicate)-dupIDs)},
-		{"lost changes", strconv.Itoa(r.count(kindLost))},
-		{"false deletes", strconv.Itoa(r.count(kindFalseDel))},
-		{"invented or out-of-step events", strconv.Itoa(r.count(kindInvented) + r.count(kindOutOfStep))},
-		{"mirror items differing from the API", strconv.Itoa(len(mirrorDiffs))},
-		{"commands without a result / creates run twice", strconv.Itoa(len(cr.problems))},
 	}
+	rows = append(rows, outcomeRows(r, len(muts), len(evs), churnStopped, finalSeq, len(mirrorDiffs))...)
+	rows = append(rows, [2]string{"commands without a result / creates run twice", strconv.Itoa(len(cr.problems))})
 	table := markdownTable("kill loop", rows)
 	t.Logf("kill loop results:\n%s", table)
 	_ = os.WriteFile(filepath.Join(l.dir, "report.md"), []byte(table), 0o644)

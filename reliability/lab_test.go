@@ -500,32 +500,28 @@ func (l *lab) snapshotItems(resources []string) (map[key]json.RawMessage, uint64
 
 // streamLastSeq returns a stream's last sequence.
 func (l *lab) streamLastSeq(name string) (uint64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := l.js.Stream(ctx, name)
-	if err != nil {
-		return 0, err
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return info.State.LastSeq, nil
+	st, err := l.streamState(name)
+	return st.LastSeq, err
 }
 
 // streamMsgs returns how many messages a stream holds.
 func (l *lab) streamMsgs(name string) (uint64, error) {
+	st, err := l.streamState(name)
+	return st.Msgs, err
+}
+
+func (l *lab) streamState(name string) (jetstream.StreamState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, err := l.js.Stream(ctx, name)
 	if err != nil {
-		return 0, err
+		return jetstream.StreamState{}, err
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return 0, err
+		return jetstream.StreamState{}, err
 	}
-	return info.State.Msgs, nil
+	return info.State, nil
 }
 
 // readStream reads every change event and command result in the events
@@ -727,4 +723,28 @@ func (l *lab) scanForToken() {
 		}
 	}
 	l.t.Logf("token scan: %d bridge logs, the token in none unless said above", len(logs))
+}
+
+// outcomeRows are the report rows both long runs share: what happened, and
+// every way the events could be wrong.
+func outcomeRows(r report, mutations, evs int, churnStopped, finalSeq uint64, mirrorDiffs int) [][2]string {
+	dupIDs := 0
+	for _, p := range r.problems {
+		if p.kind == kindDuplicate && strings.HasPrefix(p.what, "event id") {
+			dupIDs++
+		}
+	}
+	return [][2]string{
+		{"mutations after the baseline", fmt.Sprintf("%d: %s (churn stopped at %d, last %d)", mutations,
+			opCounts(r.mutations, sim.OpCreated, sim.OpUpdated, sim.OpDeleted), churnStopped, finalSeq)},
+		{"change events", fmt.Sprintf("%d: %s", evs, opCounts(r.events, events.OpCreated, events.OpUpdated, events.OpDeleted, events.OpSnapshot))},
+		{"items compared / changed in net", fmt.Sprintf("%d / %d", r.items, r.changed)},
+		{"delay from a mutation to the event reporting it: median / p99 / max", fmt.Sprintf("%s / %s / %s",
+			r.delay(0.5).Round(time.Millisecond), r.delay(0.99).Round(time.Millisecond), r.delay(1).Round(time.Millisecond))},
+		{"duplicates (event id twice / change twice)", fmt.Sprintf("%d / %d", dupIDs, r.count(kindDuplicate)-dupIDs)},
+		{"lost changes", strconv.Itoa(r.count(kindLost))},
+		{"false deletes", strconv.Itoa(r.count(kindFalseDel))},
+		{"invented or out-of-step events", strconv.Itoa(r.count(kindInvented) + r.count(kindOutOfStep))},
+		{"mirror items differing from the API", strconv.Itoa(mirrorDiffs)},
+	}
 }

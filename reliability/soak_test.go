@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
@@ -187,12 +186,6 @@ func (l *lab) finishSoak(t *testing.T, resources []string, baseline map[key]json
 		gor = append(gor, s.goroutines)
 	}
 	dur := (last.at - first.at).Seconds()
-	dupIDs := 0
-	for _, p := range r.problems {
-		if p.kind == kindDuplicate && strings.HasPrefix(p.what, "event id") {
-			dupIDs++
-		}
-	}
 	var statuses []string
 	for _, code := range slices.Sorted(maps.Keys(apiStats.ByStatus)) {
 		statuses = append(statuses, fmt.Sprintf("%s: %d", code, apiStats.ByStatus[code]))
@@ -208,18 +201,8 @@ func (l *lab) finishSoak(t *testing.T, resources []string, baseline map[key]json
 		{"RSS MiB (first / max / last sample)", fmt.Sprintf("%.0f / %.0f / %.0f", rss[0]/(1<<20), slices.Max(rss)/(1<<20), rss[len(rss)-1]/(1<<20))},
 		{"goroutines (first / max / last sample)", fmt.Sprintf("%.0f / %.0f / %.0f", gor[0], slices.Max(gor), gor[len(gor)-1])},
 		{"after settling: RSS MiB, goroutines", fmt.Sprintf("%.0f, %.0f", end.rss/(1<<20), end.goroutines)},
-		{"mutations after the baseline", fmt.Sprintf("%d: %s (churn stopped at %d, last %d)", len(muts),
-			opCounts(r.mutations, sim.OpCreated, sim.OpUpdated, sim.OpDeleted), churnStopped, finalSeq)},
-		{"change events", fmt.Sprintf("%d: %s", len(evs), opCounts(r.events, events.OpCreated, events.OpUpdated, events.OpDeleted, events.OpSnapshot))},
-		{"items compared / changed in net", fmt.Sprintf("%d / %d", r.items, r.changed)},
-		{"delay from a mutation to the event reporting it: median / p99 / max", fmt.Sprintf("%s / %s / %s",
-			r.delay(0.5).Round(time.Millisecond), r.delay(0.99).Round(time.Millisecond), r.delay(1).Round(time.Millisecond))},
-		{"duplicates (event id twice / change twice)", fmt.Sprintf("%d / %d", dupIDs, r.count(kindDuplicate)-dupIDs)},
-		{"lost changes", strconv.Itoa(r.count(kindLost))},
-		{"false deletes", strconv.Itoa(r.count(kindFalseDel))},
-		{"invented or out-of-step events", strconv.Itoa(r.count(kindInvented) + r.count(kindOutOfStep))},
-		{"mirror items differing from the API", strconv.Itoa(len(mirrorDiffs))},
 	}
+	rows = append(rows, outcomeRows(r, len(muts), len(evs), churnStopped, finalSeq, len(mirrorDiffs))...)
 	table := markdownTable("soak", rows)
 	t.Logf("soak time series:\n%s", series.String())
 	t.Logf("soak results:\n%s", table)
