@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -19,27 +18,7 @@ import (
 // admin sends one request to an admin route of e's server.
 func (e *env) admin(method, path, body string, token ...string) response {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+sim.AdminPath+path, strings.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	tok := testToken
-	if len(token) > 0 {
-		tok = token[0]
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return e.send(method, e.srv.URL+sim.AdminPath+path, body, token...)
 }
 
 func (e *env) remote() *sim.Remote { return sim.NewRemote(e.srv.URL, testToken) }

@@ -41,14 +41,20 @@ type response struct {
 	body   []byte
 }
 
-// do sends one request with the env's token unless token is given.
+// do sends one request to the API with the env's token unless token is
+// given.
 func (e *env) do(method, path, body string, token ...string) response {
+	e.t.Helper()
+	return e.send(method, e.base+path, body, token...)
+}
+
+func (e *env) send(method, url, body string, token ...string) response {
 	e.t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = bytes.NewBufferString(body)
 	}
-	req, err := http.NewRequest(method, e.base+path, rd)
+	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		e.t.Fatalf("new request: %v", err)
 	}
@@ -61,12 +67,12 @@ func (e *env) do(method, path, body string, token ...string) response {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
+		e.t.Fatalf("%s %s: %v", method, url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		e.t.Fatalf("%s %s: reading body: %v", method, path, err)
+		e.t.Fatalf("%s %s: reading body: %v", method, url, err)
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
 }
