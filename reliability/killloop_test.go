@@ -276,14 +276,9 @@ func (l *lab) killOnce(n int, env []string) kill {
 func (l *lab) finishKillLoop(t *testing.T, resources []string, baseline map[key]json.RawMessage, baseSeq uint64,
 	final map[key]json.RawMessage, finalSeq, churnStopped uint64, kills []kill, loop time.Duration, cmdr *commander, settled map[string]int) {
 	t.Helper()
-	evs, results := l.readStream()
-	muts := l.mutations(baseSeq)
-	if len(muts) == 0 || muts[len(muts)-1].Seq != finalSeq {
-		t.Fatalf("the mutation log after %d does not end at the final position %d", baseSeq, finalSeq)
-	}
-	r := compare(truth{baseline: baseline, mutations: muts, final: final}, evs)
-	mirrorDiffs := checkMirror(l.readMirror(resources), final)
-	cr := cmdr.check(results, muts)
+	v := l.judge(t, resources, baseline, baseSeq, final, finalSeq)
+	r, evs, muts, mirrorDiffs := v.report, v.evs, v.muts, v.mirrorDiffs
+	cr := cmdr.check(v.results, muts)
 
 	byMode := map[string]int{}
 	moved, bursts, uncommittedKills, uncommitted := 0, 0, 0, 0

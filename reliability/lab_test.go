@@ -748,3 +748,31 @@ func outcomeRows(r report, mutations, evs int, churnStopped, finalSeq uint64, mi
 		{"mirror items differing from the API", strconv.Itoa(mirrorDiffs)},
 	}
 }
+
+// verdict is what a run's events, mirror and mutation log came to.
+type verdict struct {
+	report      report
+	evs         []observed
+	results     map[string][]events.Result // command results by command id
+	muts        []sim.Mutation
+	mirrorDiffs []string
+}
+
+// judge reads the events stream, the mutation log after baseSeq and the
+// mirror, and holds them to the truth.
+func (l *lab) judge(t *testing.T, resources []string, baseline map[key]json.RawMessage, baseSeq uint64,
+	final map[key]json.RawMessage, finalSeq uint64) verdict {
+	t.Helper()
+	evs, results := l.readStream()
+	muts := l.mutations(baseSeq)
+	if len(muts) == 0 || muts[len(muts)-1].Seq != finalSeq {
+		t.Fatalf("the mutation log after %d does not end at the final position %d", baseSeq, finalSeq)
+	}
+	return verdict{
+		report:      compare(truth{baseline: baseline, mutations: muts, final: final}, evs),
+		evs:         evs,
+		results:     results,
+		muts:        muts,
+		mirrorDiffs: checkMirror(l.readMirror(resources), final),
+	}
+}

@@ -165,13 +165,8 @@ func (l *lab) finishSoak(t *testing.T, resources []string, baseline map[key]json
 	final map[key]json.RawMessage, finalSeq, churnStopped uint64, samples []soakSample, end soakSample,
 	apiStats sim.StatsInfo, cycles map[string]int) {
 	t.Helper()
-	evs, _ := l.readStream()
-	muts := l.mutations(baseSeq)
-	if len(muts) == 0 || muts[len(muts)-1].Seq != finalSeq {
-		t.Fatalf("the mutation log after %d does not end at the final position %d", baseSeq, finalSeq)
-	}
-	r := compare(truth{baseline: baseline, mutations: muts, final: final}, evs)
-	mirrorDiffs := checkMirror(l.readMirror(resources), final)
+	v := l.judge(t, resources, baseline, baseSeq, final, finalSeq)
+	r, evs, muts, mirrorDiffs := v.report, v.evs, v.muts, v.mirrorDiffs
 
 	var series strings.Builder
 	series.WriteString("| time | events/s | mutations/s | RSS MiB | heap in use MiB | goroutines | cycles ok / failed | mean cycle s | API retries |\n")
