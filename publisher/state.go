@@ -184,7 +184,15 @@ const lookupBatch = 256
 func (s *StateStore) lookupBatch(ctx context.Context, resource string, ids []string, out []Entry) error {
 	// One key is one direct get on the connection's shared inbox; a batch
 	// subscribes an inbox of its own.
-	if s.noBatchGet.Load() || len(ids) == 1 {
+	if len(ids) == 1 {
+		stream, err := s.bucketStream(ctx)
+		if err != nil {
+			return err
+		}
+		out[0], err = s.lookupOne(ctx, stream, resource, ids[0])
+		return err
+	}
+	if s.noBatchGet.Load() {
 		return s.lookupEach(ctx, resource, ids, out)
 	}
 	at := make(map[string]int, len(ids))

@@ -386,18 +386,25 @@ func (l *lab) scrape() (metrics, error) {
 	return out, sc.Err()
 }
 
+// matches reports whether s is a series of name whose labels include
+// match, given as label, value, label, value...
+func (s sample) matches(name string, match ...string) bool {
+	if s.name != name {
+		return false
+	}
+	for i := 0; i+1 < len(match); i += 2 {
+		if s.labels[match[i]] != match[i+1] {
+			return false
+		}
+	}
+	return true
+}
+
 // sum adds the samples of name whose labels include match.
 func (m metrics) sum(name string, match ...string) float64 {
 	total := 0.0
 	for _, s := range m {
-		if s.name != name {
-			continue
-		}
-		ok := true
-		for i := 0; i+1 < len(match); i += 2 {
-			ok = ok && s.labels[match[i]] == match[i+1]
-		}
-		if ok {
+		if s.matches(name, match...) {
 			total += s.value
 		}
 	}
@@ -407,14 +414,7 @@ func (m metrics) sum(name string, match ...string) float64 {
 // has reports whether a series of name with labels match exists.
 func (m metrics) has(name string, match ...string) bool {
 	for _, s := range m {
-		if s.name != name {
-			continue
-		}
-		ok := true
-		for i := 0; i+1 < len(match); i += 2 {
-			ok = ok && s.labels[match[i]] == match[i+1]
-		}
-		if ok {
+		if s.matches(name, match...) {
 			return true
 		}
 	}

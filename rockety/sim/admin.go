@@ -284,14 +284,9 @@ func adminFail(w http.ResponseWriter, status int, msg string) {
 	if status == http.StatusGone {
 		code = "log_trimmed"
 	}
-	b := []byte(`{"error":{"code":`)
-	b = appendString(b, code)
-	b = append(b, `,"message":`...)
-	b = appendString(b, msg)
-	b = append(b, "}}\n"...)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	_, _ = w.Write(append(errorBody(code, msg), '\n'))
 }
 
 // faultsJSON is the JSON form of Faults, with the flag names of

@@ -352,12 +352,16 @@ func errorCode(status int) string {
 }
 
 func (s *Server) fail(w http.ResponseWriter, rq *request, status int, msg string) {
+	s.writeJSON(w, rq, status, errorBody(errorCode(status), msg))
+}
+
+// errorBody is the API's error answer: {"error":{"code":...,"message":...}}.
+func errorBody(code, msg string) []byte {
 	b := []byte(`{"error":{"code":`)
-	b = appendString(b, errorCode(status))
+	b = appendString(b, code)
 	b = append(b, `,"message":`...)
 	b = appendString(b, msg)
-	b = append(b, "}}"...)
-	s.writeJSON(w, rq, status, b)
+	return append(b, "}}"...)
 }
 
 // writeJSON counts the request before answering, so that a client holding the
