@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,8 +67,13 @@ type Config struct {
 	MaxDeliver int
 	// ResultTTL is how long executed command ids and results are kept.
 	ResultTTL time.Duration
-	Replicas  int
-	Observer  Observer
+	// MaxAge is BRIDGE_COMMAND_MAX_AGE: a command stored longer ago than
+	// this when it is read is rejected as expired, not executed. Zero is 1h.
+	MaxAge time.Duration
+	// APIBaseURL is the ce-source of results, as of change events.
+	APIBaseURL string
+	Replicas   int
+	Observer   Observer
 	// Reprovision, when set, recreates the streams (the commands stream was
 	// deleted under the bridge, say) before the consumer is created again.
 	Reprovision func(ctx context.Context) error
@@ -81,6 +87,8 @@ type Consumer struct {
 	results jetstream.KeyValue
 	writer  Writer
 	wt      WriteThrough
+	// down is why commands are not being read, or nil while they are.
+	down atomic.Pointer[error]
 }
 
 // New creates (or updates) the durable consumer and the results bucket.
@@ -103,6 +111,9 @@ func New(ctx context.Context, js jetstream.JetStream, w Writer, wt WriteThrough,
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 1
 	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
@@ -110,7 +121,15 @@ func New(ctx context.Context, js jetstream.JetStream, w Writer, wt WriteThrough,
 		return nil, fmt.Errorf("consumer: concurrency %d, max deliver %d, result TTL %s: want at least 1, 1 and 24h",
 			cfg.Concurrency, cfg.MaxDeliver, cfg.ResultTTL)
 	}
+	if cfg.MaxAge < 0 || cfg.MaxAge > cfg.ResultTTL {
+		// Past the results' TTL a redelivered command's record could be
+		// gone, and the command executed twice.
+		return nil, fmt.Errorf("consumer: command max age %s (BRIDGE_COMMAND_MAX_AGE): want more than 0 and at most the result TTL %s",
+			cfg.MaxAge, cfg.ResultTTL)
+	}
 	c := &Consumer{cfg: cfg, js: js, writer: w, wt: wt}
+	notYet := errors.New("not reading commands yet")
+	c.down.Store(&notYet)
 	if err := c.ensure(ctx); err != nil {
 		return nil, err
 	}
@@ -151,10 +170,22 @@ func (c *Consumer) ensure(ctx context.Context) error {
 	return nil
 }
 
+// DefaultMaxAge is how long a command stays valid unless configured.
+const DefaultMaxAge = time.Hour
+
 // ResultsBucket is the KV bucket of executed commands, e.g.
 // ROCKETY_COMMAND_RESULTS.
 func ResultsBucket(s events.Subjects) string {
 	return strings.TrimSuffix(s.StateBucket(), "_STATE") + "_COMMAND_RESULTS"
+}
+
+// Ready reports why commands are not being read (the stream or the
+// consumer is gone and being recreated, say), or nil while they are.
+func (c *Consumer) Ready() error {
+	if err := c.down.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // Run executes commands until ctx ends. Up to Concurrency commands run at
@@ -169,6 +200,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if err == nil || ctx.Err() != nil {
 			return nil
 		}
+		down := fmt.Errorf("reading commands failed, recreating the consumer: %w", err)
+		c.down.Store(&down)
 		// The stream or the consumer went away (deleted by hand, or the
 		// server lost them): recreate and carry on.
 		c.cfg.Observer.Problem("reading commands failed; recreating the consumer", "", err)
@@ -204,6 +237,7 @@ func (c *Consumer) serve(ctx context.Context) error {
 	}
 	stopIter := context.AfterFunc(ctx, iter.Stop)
 	defer stopIter()
+	c.down.Store(nil)
 
 	work := context.WithoutCancel(ctx)
 	slots := make(chan struct{}, c.cfg.Concurrency)
@@ -276,6 +310,14 @@ func (c *Consumer) target(msg jetstream.Msg, n int) string {
 func (c *Consumer) tokens(subject string) (resource, action string) {
 	rest, _ := strings.CutPrefix(subject, c.cfg.Subjects.Prefix()+".commands.")
 	resource, action, _ = strings.Cut(rest, ".")
+	// A subject with a token missing (P.commands.tasks) still needs a
+	// valid results subject for its rejection.
+	if resource == "" {
+		resource = "_"
+	}
+	if action == "" {
+		action = "_"
+	}
 	return resource, action
 }
 
@@ -310,7 +352,7 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 
 	// Most commands are new: claim the id first, and read the record only
 	// when someone has.
-	pendingRec, _ := json.Marshal(record{State: statePending, Action: action})
+	pendingRec, _ := events.EncodeJSON(record{State: statePending, Action: action})
 	rev, err := c.results.Create(ctx, key, pendingRec)
 	fresh := err == nil
 	var rec record
@@ -326,6 +368,19 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 
+	resumed := !fresh && rec.State == statePending
+	if age := time.Since(meta.Timestamp); age > c.cfg.MaxAge {
+		res := events.Result{CommandID: commandID, Resource: resource, Action: action, Status: events.StatusRejected,
+			Error: expired(meta.Timestamp, age, c.cfg.MaxAge, resumed), Command: originalCommand(msg.Data())}
+		if resumed {
+			// It may have been sent before the bridge stopped: that much
+			// is unknown, but it is not sent again.
+			res.Status = events.StatusFailed
+		}
+		c.complete(ctx, msg, key, rev, commandID, res, start)
+		return
+	}
+
 	req, verr := Validate(resource, action, msg.Data(), c.cfg.Resources, c.cfg.Allow)
 	if verr != nil {
 		res := events.Result{CommandID: commandID, Resource: resource, Action: action, Status: events.StatusRejected,
@@ -334,7 +389,6 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 
-	resumed := !fresh && rec.State == statePending
 	if resumed && req.Action == events.ActionCreate {
 		// The bridge stopped between recording the intent and the outcome:
 		// the item may or may not exist. Sending it again could create it
@@ -384,6 +438,17 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	c.finish(msg, commandID, res, start, true)
+}
+
+// expired says why a command too old to execute was not executed.
+func expired(published time.Time, age, maxAge time.Duration, resumed bool) string {
+	msg := fmt.Sprintf("the command expired: it was published %s ago (%s), and commands older than %s "+
+		"(BRIDGE_COMMAND_MAX_AGE) are not executed, so a stale write does not land late; ",
+		age.Round(time.Second), published.UTC().Format(time.RFC3339), maxAge)
+	if resumed {
+		return msg + "the bridge stopped while it was in flight, so Rockety may or may not have it; check before sending it again"
+	}
+	return msg + "it was not sent to Rockety; send it again with a new command id if it still applies"
 }
 
 // write calls the API, telling JetStream the command is in progress while
@@ -451,7 +516,7 @@ func (c *Consumer) complete(ctx context.Context, msg jetstream.Msg, key string, 
 // AckWait, holding the command meanwhile; after that the caller asks for
 // the command again.
 func (c *Consumer) record(ctx context.Context, msg jetstream.Msg, key string, rev uint64, res events.Result) error {
-	data, _ := json.Marshal(record{State: stateDone, Action: res.Action, Result: &res})
+	data, _ := events.EncodeJSON(record{State: stateDone, Action: res.Action, Result: &res})
 	deadline := time.Now().Add(c.cfg.AckWait)
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		var err error
@@ -485,14 +550,14 @@ func (c *Consumer) finish(msg jetstream.Msg, commandID string, res events.Result
 	c.settle(msg, commandID, res, start, first, published, err)
 }
 
-// publishResult sends a result without waiting for JetStream's ack.
+// publishResult sends a result, a CloudEvent, without waiting for
+// JetStream's ack.
 func (c *Consumer) publishResult(commandID string, res events.Result) (jetstream.PubAckFuture, error) {
-	body, _ := json.Marshal(res)
-	out := nats.NewMsg(c.cfg.Subjects.Result(res.Resource, res.Action, commandID))
-	out.Data = body
-	// Stored once however often it is sent; live subscribers get every send.
-	out.Header.Set(nats.MsgIdHdr, "result:"+commandID)
-	out.Header.Set("Rockety-Command-Id", commandID)
+	res.CommandID = commandID
+	out, err := events.NewResultMsg(c.cfg.Subjects, c.cfg.APIBaseURL, res, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	return c.js.PublishMsgAsync(out)
 }
 

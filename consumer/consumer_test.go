@@ -105,13 +105,18 @@ func newHarness(t testing.TB, allow consumer.Allow) *harness {
 // start runs a consumer, as one bridge process does.
 func (h *harness) start(allow consumer.Allow) {
 	h.t.Helper()
+	h.startWith(consumer.Config{Subjects: subjects, Resources: []string{"tasks", "users"}, Allow: allow, AckWait: 2 * time.Second,
+		Concurrency: 16, APIBaseURL: h.client.BaseURL(), Reprovision: func(ctx context.Context) error {
+			_, err := publisher.Provision(ctx, h.js, publisher.Config{Subjects: subjects})
+			return err
+		}})
+}
+
+// startWith runs a consumer configured by cfg.
+func (h *harness) startWith(cfg consumer.Config) {
+	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := consumer.New(ctx, h.js, h.client, app.WriteThrough{Store: h.store, Sink: h.sink},
-		consumer.Config{Subjects: subjects, Resources: []string{"tasks", "users"}, Allow: allow, AckWait: 2 * time.Second,
-			Concurrency: 16, Reprovision: func(ctx context.Context) error {
-				_, err := publisher.Provision(ctx, h.js, publisher.Config{Subjects: subjects})
-				return err
-			}})
+	c, err := consumer.New(ctx, h.js, h.client, app.WriteThrough{Store: h.store, Sink: h.sink}, cfg)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -216,10 +221,15 @@ func TestBadCommandsAreRejectedWithoutAnAPICall(t *testing.T) {
 		{"unknown action", "rockety.commands.tasks.frobnicate", `{"id": 1}`, `unknown action "frobnicate"`},
 		{"update without id", "rockety.commands.tasks.update", `{"data":{"status":"done"}}`, `update needs "id"`},
 		{"disallowed action", "rockety.commands.tasks.delete", `{"id": 1}`, "not allowed by BRIDGE_COMMAND_ALLOW"},
+		// Its result still needs a subject: the missing token becomes "_".
+		{"no action token", "rockety.commands.tasks", `{"id": 1}`, `unknown action "_"`},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resource, action, _ := strings.Cut(strings.TrimPrefix(tt.subject, "rockety.commands."), ".")
+			if action == "" {
+				action = "_"
+			}
 			cid := fmt.Sprintf("bad-%d", i)
 			sub, err := h.nc.SubscribeSync(subjects.Result(resource, action, cid))
 			if err != nil {
@@ -245,6 +255,7 @@ func TestBadCommandsAreRejectedWithoutAnAPICall(t *testing.T) {
 				len(res.Command) == 0 || res.CommandID != cid {
 				t.Errorf("result = %+v", res)
 			}
+			checkResultCloudEvent(t, got, resource, action, cid)
 		})
 	}
 	if n := h.writes(); n != 0 {
@@ -504,4 +515,88 @@ func (o logObserver) CommandDone(resource, action string, status events.Status, 
 }
 func (o logObserver) Problem(msg, commandID string, err error) {
 	o.t.Logf("%s (%s): %v", msg, commandID, err)
+}
+
+// checkResultCloudEvent holds a result message to the contract: a
+// CloudEvent like a change event, and JSON without HTML escapes.
+func checkResultCloudEvent(t *testing.T, m *nats.Msg, resource, action, commandID string) {
+	t.Helper()
+	want := map[string]string{
+		events.HeaderSpecVersion:     "1.0",
+		events.HeaderID:              "result:" + commandID,
+		events.HeaderMsgID:           "result:" + commandID,
+		events.HeaderType:            "io.rockety." + resource + "." + action + ".result",
+		events.HeaderSubject:         commandID,
+		events.HeaderDataContentType: "application/json",
+		events.HeaderCommandID:       commandID,
+	}
+	for h, v := range want {
+		if got := m.Header.Get(h); got != v {
+			t.Errorf("header %s = %q, want %q", h, got, v)
+		}
+	}
+	if src := m.Header.Get(events.HeaderSource); !strings.HasSuffix(src, "/"+resource) || !strings.HasPrefix(src, "http") {
+		t.Errorf("header %s = %q, want <api base url>/%s", events.HeaderSource, src, resource)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, m.Header.Get(events.HeaderTime)); err != nil {
+		t.Errorf("header %s: %v", events.HeaderTime, err)
+	}
+	if strings.Contains(string(m.Data), `\u003c`) || strings.Contains(string(m.Data), `\u003e`) || strings.Contains(string(m.Data), `\u0026`) {
+		t.Errorf("result body is HTML-escaped: %s", m.Data)
+	}
+}
+
+func TestExpiredCommandIsRejectedNotExecuted(t *testing.T) {
+	h := newHarness(t, consumer.Allow{"*"})
+	h.stop()
+	ctx := context.Background()
+	// Queued while no bridge ran: by the time one reads them, they are
+	// older than the bridge's BRIDGE_COMMAND_MAX_AGE.
+	sub, err := h.nc.SubscribeSync(subjects.Results())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cid := range []string{"stale-update", "stale-create"} {
+		msg := nats.NewMsg(subjects.Command("tasks", events.ActionUpdate))
+		msg.Data = []byte(`{"id": "1", "data": {"status": "done"}}`)
+		if cid == "stale-create" {
+			msg = nats.NewMsg(subjects.Command("tasks", events.ActionCreate))
+			msg.Data = []byte(`{"data": {"title": "late"}}`)
+		}
+		msg.Header.Set(nats.MsgIdHdr, cid)
+		if _, err := h.js.PublishMsg(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	h.startWith(consumer.Config{Subjects: subjects, Resources: []string{"tasks", "users"}, Allow: consumer.Allow{"*"},
+		AckWait: 2 * time.Second, MaxAge: 200 * time.Millisecond, APIBaseURL: "http://rockety.test/api/v1"})
+	for range 2 {
+		m, err := sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res events.Result
+		if err := json.Unmarshal(m.Data, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != events.StatusRejected || !strings.Contains(res.Error, "expired") ||
+			!strings.Contains(res.Error, "BRIDGE_COMMAND_MAX_AGE") || len(res.Command) == 0 {
+			t.Errorf("result of a stale command = %+v", res)
+		}
+		checkResultCloudEvent(t, m, "tasks", res.Action, res.CommandID)
+		if m.Header.Get(events.HeaderSource) != "http://rockety.test/api/v1/tasks" {
+			t.Errorf("ce-source = %q", m.Header.Get(events.HeaderSource))
+		}
+	}
+	if n := h.writes(); n != 0 {
+		t.Errorf("%d API writes for expired commands", n)
+	}
+	h.settled()
+	// A fresh command still runs.
+	res := h.do(command.Request{Resource: "tasks", Action: events.ActionUpdate,
+		Command: events.Command{ID: "1", Data: json.RawMessage(`{"status":"open"}`)}})
+	if res.Status != events.StatusSucceeded {
+		t.Errorf("fresh command after expired ones = %+v", res)
+	}
 }

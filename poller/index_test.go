@@ -137,21 +137,26 @@ func TestNextDelay(t *testing.T) {
 		interval time.Duration
 		jitter   float64
 		failures int
+		ceiling  time.Duration
 		rnd      float64
 		want     time.Duration
 	}{
-		{"steady, no jitter", iv, 0, 0, 0.7, iv},
-		{"jitter low end", iv, 0.1, 0, 0, 27 * time.Second},
-		{"jitter middle", iv, 0.1, 0, 0.5, iv},
-		{"jitter high end", iv, 0.1, 0, 0.9999999999, 33 * time.Second},
-		{"one failure doubles", iv, 0, 1, 0.5, time.Minute},
-		{"three failures", iv, 0, 3, 0.5, 4 * time.Minute},
-		{"capped at ten minutes", iv, 0, 20, 0.5, 10 * time.Minute},
-		{"a long interval is never shortened", time.Hour, 0, 3, 0.5, time.Hour},
+		{"steady, no jitter", iv, 0, 0, MaxBackoff, 0.7, iv},
+		{"jitter low end", iv, 0.1, 0, MaxBackoff, 0, 27 * time.Second},
+		{"jitter middle", iv, 0.1, 0, MaxBackoff, 0.5, iv},
+		{"jitter high end", iv, 0.1, 0, MaxBackoff, 0.9999999999, 33 * time.Second},
+		{"one failure doubles", iv, 0, 1, MaxBackoff, 0.5, time.Minute},
+		{"three failures", iv, 0, 3, MaxBackoff, 0.5, 4 * time.Minute},
+		{"capped at ten minutes", iv, 0, 20, MaxBackoff, 0.5, 10 * time.Minute},
+		{"a long interval is never shortened", time.Hour, 0, 3, MaxBackoff, 0.5, time.Hour},
+		{"refused: capped at a minute", iv, 0, 5, RefusedBackoff, 0.5, time.Minute},
+		{"refused: a sub-second interval doubles to the cap", 150 * time.Millisecond, 0, 30, RefusedBackoff, 0.5, time.Minute},
+		{"refused: a long interval is never shortened", time.Hour, 0, 3, RefusedBackoff, 0.5, time.Hour},
+		{"sub-second interval steady", 150 * time.Millisecond, 0, 0, MaxBackoff, 0.5, 150 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := NextDelay(tt.interval, tt.jitter, tt.failures, tt.rnd)
+			got := NextDelay(tt.interval, tt.jitter, tt.failures, tt.ceiling, tt.rnd)
 			if got.Round(time.Millisecond) != tt.want {
 				t.Errorf("NextDelay = %s, want %s", got, tt.want)
 			}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"time"
+
+	"github.com/rockety-io/rockety-bridge/rockety"
 )
 
 // Lease is this instance's claim on polling one resource.
@@ -49,19 +51,25 @@ func (p *Poller) setLease(until time.Time) {
 	p.leaseMu.Unlock()
 }
 
-// maxBackoff caps the wait after failed cycles.
-const maxBackoff = 10 * time.Minute
+// Backoff ceilings: a failure that may heal by itself (5xx, NATS away) is
+// retried ever more slowly up to MaxBackoff; one that waits for a person
+// (a wrong token, a missing resource) up to RefusedBackoff, so that the fix
+// shows within a minute without hammering the API meanwhile.
+const (
+	MaxBackoff     = 10 * time.Minute
+	RefusedBackoff = time.Minute
+)
 
 // NextDelay is the wait before the next cycle: the interval jittered by
 // ±jitter (rnd in [0,1) picks where), doubled for each failure in a row up
-// to maxBackoff (or the interval, if that is longer).
-func NextDelay(interval time.Duration, jitter float64, failures int, rnd float64) time.Duration {
+// to ceiling (or the interval, if that is longer).
+func NextDelay(interval time.Duration, jitter float64, failures int, ceiling time.Duration, rnd float64) time.Duration {
 	d := interval
-	for i := 0; i < failures && d < maxBackoff; i++ {
+	for i := 0; i < failures && d < ceiling; i++ {
 		d *= 2
 	}
 	if failures > 0 {
-		d = min(d, max(maxBackoff, interval))
+		d = min(d, max(ceiling, interval))
 	}
 	return time.Duration(float64(d) * (1 + jitter*(2*rnd-1)))
 }
@@ -133,7 +141,11 @@ func (p *Poller) Run(ctx context.Context, grace time.Duration) error {
 		default:
 			failures++
 		}
-		wait := NextDelay(p.cfg.Interval, p.cfg.Jitter, failures, rand.Float64())
+		ceiling := MaxBackoff
+		if errors.Is(err, rockety.ErrPermanent) {
+			ceiling = RefusedBackoff
+		}
+		wait := NextDelay(p.cfg.Interval, p.cfg.Jitter, failures, ceiling, rand.Float64())
 		timer.Reset(max(0, wait-p.deps.Now().Sub(start)))
 	}
 }

@@ -21,6 +21,8 @@ const (
 	DefaultMaxAge          = 7 * 24 * time.Hour
 	DefaultDuplicateWindow = 10 * time.Minute
 	DefaultLeaseTTL        = 15 * time.Second
+	// DefaultCommandRetention is the default command validity (1h) and a day.
+	DefaultCommandRetention = 25 * time.Hour
 	// MinDuplicateWindow is the shortest dedupe window allowed: a crashed
 	// bridge that republishes within it cannot produce a duplicate.
 	MinDuplicateWindow = 10 * time.Minute
@@ -29,9 +31,14 @@ const (
 // Config says what to provision. Zero fields take the defaults.
 type Config struct {
 	Subjects events.Subjects
-	// MaxAge bounds how long events, results and commands are kept.
-	MaxAge          time.Duration
-	DuplicateWindow time.Duration
+	// MaxAge bounds how long events and results are kept.
+	MaxAge time.Duration
+	// CommandRetention bounds how long an unread command is kept. A
+	// command outlives its validity (BRIDGE_COMMAND_MAX_AGE) by a day, so
+	// a bridge that was down answers it as expired instead of letting it
+	// vanish unanswered. Zero is DefaultCommandRetention.
+	CommandRetention time.Duration
+	DuplicateWindow  time.Duration
 	// Replicas is the stream and bucket replication factor in a cluster.
 	Replicas int
 	// LeaseTTL is the bucket-level TTL of the leases bucket
@@ -46,6 +53,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxAge == 0 {
 		c.MaxAge = DefaultMaxAge
+	}
+	if c.CommandRetention == 0 {
+		c.CommandRetention = DefaultCommandRetention
 	}
 	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = DefaultDuplicateWindow
@@ -62,8 +72,9 @@ func (c Config) withDefaults() (Config, error) {
 	case c.DuplicateWindow < MinDuplicateWindow:
 		return c, fmt.Errorf("publisher: duplicate window %s: must be at least %s so a republish after a crash is still deduplicated",
 			c.DuplicateWindow, MinDuplicateWindow)
-	case c.DuplicateWindow > c.MaxAge:
-		return c, fmt.Errorf("publisher: duplicate window %s is longer than the max age %s", c.DuplicateWindow, c.MaxAge)
+	case c.DuplicateWindow > c.MaxAge || c.DuplicateWindow > c.CommandRetention:
+		return c, fmt.Errorf("publisher: duplicate window %s is longer than the max age %s or the command retention %s",
+			c.DuplicateWindow, c.MaxAge, c.CommandRetention)
 	case c.Replicas < 1 || c.Replicas > 5:
 		return c, fmt.Errorf("publisher: replicas %d: want 1 to 5", c.Replicas)
 	case c.LeaseTTL < time.Second:
@@ -112,7 +123,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config) (Resourc
 		Subjects:    []string{s.Commands()},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.WorkQueuePolicy,
-		MaxAge:      cfg.MaxAge,
+		MaxAge:      cfg.CommandRetention,
 		Duplicates:  cfg.DuplicateWindow,
 		Replicas:    cfg.Replicas,
 		// A full queue must refuse new commands, not drop accepted ones.

@@ -24,6 +24,10 @@ var (
 	ErrBadRequest = errors.New("rockety: bad request")
 	// ErrRateLimited: the API's rate limit was hit (429).
 	ErrRateLimited = errors.New("rockety: rate limited")
+	// ErrPermanent marks answers that retrying will not change until
+	// someone fixes something: a 4xx other than 408 and 429 (a wrong token,
+	// a missing permission, a resource that does not exist).
+	ErrPermanent = errors.New("rockety: refused")
 	// ErrTransient marks failures worth retrying later: 429, 500, 502, 503,
 	// 504, timeouts and connection errors. Everything else is permanent.
 	ErrTransient = errors.New("rockety: transient failure")
@@ -105,8 +109,30 @@ func (e *APIError) Is(target error) bool {
 		return e.StatusCode == http.StatusTooManyRequests
 	case ErrTransient:
 		return retryableStatus(e.StatusCode)
+	case ErrPermanent:
+		return e.StatusCode >= 400 && e.StatusCode < 500 &&
+			e.StatusCode != http.StatusTooManyRequests && e.StatusCode != http.StatusRequestTimeout
 	}
 	return false
+}
+
+// Summary is the error in a few words for a readiness probe or a status
+// line: what the API said, its status, and what to check.
+func (e *APIError) Summary() string {
+	switch e.StatusCode {
+	case http.StatusUnauthorized:
+		return "the API refused the token (401): check ROCKETY_API_TOKEN or ROCKETY_API_TOKEN_FILE"
+	case http.StatusForbidden:
+		return "the token may not do this (403): check the token's permissions in Rockety"
+	case http.StatusNotFound:
+		path, _, _ := strings.Cut(e.Path, "?")
+		return fmt.Sprintf("the API has no %s (404): check ROCKETY_RESOURCES and ROCKETY_API_URL", path)
+	}
+	s := fmt.Sprintf("the API answered %d %s to %s %s", e.StatusCode, http.StatusText(e.StatusCode), e.Method, e.Path)
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
 }
 
 // retryableStatus lists the statuses DESIGN.md says to retry; any other

@@ -2,6 +2,7 @@ package rockety_test
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,6 +77,36 @@ func TestAPIErrorMatching(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), "GET /tasks?page=1") || !strings.Contains(err.Error(), tt.inString) {
 				t.Errorf("message %q lacks the request or %q", err, tt.inString)
+			}
+		})
+	}
+}
+
+func TestPermanentRefusals(t *testing.T) {
+	tests := []struct {
+		status      int
+		permanent   bool
+		wantSummary string
+	}{
+		{401, true, "the API refused the token (401): check ROCKETY_API_TOKEN"},
+		{403, true, "(403): check the token's permissions"},
+		{404, true, "the API has no /tasks (404): check ROCKETY_RESOURCES"},
+		{400, true, "the API answered 400 Bad Request to GET /tasks?page=1"},
+		{422, true, "422"},
+		{408, false, "408"},
+		{429, false, "429"},
+		{500, false, "500"},
+		{503, false, "503"},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
+			e := &rockety.APIError{StatusCode: tt.status, Method: "GET", Path: "/tasks?page=1&per_page=100"}
+			var err error = fmt.Errorf("listing: %w", e)
+			if got := errors.Is(err, rockety.ErrPermanent); got != tt.permanent {
+				t.Errorf("Is(ErrPermanent) = %v, want %v", got, tt.permanent)
+			}
+			if s := e.Summary(); !strings.Contains(s, tt.wantSummary) {
+				t.Errorf("Summary = %q, want it to contain %q", s, tt.wantSummary)
 			}
 		})
 	}

@@ -83,6 +83,7 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 		Client: client, Conn: nc, Subjects: cfg.Subjects, InitialSync: cfg.InitialSync,
 		MaxDeleteRatio: cfg.MaxDeleteRatio, InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL,
 		Logger: log, Metrics: metrics, ShutdownGrace: max(cfg.ShutdownGrace, time.Millisecond), Replicas: cfg.StreamReplicas,
+		CommandMaxAge: cfg.CommandMaxAge,
 	}
 	for _, r := range cfg.Resources {
 		opts.Resources = append(opts.Resources, app.Resource{Name: r, Interval: cfg.Interval(r)})
@@ -171,6 +172,8 @@ func commandsRunner(cfg Config, client *rockety.Client, metrics *app.Metrics, lo
 			Concurrency: cfg.CommandConc,
 			Observer:    app.CommandObserver{Log: log, Metrics: metrics},
 			Replicas:    cfg.StreamReplicas,
+			MaxAge:      cfg.CommandMaxAge,
+			APIBaseURL:  client.BaseURL(),
 			// Recreates the commands stream if it is deleted under us.
 			Reprovision: b.Reprovision,
 		}
@@ -186,6 +189,8 @@ func commandsRunner(cfg Config, client *rockety.Client, metrics *app.Metrics, lo
 			if ctx.Err() != nil {
 				return nil
 			}
+			notStarted := fmt.Errorf("not running: %w", err)
+			b.SetCommandsHealth(func() error { return notStarted })
 			log.Error("the command consumer could not start; it tries again", zap.Duration("in", wait), zap.Error(err))
 			select {
 			case <-ctx.Done():
@@ -194,6 +199,7 @@ func commandsRunner(cfg Config, client *rockety.Client, metrics *app.Metrics, lo
 			}
 		}
 		metrics.InitCommands(cfg.Resources)
+		b.SetCommandsHealth(c.Ready)
 		log.Info("command consumer running", zap.String("subjects", cfg.Subjects.Commands()),
 			zap.Strings("allow", cfg.CommandAllow))
 		return c.Run(ctx)

@@ -55,6 +55,7 @@ type env struct {
 	LeaseTTL        string `envconfig:"BRIDGE_LEASE_TTL" default:"15s" desc:"a dead holder's lease passes on after this"`
 	StreamReplicas  string `envconfig:"BRIDGE_STREAM_REPLICAS" default:"1" desc:"replicas of the streams and buckets in a NATS cluster (1 to 5)"`
 	ShutdownGrace   string `envconfig:"BRIDGE_SHUTDOWN_GRACE" default:"10s" desc:"how long a poll cycle may run on after SIGTERM before it is cut short"`
+	CommandMaxAge   string `envconfig:"BRIDGE_COMMAND_MAX_AGE" default:"1h" desc:"a command older than this is rejected as expired, not executed (1s to 24h)"`
 	LogLevel        string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat       string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
 }
@@ -84,6 +85,7 @@ type Config struct {
 	LeaseTTL        time.Duration
 	StreamReplicas  int
 	ShutdownGrace   time.Duration
+	CommandMaxAge   time.Duration
 	LogLevel        string
 	LogFormat       string
 }
@@ -92,6 +94,14 @@ type Config struct {
 type NATSConfig struct {
 	URL, Creds, NKeySeedFile, User, Password, Token, TLSCA, TLSCert, TLSKey string
 }
+
+// Poll intervals: sub-second ones are what tests, demos and small
+// resources use (the rate limit, not the interval, protects the API); a
+// week is longer than anyone means.
+const (
+	minPollInterval = 100 * time.Millisecond
+	maxPollInterval = 7 * 24 * time.Hour
+)
 
 // loadConfig reads the environment. needToken is false for commands that
 // never call the API.
@@ -126,13 +136,15 @@ func (e env) parse(needToken bool) (Config, error) {
 		}
 		*dst = b
 	}
-	durVar := func(v, s string, min time.Duration, dst *time.Duration) {
+	durVar := func(v, s string, lo, hi time.Duration, dst *time.Duration) {
 		d, err := time.ParseDuration(strings.TrimSpace(s))
 		switch {
 		case err != nil:
 			bad(v, "%q is not a duration such as 30s or 5m", s)
-		case d < min:
-			bad(v, "%s is too short; the least is %s", d, min)
+		case d < lo:
+			bad(v, "%s is too short; the least is %s", d, lo)
+		case d > hi:
+			bad(v, "%s is too long; the most is %s", d, hi)
 		}
 		*dst = d
 	}
@@ -184,7 +196,7 @@ func (e env) parse(needToken bool) (Config, error) {
 	if len(c.Resources) == 0 {
 		bad("ROCKETY_RESOURCES", "no resources; list at least one, e.g. projects,tasks,users")
 	}
-	durVar("ROCKETY_POLL_INTERVAL", e.PollInterval, time.Second, &c.PollInterval)
+	durVar("ROCKETY_POLL_INTERVAL", e.PollInterval, minPollInterval, maxPollInterval, &c.PollInterval)
 	c.PollIntervals = map[string]time.Duration{}
 	for _, pair := range strings.Split(e.PollIntervals, ",") {
 		pair = strings.TrimSpace(pair)
@@ -201,7 +213,7 @@ func (e env) parse(needToken bool) (Config, error) {
 			continue
 		}
 		var dur time.Duration
-		durVar("ROCKETY_POLL_INTERVALS", d, time.Second, &dur)
+		durVar("ROCKETY_POLL_INTERVALS", d, minPollInterval, maxPollInterval, &dur)
 		c.PollIntervals[name] = dur
 	}
 	intVar("ROCKETY_PAGE_SIZE", e.PageSize, 1, 10_000, &c.PageSize)
@@ -245,8 +257,12 @@ func (e env) parse(needToken bool) (Config, error) {
 			bad("BRIDGE_INSTANCE_ID", "empty, and the host name is unknown; set it")
 		}
 	}
-	durVar("BRIDGE_LEASE_TTL", e.LeaseTTL, time.Second, &c.LeaseTTL)
-	durVar("BRIDGE_SHUTDOWN_GRACE", e.ShutdownGrace, 0, &c.ShutdownGrace)
+	durVar("BRIDGE_LEASE_TTL", e.LeaseTTL, time.Second, time.Hour, &c.LeaseTTL)
+	durVar("BRIDGE_SHUTDOWN_GRACE", e.ShutdownGrace, 0, time.Hour, &c.ShutdownGrace)
+	// The results bucket keeps executed command ids 24 h: a command valid
+	// for longer could be delivered again after its record expired and be
+	// executed twice.
+	durVar("BRIDGE_COMMAND_MAX_AGE", e.CommandMaxAge, time.Second, 24*time.Hour, &c.CommandMaxAge)
 	intVar("BRIDGE_STREAM_REPLICAS", e.StreamReplicas, 1, 5, &c.StreamReplicas)
 	intVar("BRIDGE_COMMAND_CONCURRENCY", e.CommandConc, 1, 256, &c.CommandConc)
 	switch c.LogLevel = strings.ToLower(strings.TrimSpace(e.LogLevel)); c.LogLevel {
@@ -350,6 +366,7 @@ func printConfig(w io.Writer, c Config) {
 		{"BRIDGE_COMMAND_CONCURRENCY", strconv.Itoa(c.CommandConc)},
 		{"BRIDGE_INSTANCE_ID", c.InstanceID}, {"BRIDGE_LEASE_TTL", c.LeaseTTL.String()},
 		{"BRIDGE_STREAM_REPLICAS", strconv.Itoa(c.StreamReplicas)}, {"BRIDGE_SHUTDOWN_GRACE", c.ShutdownGrace.String()},
+		{"BRIDGE_COMMAND_MAX_AGE", c.CommandMaxAge.String()},
 		{"LOG_LEVEL", c.LogLevel}, {"LOG_FORMAT", c.LogFormat},
 	}
 	for _, r := range rows {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,9 @@ type Options struct {
 	LeaseTTL       time.Duration
 	// Replicas of the streams and buckets (BRIDGE_STREAM_REPLICAS); 0 is 1.
 	Replicas int
+	// CommandMaxAge is BRIDGE_COMMAND_MAX_AGE; the commands stream keeps a
+	// command a day past it. 0 is the consumer's default.
+	CommandMaxAge time.Duration
 	// ShutdownGrace is how long a cycle in progress may run on after the
 	// bridge is told to stop, before it is cut short (what it published is
 	// then committed at the next start).
@@ -59,6 +63,9 @@ type Bridge struct {
 
 	mu     sync.Mutex
 	status map[string]*resourceStatus
+	// commandsHealth says why the command consumer is not serving, or
+	// nil; unset while it starts.
+	commandsHealth func() error
 }
 
 type resourceStatus struct {
@@ -67,6 +74,9 @@ type resourceStatus struct {
 	polling     bool
 	lastSuccess time.Time
 	lastErr     error
+	// refused is why the API refuses this resource's requests (a wrong
+	// token, say), from the first refusal until a complete cycle.
+	refused string
 }
 
 // New provisions the streams and buckets and builds the pollers.
@@ -84,7 +94,7 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	b.resources, err = publisher.Provision(pctx, b.js, publisher.Config{Subjects: opts.Subjects, LeaseTTL: opts.LeaseTTL, Replicas: opts.Replicas})
+	b.resources, err = publisher.Provision(pctx, b.js, b.provisioning())
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +150,7 @@ const publishTimeout = 30 * time.Second
 func (b *Bridge) Reprovision(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	_, err := publisher.Provision(ctx, b.js, publisher.Config{Subjects: b.opts.Subjects, LeaseTTL: b.opts.LeaseTTL, Replicas: b.opts.Replicas})
+	_, err := publisher.Provision(ctx, b.js, b.provisioning())
 	if err != nil {
 		return fmt.Errorf("recreating the streams: %w", err)
 	}
@@ -148,6 +158,14 @@ func (b *Bridge) Reprovision(ctx context.Context) error {
 		"What the old one held is gone; new changes and commands flow again",
 		zap.String("events", b.opts.Subjects.EventsStream()), zap.String("commands", b.opts.Subjects.CommandsStream()))
 	return nil
+}
+
+func (b *Bridge) provisioning() publisher.Config {
+	cfg := publisher.Config{Subjects: b.opts.Subjects, LeaseTTL: b.opts.LeaseTTL, Replicas: b.opts.Replicas}
+	if b.opts.CommandMaxAge > 0 {
+		cfg.CommandRetention = b.opts.CommandMaxAge + 24*time.Hour
+	}
+	return cfg
 }
 
 // Store is the live mirror.
@@ -191,9 +209,19 @@ func (b *Bridge) Run(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
+// SetCommandsHealth tells Ready how to learn whether the command consumer
+// serves: health returns nil while it does, else why not.
+func (b *Bridge) SetCommandsHealth(health func() error) {
+	b.mu.Lock()
+	b.commandsHealth = health
+	b.mu.Unlock()
+}
+
 // Ready reports why the bridge is not ready, or nil: NATS must be
-// connected, and every resource whose lease this instance holds must have
-// had a complete cycle within three intervals, or be in its first one.
+// connected; every resource whose lease this instance holds must have had
+// a complete cycle within three intervals, or be in its first one, and the
+// API must not be refusing its requests; the command consumer, when it
+// runs, must be serving.
 func (b *Bridge) Ready() error {
 	if !b.opts.Conn.IsConnected() {
 		return errors.New("NATS is not connected")
@@ -201,10 +229,27 @@ func (b *Bridge) Ready() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var problems []string
+	if b.opts.Commands != nil {
+		if b.commandsHealth == nil {
+			problems = append(problems, "command consumer: starting")
+		} else if err := b.commandsHealth(); err != nil {
+			problems = append(problems, "command consumer: "+err.Error())
+		}
+	}
 	now := time.Now()
-	for name, s := range b.status {
+	names := make([]string, 0, len(b.status))
+	for name := range b.status {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		s := b.status[name]
 		if !s.held {
 			continue // another replica polls it
+		}
+		if s.refused != "" {
+			problems = append(problems, name+": "+s.refused)
+			continue
 		}
 		if s.lastSuccess.IsZero() {
 			if !s.polling && s.lastErr != nil {
@@ -235,12 +280,23 @@ func (o *observer) CycleStarted(resource string) {
 
 func (o *observer) CycleDone(resource string, s poller.CycleStats, took time.Duration, err error) {
 	b := (*Bridge)(o)
+	var apiErr *rockety.APIError
+	refused := ""
+	if errors.Is(err, rockety.ErrPermanent) && errors.As(err, &apiErr) {
+		refused = apiErr.Summary()
+	}
 	b.mu.Lock()
 	st := b.status[resource]
 	st.polling = false
 	st.lastErr = err
-	if err == nil && s.Complete {
+	healed := false
+	newlyRefused := refused != "" && refused != st.refused
+	switch {
+	case err == nil && s.Complete:
 		st.lastSuccess = time.Now()
+		healed, st.refused = st.refused != "", ""
+	case refused != "":
+		st.refused = refused
 	}
 	b.mu.Unlock()
 	tracked := 0
@@ -264,8 +320,17 @@ func (o *observer) CycleDone(resource string, s poller.CycleStats, took time.Dur
 		b.log.Info("poll cycle cut short by shutdown; what it published is committed at the next start", fields...)
 	case err != nil && errors.Is(err, poller.ErrLeaseLost):
 		b.log.Warn("poll lease lost; another replica polls this resource now", zap.String("resource", resource))
+	case newlyRefused:
+		// Retrying will not help until someone acts: one error line when
+		// it begins, not one per retry; /readyz says it until it heals.
+		b.log.Error("the Rockety API refuses to list this resource; the bridge is not ready and tries again every minute at most until it is fixed",
+			append(fields, zap.String("reason", refused), zap.Error(err))...)
+	case refused != "":
+		b.log.Debug("the Rockety API still refuses to list this resource", append(fields, zap.String("reason", refused))...)
 	case err != nil:
 		b.log.Warn("poll cycle failed; it is retried with backoff", append(fields, zap.Error(err))...)
+	case healed:
+		b.log.Info("the Rockety API accepts this resource's requests again", fields...)
 	case s.Created+s.Updated+s.Deleted+s.Snapshot > 0:
 		b.log.Info("poll cycle", fields...)
 	default:

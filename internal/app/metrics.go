@@ -30,11 +30,18 @@ type Metrics struct {
 	guardTrips    *prometheus.CounterVec
 	leaseHeld     *prometheus.GaugeVec
 	lastSuccess   *prometheus.GaugeVec
-	// Commands counts command outcomes by resource, action and status.
-	Commands *prometheus.CounterVec
-	// CommandLatency is the time from a command's arrival to its result.
-	CommandLatency *prometheus.HistogramVec
+	commands      *prometheus.CounterVec
+	commandTime   *prometheus.HistogramVec
+
+	// commandResources are the resources whose names may be labels of the
+	// command series; set once by InitCommands, before commands run.
+	commandResources map[string]bool
 }
+
+// otherLabel stands for every resource or action that is not configured:
+// a label never takes a value straight from a subject, so made-up
+// subjects cannot grow the series.
+const otherLabel = "other"
 
 // NewMetrics registers every series on a fresh registry, with the Go and
 // process collectors and build information.
@@ -44,7 +51,7 @@ func NewMetrics(version string) *Metrics {
 	m := &Metrics{
 		Registry: r,
 		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "poll_cycles_total",
-			Help: "Poll cycles by resource and outcome (ok, incomplete, error, lease_lost)."}, []string{"resource", "outcome"}),
+			Help: "Poll cycles by resource and outcome (ok, incomplete, error, lease_lost; refused: the API refused the request with a 4xx that retrying will not heal)."}, []string{"resource", "outcome"}),
 		cycleDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "poll_cycle_duration_seconds",
 			Help: "Wall time of poll cycles.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}, []string{"resource"}),
 		itemsSeen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "poll_items_seen",
@@ -65,16 +72,16 @@ func NewMetrics(version string) *Metrics {
 			Help: "1 while this instance holds the resource's poll lease."}, []string{"resource"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "last_successful_cycle_timestamp_seconds",
 			Help: "Unix time of the last complete cycle."}, []string{"resource"}),
-		Commands: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "commands_total",
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "commands_total",
 			Help: "Commands by resource, action and status (succeeded, failed, rejected)."}, []string{"resource", "action", "status"}),
-		CommandLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "command_duration_seconds",
+		commandTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "command_duration_seconds",
 			Help: "Time from a command's receipt to its result.", Buckets: prometheus.DefBuckets}, []string{"resource", "action"}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
 		Help: "Build information; always 1."}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	r.MustRegister(m.cycles, m.cycleDuration, m.itemsSeen, m.tracked, m.published, m.apiRequests, m.apiRetries,
-		m.confirmations, m.guardTrips, m.leaseHeld, m.lastSuccess, m.Commands, m.CommandLatency, buildInfo,
+		m.confirmations, m.guardTrips, m.leaseHeld, m.lastSuccess, m.commands, m.commandTime, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -93,15 +100,37 @@ func (m *Metrics) InitResource(resource string) {
 	}
 }
 
-// InitCommands creates the command series at zero.
+// InitCommands names the resources commands may carry as labels and
+// creates their series at zero. Call it before commands run.
 func (m *Metrics) InitCommands(resources []string) {
+	m.commandResources = map[string]bool{}
 	for _, r := range resources {
+		m.commandResources[r] = true
 		for _, a := range []events.Action{events.ActionCreate, events.ActionUpdate, events.ActionDelete} {
 			for _, s := range []events.Status{events.StatusSucceeded, events.StatusFailed, events.StatusRejected} {
-				m.Commands.WithLabelValues(r, string(a), string(s))
+				m.commands.WithLabelValues(r, string(a), string(s))
 			}
 		}
 	}
+	m.commands.WithLabelValues(otherLabel, otherLabel, string(events.StatusRejected))
+}
+
+// CommandDone counts a command's outcome and time, with a resource or an
+// action that is not configured counted as "other".
+func (m *Metrics) CommandDone(resource, action string, status events.Status, took time.Duration) {
+	if !m.commandResources[resource] {
+		resource = otherLabel
+	}
+	if !events.Action(action).Valid() {
+		action = otherLabel
+	}
+	switch status {
+	case events.StatusSucceeded, events.StatusFailed, events.StatusRejected:
+	default:
+		status = otherLabel
+	}
+	m.commands.WithLabelValues(resource, action, string(status)).Inc()
+	m.commandTime.WithLabelValues(resource, action).Observe(took.Seconds())
 }
 
 // ObserveRequest implements rockety.Observer.
@@ -159,6 +188,8 @@ func outcome(err error) string {
 		return "ok"
 	case errors.Is(err, poller.ErrLeaseLost):
 		return "lease_lost"
+	case errors.Is(err, rockety.ErrPermanent):
+		return "refused"
 	case errors.Is(err, poller.ErrIncomplete):
 		return "incomplete"
 	}

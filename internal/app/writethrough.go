@@ -136,8 +136,7 @@ type CommandObserver struct {
 // CommandDone implements consumer.Observer.
 func (o CommandObserver) CommandDone(resource, action string, status events.Status, took time.Duration) {
 	if o.Metrics != nil {
-		o.Metrics.Commands.WithLabelValues(resource, action, string(status)).Inc()
-		o.Metrics.CommandLatency.WithLabelValues(resource, action).Observe(took.Seconds())
+		o.Metrics.CommandDone(resource, action, status, took)
 	}
 	if o.Log != nil && status != events.StatusSucceeded {
 		o.Log.Info("command not executed", zap.String("resource", resource), zap.String("action", action),
