@@ -67,7 +67,9 @@ func (c *Client) Do(ctx context.Context, req Request) (events.Result, error) {
 	if req.CommandID == "" {
 		req.CommandID = nuid.Next()
 	}
-	body, err := json.Marshal(req.Command)
+	// Not json.Marshal: it would escape <, > and & in the data, and an API
+	// that keeps strings as sent would store "\u003c" for "<".
+	body, err := events.EncodeJSON(req.Command)
 	if err != nil {
 		return events.Result{}, fmt.Errorf("command: encoding: %w", err)
 	}

@@ -97,8 +97,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runDemo(ctx, args, stdout, stderr)
 	case "tail":
 		err = runTail(ctx, args, stdout, stderr)
+	case "command":
+		err = runCommand(ctx, args, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "rockety-bridge: unknown command %q; the commands are run, demo, tail and config (see -h)\n", cmd)
+		fmt.Fprintf(stderr, "rockety-bridge: unknown command %q; the commands are run, demo, tail, command and config (see -h)\n", cmd)
 		return 2
 	}
 	var usage usageError

@@ -58,11 +58,7 @@ auth variables say where to connect (default nats://127.0.0.1:4222).`)
 	if err != nil {
 		return usageError{err}
 	}
-	url := cfg.NATS.URL
-	if url == "" {
-		url = nats.DefaultURL
-	}
-	nc, err := connect(url, cfg.NATS, "rockety-bridge tail", zap.NewNop())
+	nc, url, err := dialTool(cfg, "rockety-bridge tail")
 	if err != nil {
 		return err
 	}
@@ -88,6 +84,18 @@ auth variables say where to connect (default nats://127.0.0.1:4222).`)
 	}
 	fmt.Fprintf(stderr, "tailing %s on %s; Ctrl-C to stop\n", subject, redactURL(url))
 	return printEvents(ctx, cons, newView(stdout), stderr)
+}
+
+// dialTool connects a command-line tool to the bridge's NATS: NATS_URL,
+// else the local default where the demo and an embedded server listen,
+// with the NATS_* auth. It returns the URL it used, for messages.
+func dialTool(cfg Config, name string) (*nats.Conn, string, error) {
+	url := cfg.NATS.URL
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	nc, err := connect(url, cfg.NATS, name, zap.NewNop())
+	return nc, url, err
 }
 
 // tailSubject turns a tail filter into a subject filter.
