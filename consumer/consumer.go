@@ -72,6 +72,10 @@ type Config struct {
 	MaxAge time.Duration
 	// APIBaseURL is the ce-source of results, as of change events.
 	APIBaseURL string
+	// ShutdownGrace is how long commands in progress may run on after Run
+	// is told to stop; then they are cut short and left unacknowledged, so
+	// they are delivered again (and recognised) later. Zero is 10s.
+	ShutdownGrace time.Duration
 	Replicas   int
 	Observer   Observer
 	// Reprovision, when set, recreates the streams (the commands stream was
@@ -113,6 +117,9 @@ func New(ctx context.Context, js jetstream.JetStream, w Writer, wt WriteThrough,
 	}
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = 10 * time.Second
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
@@ -239,7 +246,25 @@ func (c *Consumer) serve(ctx context.Context) error {
 	defer stopIter()
 	c.down.Store(nil)
 
-	work := context.WithoutCancel(ctx)
+	// Commands in progress outlive ctx by the grace at most.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	graceDone := make(chan struct{})
+	go func() {
+		defer close(graceDone)
+		select {
+		case <-work.Done():
+			return
+		case <-ctx.Done():
+		}
+		t := time.NewTimer(c.cfg.ShutdownGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelWork()
+		case <-work.Done():
+		}
+	}()
+	defer func() { cancelWork(); <-graceDone }()
 	slots := make(chan struct{}, c.cfg.Concurrency)
 	var (
 		wg   sync.WaitGroup
@@ -364,7 +389,7 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	if rec.State == stateDone && rec.Result != nil {
 		// Executed before: the same result again, and no second write.
-		c.finish(msg, commandID, *rec.Result, start, false)
+		c.finish(ctx, msg, commandID, *rec.Result, start, false)
 		return
 	}
 
@@ -412,6 +437,15 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		writeThrough = c.wt.Begin(ctx, req)
 	}
 	resp, werr := c.write(ctx, msg, req)
+	if werr != nil && ctx.Err() != nil {
+		// Cut short by shutdown: the outcome is not known, so nothing is
+		// recorded and the command stays unacknowledged. Its redelivery
+		// finds the intent recorded and resumes it.
+		if writeThrough != nil {
+			_ = writeThrough(ctx, nil)
+		}
+		return
+	}
 	res := resultOf(commandID, resource, action, resp, werr, msg.Data())
 	if werr != nil && resumed && req.Action == events.ActionDelete && errors.Is(werr, rockety.ErrNotFound) {
 		// The delete landed before the bridge stopped: the item is gone,
@@ -437,7 +471,7 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		c.retryLater(msg, commandID, "recording the command's result", err)
 		return
 	}
-	c.finish(msg, commandID, res, start, true)
+	c.finish(ctx, msg, commandID, res, start, true)
 }
 
 // expired says why a command too old to execute was not executed.
@@ -507,7 +541,7 @@ func (c *Consumer) complete(ctx context.Context, msg jetstream.Msg, key string, 
 		c.retryLater(msg, commandID, "recording the command's result", err)
 		return
 	}
-	c.finish(msg, commandID, res, start, true)
+	c.finish(ctx, msg, commandID, res, start, true)
 }
 
 // record stores a command's result under its id. Without the record a
@@ -545,9 +579,9 @@ func (c *Consumer) record(ctx context.Context, msg jetstream.Msg, key string, re
 }
 
 // finish publishes a result recorded before and settles the command.
-func (c *Consumer) finish(msg jetstream.Msg, commandID string, res events.Result, start time.Time, first bool) {
+func (c *Consumer) finish(ctx context.Context, msg jetstream.Msg, commandID string, res events.Result, start time.Time, first bool) {
 	published, err := c.publishResult(commandID, res)
-	c.settle(msg, commandID, res, start, first, published, err)
+	c.settle(ctx, msg, commandID, res, start, first, published, err)
 }
 
 // publishResult sends a result, a CloudEvent, without waiting for
@@ -563,12 +597,14 @@ func (c *Consumer) publishResult(commandID string, res events.Result) (jetstream
 
 // settle waits until the result is stored, then acknowledges the command
 // when it succeeded and terminates it otherwise (never redelivered).
-func (c *Consumer) settle(msg jetstream.Msg, commandID string, res events.Result, start time.Time, first bool,
+func (c *Consumer) settle(ctx context.Context, msg jetstream.Msg, commandID string, res events.Result, start time.Time, first bool,
 	published jetstream.PubAckFuture, err error) {
 	if err == nil {
 		select {
 		case <-published.Ok():
 		case err = <-published.Err():
+		case <-ctx.Done():
+			err = ctx.Err()
 		case <-time.After(c.cfg.AckWait):
 			err = jetstream.ErrAsyncPublishTimeout
 		}

@@ -177,7 +177,9 @@ renew:
 		}
 	}
 	p.setLease(time.Time{})
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	// Bounded short: a shutdown must end within its grace and a little,
+	// and an unreleased lease only passes on after its TTL.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
 	_ = p.deps.Lease.Release(rctx)
 }

@@ -39,9 +39,11 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 		}
 	}()
 	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()
-		_ = srv.Shutdown(sctx)
+		if srv.Shutdown(sctx) != nil {
+			_ = srv.Close()
+		}
 		<-httpDone
 	}()
 	log.Info("rockety-bridge starting", zap.String("version", buildVersion()), zap.String("http", ln.Addr().String()),
@@ -63,8 +65,9 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 	}
 	defer func() {
 		// Drain last: whatever is in flight is flushed before the close.
-		if err := nc.Drain(); err == nil {
-			for nc.IsDraining() {
+		// A connection that is down has nothing to flush.
+		if nc.IsConnected() && nc.Drain() == nil {
+			for deadline := time.Now().Add(time.Second); nc.IsDraining() && time.Now().Before(deadline); {
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
@@ -97,7 +100,30 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 	ready := bridge.Ready
 	readiness.Store(&ready)
 	log.Info("rockety-bridge running")
-	return bridge.Run(ctx)
+	return runUntilGrace(ctx, bridge.Run, cfg.ShutdownGrace+time.Second)
+}
+
+// runUntilGrace runs work until it returns, or until limit after ctx
+// ends: every part of the bridge bounds its own shutdown by the grace,
+// and this makes sure that something stuck (a call without a deadline)
+// cannot keep the process from exiting when Kubernetes expects it to.
+// What is cut short is recovered at the next start.
+func runUntilGrace(ctx context.Context, work func(context.Context) error, limit time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- work(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("shutdown took longer than BRIDGE_SHUTDOWN_GRACE and 1s (%s); exiting with work in flight, which the next start recovers", limit)
+	}
 }
 
 // startBridge provisions the streams, waiting for NATS as long as it takes:
@@ -169,11 +195,12 @@ func commandsRunner(cfg Config, client *rockety.Client, metrics *app.Metrics, lo
 			Allow:     cfg.CommandAllow,
 			// The API's latency, not the bridge, bounds a command: a
 			// replica keeps this many writes in flight.
-			Concurrency: cfg.CommandConc,
-			Observer:    app.CommandObserver{Log: log, Metrics: metrics},
-			Replicas:    cfg.StreamReplicas,
-			MaxAge:      cfg.CommandMaxAge,
-			APIBaseURL:  client.BaseURL(),
+			Concurrency:   cfg.CommandConc,
+			Observer:      app.CommandObserver{Log: log, Metrics: metrics},
+			Replicas:      cfg.StreamReplicas,
+			MaxAge:        cfg.CommandMaxAge,
+			ShutdownGrace: max(cfg.ShutdownGrace, time.Millisecond),
+			APIBaseURL:    client.BaseURL(),
 			// Recreates the commands stream if it is deleted under us.
 			Reprovision: b.Reprovision,
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -210,7 +211,7 @@ func checkAgainstLog(t *testing.T, js jetstream.JetStream, s *sim.Server, baseli
 	total := 0
 	for seq := afterSeq + 1; seq <= info.State.LastSeq; seq++ {
 		raw, err := st.GetMsg(ctx, seq)
-		if err != nil || raw.Header.Get("ce-type") == "" {
+		if err != nil || strings.HasPrefix(raw.Subject, subjects.Prefix()+".results.") {
 			continue // results share the stream
 		}
 		e, _, err := events.Decode(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})

@@ -110,9 +110,11 @@ func (m *Metrics) InitCommands(resources []string) {
 			for _, s := range []events.Status{events.StatusSucceeded, events.StatusFailed, events.StatusRejected} {
 				m.commands.WithLabelValues(r, string(a), string(s))
 			}
+			m.commandTime.WithLabelValues(r, string(a))
 		}
 	}
 	m.commands.WithLabelValues(otherLabel, otherLabel, string(events.StatusRejected))
+	m.commandTime.WithLabelValues(otherLabel, otherLabel)
 }
 
 // CommandDone counts a command's outcome and time, with a resource or an

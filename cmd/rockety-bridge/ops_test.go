@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rockety-io/rockety-bridge/internal/natstest"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+)
+
+// metricValue reads one series from /metrics, or -1 when it is absent.
+func metricValue(t *testing.T, base, series string) float64 {
+	t.Helper()
+	_, body := get(t, base+"/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return -1
+}
+
+// logLines are the bridge's JSON log lines whose message contains msg.
+func logLines(t *testing.T, logs string, level, msg string) []string {
+	t.Helper()
+	var out []string
+	for _, line := range strings.Split(logs, "\n") {
+		var entry struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Level == level && strings.Contains(entry.Msg, msg) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// TestSubSecondInterval: a 150 ms interval polls several times a second
+// (ten complete cycles within a time that a one-second floor could not
+// reach).
+func TestSubSecondInterval(t *testing.T) {
+	clearEnv(t)
+	s, err := sim.New(sim.Options{Token: "tok", Seed: 1, SeedItems: 10, Resources: []string{"tasks"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(s)
+	defer api.Close()
+	ns := natstest.Start(t)
+	httpAddr := freeAddr(t)
+	startRun(t, map[string]string{
+		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
+		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "150ms", "ROCKETY_RATE_LIMIT": "0",
+		"NATS_URL": ns.ClientURL(), "BRIDGE_HTTP_ADDR": httpAddr, "BRIDGE_COMMANDS": "false",
+	})
+	base := "http://" + httpAddr
+	ok := `rockety_bridge_poll_cycles_total{outcome="ok",resource="tasks"}`
+	waitFor(t, "a first cycle", 15*time.Second, func() bool { return metricValue(t, base, ok) >= 1 })
+	first := time.Now()
+	waitFor(t, "ten more cycles", 9*time.Second, func() bool { return metricValue(t, base, ok) >= 11 })
+	t.Logf("ten cycles in %s", time.Since(first).Round(time.Millisecond))
+}
+
+// TestWrongTokenIsOneErrorAndNotReady: a token the API refuses is one
+// error line (not one per retry), /readyz says why per resource, the
+// cycles count as refused, and fixing the token file heals it without a
+// restart.
+func TestWrongTokenIsOneErrorAndNotReady(t *testing.T) {
+	clearEnv(t)
+	s, err := sim.New(sim.Options{Seed: 1, SeedItems: 10, Resources: []string{"tasks", "users"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := &rotatingAuth{next: s, accepted: "right-token"}
+	api := httptest.NewServer(auth)
+	defer api.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("wrong-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.Start(t)
+	httpAddr := freeAddr(t)
+	logs := startRun(t, map[string]string{
+		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN_FILE": tokenFile, "ROCKETY_ALLOW_INSECURE": "true",
+		"ROCKETY_RESOURCES": "tasks,users", "ROCKETY_POLL_INTERVAL": "150ms", "NATS_URL": ns.ClientURL(),
+		"BRIDGE_HTTP_ADDR": httpAddr, "BRIDGE_INSTANCE_ID": "refused-pod",
+	})
+	base := "http://" + httpAddr
+	refused := `rockety_bridge_poll_cycles_total{outcome="refused",resource="tasks"}`
+	waitFor(t, "several refused cycles", 20*time.Second, func() bool { return metricValue(t, base, refused) >= 4 })
+	code, body := get(t, base+"/readyz")
+	for _, want := range []string{"tasks: the API refused the token (401): check ROCKETY_API_TOKEN",
+		"users: the API refused the token (401)"} {
+		if code != 503 || !strings.Contains(body, want) {
+			t.Errorf("/readyz = %d %q; want 503 naming %q", code, body, want)
+		}
+	}
+	if lines := logLines(t, logs.String(), "error", "refuses to list"); len(lines) != 2 {
+		t.Errorf("%d error lines for two refused resources, want one each:\n%s", len(lines), strings.Join(lines, "\n"))
+	} else if !strings.Contains(lines[0], "check ROCKETY_API_TOKEN") {
+		t.Errorf("the error line gives no hint: %s", lines[0])
+	}
+	if n := len(logLines(t, logs.String(), "warn", "poll cycle failed")); n != 0 {
+		t.Errorf("%d warnings for refused cycles; a refusal is an error, logged once", n)
+	}
+	if metricValue(t, base, `rockety_bridge_poll_cycles_total{outcome="error",resource="tasks"}`) > 0 {
+		t.Error("refused cycles counted as errors")
+	}
+
+	if err := os.WriteFile(tokenFile, []byte("right-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Refused cycles back off up to a minute; a few refusals in, the next
+	// try is seconds away.
+	waitFor(t, "/readyz once the token is fixed", 40*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+	if n := len(logLines(t, logs.String(), "info", "accepts this resource's requests again")); n != 2 {
+		t.Errorf("%d recovery lines, want one per resource", n)
+	}
+	if strings.Contains(logs.String(), "wrong-token") || strings.Contains(logs.String(), "right-token") {
+		t.Error("a token appears in the logs")
+	}
+}
+
+// TestCommandConsumerDownFailsReadiness: a command consumer that cannot
+// start (here its results bucket exists with settings JetStream will not
+// change) is named by /readyz, and readiness returns once it runs.
+func TestCommandConsumerDownFailsReadiness(t *testing.T) {
+	clearEnv(t)
+	s, err := sim.New(sim.Options{Token: "tok", Seed: 1, SeedItems: 10, Resources: []string{"tasks"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(s)
+	defer api.Close()
+	ns := natstest.Start(t)
+	nc := ns.Connect(t)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	// JetStream will not turn a memory bucket into the file bucket the
+	// consumer provisions.
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "ROCKETY_COMMAND_RESULTS", Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := freeAddr(t)
+	startRun(t, map[string]string{
+		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
+		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "200ms", "NATS_URL": ns.ClientURL(),
+		"BRIDGE_HTTP_ADDR": httpAddr,
+	})
+	base := "http://" + httpAddr
+	ok := `rockety_bridge_poll_cycles_total{outcome="ok",resource="tasks"}`
+	waitFor(t, "polling", 15*time.Second, func() bool { return metricValue(t, base, ok) >= 2 })
+	code, body := get(t, base+"/readyz")
+	if code != 503 || !strings.Contains(body, "command consumer: not running") {
+		t.Errorf("/readyz with the consumer down = %d %q", code, body)
+	}
+	if err := js.DeleteKeyValue(ctx, "ROCKETY_COMMAND_RESULTS"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "/readyz once the consumer runs", 40*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+}
+
+// TestSIGTERMWithNATSAndTheAPIGone: the process exits within
+// BRIDGE_SHUTDOWN_GRACE + 2 s even when nothing it talks to is reachable
+// and a cycle and a command are in flight.
+func TestSIGTERMWithNATSAndTheAPIGone(t *testing.T) {
+	clearEnv(t)
+	s, err := sim.New(sim.Options{Token: "tok", Seed: 1, SeedItems: 500, Resources: []string{"tasks", "users"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(s)
+	ns := natstest.Start(t)
+	httpAddr := freeAddr(t)
+	const grace = time.Second
+	for k, v := range map[string]string{
+		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
+		"ROCKETY_RESOURCES": "tasks,users", "ROCKETY_POLL_INTERVAL": "100ms", "ROCKETY_PAGE_SIZE": "10",
+		"ROCKETY_RATE_LIMIT": "20", "NATS_URL": ns.ClientURL(), "BRIDGE_HTTP_ADDR": httpAddr,
+		"BRIDGE_SHUTDOWN_GRACE": grace.String(),
+	} {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"run"}, io.Discard, logs) }()
+	base := "http://" + httpAddr
+	waitFor(t, "/readyz", 20*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+
+	// A command on its way when everything goes.
+	sender := ns.Connect(t)
+	msg := nats.NewMsg("rockety.commands.tasks.update")
+	msg.Data = []byte(`{"id": "1", "data": {"status": "done"}}`)
+	_ = sender.PublishMsg(msg)
+	api.CloseClientConnections()
+	api.Close()
+	ns.Stop()
+	time.Sleep(300 * time.Millisecond)
+
+	stopped := time.Now()
+	cancel()
+	select {
+	case code := <-done:
+		took := time.Since(stopped)
+		t.Logf("exit %d after %s", code, took.Round(time.Millisecond))
+		if took > grace+2*time.Second {
+			t.Errorf("exit took %s, more than BRIDGE_SHUTDOWN_GRACE %s + 2s", took, grace)
+		}
+	case <-time.After(30 * time.Second):
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+		t.Fatalf("no exit 30s after the stop:\n%s", logs.String())
+	}
+	fmt.Fprint(io.Discard, logs.String())
+}
+
+// TestMadeUpCommandSubjectsDoNotGrowTheSeries: commands to fifty made-up
+// resources and actions are rejected and counted under "other"; the
+// command series stay as many as before.
+func TestMadeUpCommandSubjectsDoNotGrowTheSeries(t *testing.T) {
+	clearEnv(t)
+	s, err := sim.New(sim.Options{Token: "tok", Seed: 1, SeedItems: 5, Resources: []string{"tasks"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(s)
+	defer api.Close()
+	ns := natstest.Start(t)
+	httpAddr := freeAddr(t)
+	startRun(t, map[string]string{
+		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
+		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": ns.ClientURL(), "BRIDGE_HTTP_ADDR": httpAddr,
+	})
+	base := "http://" + httpAddr
+	waitFor(t, "/readyz", 20*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+	series := func() []string {
+		_, body := get(t, base+"/metrics")
+		var out []string
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "rockety_bridge_command") {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	before := len(series())
+
+	nc := ns.Connect(t)
+	results, err := nc.SubscribeSync("rockety.results.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		m := nats.NewMsg(fmt.Sprintf("rockety.commands.made-up-%d.frob-%d", i, i))
+		m.Data = []byte(`{"id": "1"}`)
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 50 {
+		m, err := results.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(m.Data), `"status":"rejected"`) {
+			t.Errorf("result %s", m.Data)
+		}
+	}
+	after := series()
+	if len(after) != before {
+		t.Errorf("command series grew from %d to %d", before, len(after))
+	}
+	for _, line := range after {
+		if strings.Contains(line, "made-up") || strings.Contains(line, "frob") {
+			t.Errorf("a label from a subject: %s", line)
+		}
+	}
+	if v := metricValue(t, base, `rockety_bridge_commands_total{action="other",resource="other",status="rejected"}`); v != 50 {
+		t.Errorf("other/other/rejected = %v, want 50", v)
+	}
+}
+
+func TestRunUntilGraceStopsWaitingForStuckWork(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	stuck := make(chan struct{})
+	defer close(stuck)
+	cancel()
+	err := runUntilGrace(ctx, func(context.Context) error { <-stuck; return nil }, 10*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "BRIDGE_SHUTDOWN_GRACE") {
+		t.Errorf("stuck work: %v", err)
+	}
+	if err := runUntilGrace(context.Background(), func(context.Context) error { return nil }, time.Hour); err != nil {
+		t.Errorf("work that returns: %v", err)
+	}
+}
