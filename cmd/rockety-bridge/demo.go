@@ -2,22 +2,28 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/rockety-io/rockety-bridge/command"
+	"github.com/rockety-io/rockety-bridge/consumer"
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/internal/app"
 	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
@@ -32,6 +38,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	churn := fs.Float64("churn", 3, "simulated creates, updates and deletes per second")
 	interval := fs.Duration("interval", time.Second, "poll interval")
 	natsPort := fs.Int("nats-port", embeddedPort, "port of the embedded NATS server (0: any free port)")
+	httpAddr := fs.String("http-addr", "127.0.0.1:0", "where to serve /metrics, /healthz and /readyz (port 0: any free port)")
+	every := fs.Duration("command-interval", 4*time.Second, "how often the demo sends a command through NATS (0: never)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -43,6 +51,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{fmt.Errorf("demo takes no arguments, got %q", fs.Arg(0))}
 	case *seedItems < 0 || *churn < 0 || *interval < 100*time.Millisecond:
 		return usageError{errors.New("demo: -seed-items and -churn must not be negative, -interval at least 100ms")}
+	case *every < 0:
+		return usageError{errors.New("demo: -command-interval must not be negative (0 sends no commands)")}
 	}
 	start := time.Now()
 
@@ -71,9 +81,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	apiURL := "http://" + ln.Addr().String() + sim.BasePath
-	srv := &http.Server{Handler: simulator, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer func() { _ = srv.Close() }()
+	stopAPI := serve(ln, simulator)
+	defer stopAPI()
 
 	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.AddSync(stderr), zap.WarnLevel))
 	nc, err := connect(ns.ClientURL(), NATSConfig{}, "rockety-bridge demo", log)
@@ -81,17 +90,34 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer nc.Close()
-	client, err := rockety.New(apiURL, rockety.WithToken(token), rockety.WithAllowInsecure(true), rockety.WithRateLimit(0))
+	metrics := app.NewMetrics(buildVersion())
+	client, err := rockety.New(apiURL, rockety.WithToken(token), rockety.WithAllowInsecure(true), rockety.WithRateLimit(0),
+		rockety.WithObserver(metrics))
 	if err != nil {
 		return err
 	}
 	subjects := events.MustSubjects(events.DefaultPrefix)
 	opts := app.Options{Client: client, Conn: nc, Subjects: subjects, InitialSync: poller.SyncBaseline,
-		MaxDeleteRatio: 0.5, InstanceID: "demo", LeaseTTL: 5 * time.Second, Logger: log, ShutdownGrace: 2 * time.Second}
+		MaxDeleteRatio: 0.5, InstanceID: "demo", LeaseTTL: 5 * time.Second, Logger: log, Metrics: metrics, ShutdownGrace: 2 * time.Second}
 	for _, r := range sim.DefaultResources {
 		opts.Resources = append(opts.Resources, app.Resource{Name: r, Interval: *interval})
 	}
+	// The demo's own configuration, not the environment's: it runs the
+	// consumer the way `run` does with the defaults.
+	cfg := Config{Subjects: subjects, Resources: sim.DefaultResources, Commands: true, CommandAllow: []string{"*"},
+		CommandConc: 16, StreamReplicas: 1, CommandMaxAge: consumer.DefaultMaxAge}
+	opts.Commands = commandsRunner(cfg, client, metrics, log)
 	bridge, err := app.New(ctx, opts)
+	if err != nil {
+		return err
+	}
+	httpLn, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		return fmt.Errorf("demo: -http-addr %s: %w", *httpAddr, err)
+	}
+	stopHTTP := serve(httpLn, httpHandler(metrics, bridge.Ready))
+	defer stopHTTP()
+	cmds, err := command.New(nc, subjects)
 	if err != nil {
 		return err
 	}
@@ -103,28 +129,179 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	v := newView(stdout)
+	natsURL, metricsURL := ns.ClientURL(), "http://"+httpLn.Addr().String()
 	fmt.Fprintf(stdout, "rockety-bridge demo: a simulated Rockety API with %d items per resource and %g changes a second,\n",
 		*seedItems, *churn)
 	fmt.Fprintf(stdout, "polled every %s, each change published to NATS JetStream (stream %s).\n", *interval, subjects.EventsStream())
 	fmt.Fprintf(stdout, "  Rockety API (simulated): %s   (curl -H 'Authorization: Bearer %s' %s/tasks)\n", apiURL, token, apiURL)
-	fmt.Fprintf(stdout, "  NATS:                    %s\n", ns.ClientURL())
-	fmt.Fprintf(stdout, "Watch the same events from another terminal:\n  nats sub '%s' --server %s\n", subjects.Events(), ns.ClientURL())
-	fmt.Fprintf(stdout, "  or: NATS_URL=%s go run ./cmd/rockety-bridge tail\n", ns.ClientURL())
+	fmt.Fprintf(stdout, "  NATS:                    %s\n", natsURL)
+	fmt.Fprintf(stdout, "  Metrics:                 %s/metrics   (and /healthz, /readyz)\n", metricsURL)
+	fmt.Fprintf(stdout, "Watch the same events from another terminal:\n  nats sub '%s' --server %s\n", subjects.Events(), natsURL)
+	fmt.Fprintf(stdout, "  or: NATS_URL=%s go run ./cmd/rockety-bridge tail\n", natsURL)
+	if *every > 0 {
+		fmt.Fprintf(stdout, "Every %s the demo sends a command through NATS: → command, ← result, and its event marked ⇠ write-through.\n", *every)
+	}
+	example := exampleTask(simulator)
+	printCommandHelp(stdout, subjects, natsURL, example)
 	fmt.Fprintln(stdout, "Ctrl-C stops the demo.")
 	fmt.Fprintln(stdout)
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	done := make(chan error, 2)
+	done := make(chan error, 3)
 	go func() { done <- bridge.Run(runCtx) }()
 	go func() { done <- printEvents(runCtx, cons, v, stderr) }()
+	sender := &demoSender{client: cmds, subjects: subjects, sim: simulator, mirror: bridge.Store(), view: v, keep: example,
+		rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))}
+	go func() { done <- sender.run(runCtx, *every) }()
 	if err := simulator.Start(runCtx); err != nil {
-		return err
+		stop()
+		return errors.Join(err, <-done, <-done, <-done)
 	}
 	<-ctx.Done()
 	stop()
-	err = errors.Join(<-done, <-done)
+	err = errors.Join(<-done, <-done, <-done)
 	_ = simulator.Close()
 	v.summary(stdout, time.Since(start))
 	return err
+}
+
+// serve serves h on ln until the returned function is called; that waits
+// for the server to stop.
+func serve(ln net.Listener, h http.Handler) (stop func()) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(ln)
+	}()
+	return func() {
+		_ = srv.Close()
+		<-served
+	}
+}
+
+// exampleTask is a task id for the banner's example: one that exists now.
+func exampleTask(s *sim.Server) string {
+	if ids := s.IDs("tasks"); len(ids) > 0 {
+		return ids[0]
+	}
+	return "42"
+}
+
+// printCommandHelp shows how to send a command by hand, with this tool and
+// with the nats CLI, in an order in which the result cannot be missed.
+func printCommandHelp(w io.Writer, s events.Subjects, natsURL, id string) {
+	const cid = "c-1"
+	resultSubject := s.Result("tasks", string(events.ActionUpdate), cid)
+	fmt.Fprintf(w, "Send a command by hand (task %s exists now; any task id the view shows will do):\n", id)
+	fmt.Fprintf(w, "  NATS_URL=%s go run ./cmd/rockety-bridge command tasks update %s '{\"status\":\"done\"}'\n", natsURL, id)
+	fmt.Fprintf(w, "  or with the nats CLI, the result's subscription first (it waits for one), then the command:\n")
+	fmt.Fprintf(w, "    nats sub '%s' --count 1 --server %s\n", resultSubject, natsURL)
+	fmt.Fprintf(w, "    nats pub %s '{\"id\":\"%s\",\"data\":{\"status\":\"done\"}}' -H Nats-Msg-Id:%s --server %s\n",
+		s.Command("tasks", events.ActionUpdate), id, cid, natsURL)
+	fmt.Fprintf(w, "  and its stored result, at any time later:\n")
+	fmt.Fprintf(w, "    nats stream get %s --last-for %s --server %s\n", s.EventsStream(), resultSubject, natsURL)
+}
+
+// demoSender sends commands as a service would: mostly an update of a task
+// the bridge mirrors, now and then a create or a delete. Each round trip
+// is shown in the view.
+type demoSender struct {
+	client   *command.Client
+	subjects events.Subjects
+	sim      *sim.Server
+	mirror   *publisher.StateStore
+	view     *view
+	// keep is the banner's example task, left for a person to update.
+	keep string
+	rnd  *rand.Rand
+	sent int
+}
+
+// run sends one command every interval until ctx ends; 0 sends none.
+func (d *demoSender) run(ctx context.Context, every time.Duration) error {
+	if every == 0 {
+		return nil
+	}
+	// The first one goes out as soon as the mirror holds tasks, so a
+	// newcomer sees a round trip within seconds.
+	next := time.NewTimer(min(every, time.Second))
+	defer next.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-next.C:
+		}
+		wait := every
+		if !d.sendOne(ctx) {
+			wait = min(every, 500*time.Millisecond)
+		}
+		next.Reset(wait)
+	}
+}
+
+// taskStatuses are the values the demo's updates give a task's status.
+var taskStatuses = []string{"todo", "in_progress", "in_review", "blocked", "done"}
+
+// sendOne sends a command and waits for its result. It reports false when
+// there was nothing to send yet (the first poll has not filled the mirror).
+func (d *demoSender) sendOne(ctx context.Context) bool {
+	entry, ok := d.mirroredTask(ctx)
+	if !ok {
+		return false
+	}
+	d.sent++
+	t := &trip{commandID: fmt.Sprintf("demo-%d", d.sent), resource: "tasks", sent: time.Now()}
+	var cmd events.Command
+	switch d.sent % 7 {
+	case 3:
+		t.action = events.ActionCreate
+		title, _ := json.Marshal("Sent by the demo as command " + t.commandID)
+		t.fields = map[string]json.RawMessage{"title": title, "status": json.RawMessage(`"todo"`)}
+	case 6:
+		t.action, t.id = events.ActionDelete, entry.ID
+	default:
+		var current struct {
+			Status string `json:"status"`
+		}
+		_ = json.Unmarshal(entry.Value, &current)
+		// Another status than the current one, so the event shows the
+		// command's change and not only a new updated_at.
+		statuses := slices.DeleteFunc(slices.Clone(taskStatuses), func(s string) bool { return s == current.Status })
+		status, _ := json.Marshal(statuses[d.rnd.IntN(len(statuses))])
+		t.action, t.id = events.ActionUpdate, entry.ID
+		t.fields = map[string]json.RawMessage{"status": status}
+	}
+	cmd.ID = rockety.ID(t.id)
+	if t.fields != nil {
+		cmd.Data, _ = events.EncodeJSON(t.fields)
+	}
+	d.view.sent(t, d.subjects.Command(t.resource, t.action), cmd)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := d.client.Do(cctx, command.Request{Resource: t.resource, Action: t.action, CommandID: t.commandID, Command: cmd})
+	if ctx.Err() != nil {
+		return true // stopping: the result no longer matters
+	}
+	d.view.result(t, d.subjects.Result(t.resource, string(t.action), t.commandID), res, err)
+	return true
+}
+
+// mirroredTask picks a random task that both the simulator and the mirror
+// hold: a write-through needs the item's previous state to say what changed.
+func (d *demoSender) mirroredTask(ctx context.Context) (publisher.Entry, bool) {
+	ids := d.sim.IDs("tasks")
+	for range min(len(ids), 5) {
+		id := ids[d.rnd.IntN(len(ids))]
+		if id == d.keep {
+			continue
+		}
+		e, err := d.mirror.Get(ctx, "tasks", id)
+		if err == nil {
+			return e, true
+		}
+	}
+	return publisher.Entry{}, false
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,20 +51,30 @@ func TestDemoShowsChangesFlowing(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for !(strings.Contains(out.String(), "created  rockety.events.") &&
 		strings.Contains(out.String(), "updated  rockety.events.") &&
-		strings.Contains(out.String(), "deleted  rockety.events.")) {
+		strings.Contains(out.String(), "deleted  rockety.events.") &&
+		roundTrip(out.String()) != "") {
 		if time.Now().After(deadline) {
 			cancel()
 			<-done
-			t.Fatalf("no created, updated and deleted events within 15s:\n%s\n%s", out.String(), errOut.String())
+			t.Fatalf("no created, updated and deleted events and no command round trip within 15s:\n%s\n%s", out.String(), errOut.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	metricsURL := regexp.MustCompile(`Metrics: +(http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(out.String())
+	if metricsURL == nil {
+		t.Errorf("the banner does not say where /metrics is:\n%s", out.String())
+	} else if code, body := get(t, metricsURL[1]); code != 200 ||
+		!strings.Contains(body, `rockety_bridge_commands_total{action="update",resource="tasks",status="succeeded"}`) {
+		t.Errorf("%s: %d\n%s", metricsURL[1], code, body)
 	}
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("demo exit %d: %s", code, errOut.String())
 	}
 	s := out.String()
-	for _, want := range []string{"nats sub 'rockety.events.>' --server nats://127.0.0.1:", " → ", "events in ", "resource  created"} {
+	for _, want := range []string{"nats sub 'rockety.events.>' --server nats://127.0.0.1:", " → ", "events in ", "resource  created",
+		"go run ./cmd/rockety-bridge command tasks update ", "nats stream get ROCKETY_EVENTS --last-for rockety.results.tasks.update.c-1",
+		" succeeded, "} {
 		if !strings.Contains(s, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, s)
 		}
@@ -71,6 +82,19 @@ func TestDemoShowsChangesFlowing(t *testing.T) {
 	if strings.Contains(s, "\x1b[") {
 		t.Error("colour codes written to something that is not a terminal")
 	}
+}
+
+// roundTrip returns the id of a demo command whose sending, write-through
+// event and result the output shows, or "".
+func roundTrip(out string) string {
+	for _, m := range regexp.MustCompile(`⇠ write-through of (demo-\d+)`).FindAllStringSubmatch(out, -1) {
+		id := m[1]
+		if strings.Contains(out, "→ command tasks.") && strings.Contains(out, "(command id "+id+", on rockety.commands.tasks.") &&
+			strings.Contains(out, "← result  "+id+" succeeded") {
+			return id
+		}
+	}
+	return ""
 }
 
 // freeAddr returns a loopback address nobody listens on (for a moment).

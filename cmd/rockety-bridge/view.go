@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/rockety"
 )
 
 // view prints change events for a person: one line each with the time, the
@@ -21,12 +22,142 @@ type view struct {
 	w     io.Writer
 	color bool
 
-	mu     sync.Mutex
-	counts map[string]map[events.Op]int
+	mu       sync.Mutex
+	counts   map[string]map[events.Op]int
+	outcomes map[events.Status]int
+	// trips are the commands whose write-through event is still to come.
+	trips []*trip
 }
 
 func newView(w io.Writer) *view {
-	return &view{w: w, color: isTerminal(w) && os.Getenv("NO_COLOR") == "", counts: map[string]map[events.Op]int{}}
+	return &view{w: w, color: isTerminal(w) && os.Getenv("NO_COLOR") == "",
+		counts: map[string]map[events.Op]int{}, outcomes: map[events.Status]int{}}
+}
+
+// trip is a command on its way: sent, then its write-through event and its
+// result, in whichever order they come. The event is published before the
+// result, but it reaches the view through the stream while the result
+// reaches the sender, so either may be shown first.
+type trip struct {
+	commandID string
+	resource  string
+	action    events.Action
+	// id is the item's; a create learns it from its result.
+	id string
+	// fields are what the command set: the event of its write carries
+	// them, which tells it from a poll's event for the same item.
+	fields map[string]json.RawMessage
+	sent   time.Time
+}
+
+// op is the event a successful write of the trip publishes.
+func (t *trip) op() events.Op {
+	switch t.action {
+	case events.ActionCreate:
+		return events.OpCreated
+	case events.ActionDelete:
+		return events.OpDeleted
+	}
+	return events.OpUpdated
+}
+
+// carries reports whether e is the change event of t's write.
+func (t *trip) carries(e events.Event) bool {
+	if e.Resource != t.resource || e.Op != t.op() || (t.id != "" && e.ID != t.id) {
+		return false
+	}
+	if t.id == "" && len(t.fields) == 0 {
+		return false // a create with nothing to recognise it by
+	}
+	var after map[string]json.RawMessage
+	if len(t.fields) > 0 && json.Unmarshal(e.After, &after) != nil {
+		return false
+	}
+	for k, want := range t.fields {
+		if !sameJSON(after[k], want) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameJSON(a, b json.RawMessage) bool {
+	var x, y bytes.Buffer
+	return json.Compact(&x, a) == nil && json.Compact(&y, b) == nil && bytes.Equal(x.Bytes(), y.Bytes())
+}
+
+// tripTTL bounds how long a trip waits for its event: a write whose event
+// a poll published first under the same id, or that changed nothing, has
+// none of its own.
+const tripTTL = time.Minute
+
+// sent shows a command leaving and waits for its event.
+func (v *view) sent(t *trip, subject string, cmd events.Command) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.trips = append(v.trips, t)
+	what := t.resource + "." + string(t.action)
+	if t.id != "" {
+		what += " " + t.id
+	}
+	if len(cmd.Data) > 0 {
+		what += " " + shortN(cmd.Data, 96)
+	}
+	fmt.Fprintln(v.w, v.paint(ansiDim, t.sent.Local().Format("15:04:05.000"))+"  "+
+		v.paint(ansiBlue, "→ command")+" "+what+"  "+v.paint(ansiDim, "(command id "+t.commandID+", on "+subject+")"))
+}
+
+// result shows a command's outcome, or that none came.
+func (v *view) result(t *trip, subject string, res events.Result, err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	now := time.Now()
+	line := v.paint(ansiDim, now.Local().Format("15:04:05.000")) + "  " + v.paint(ansiBlue, "← result ") + " " + t.commandID + " "
+	switch {
+	case err != nil:
+		v.outcomes["no result"]++
+		v.dropTrip(t)
+		line += v.paint(ansiRed, "no result") + ": " + err.Error()
+	default:
+		v.outcomes[res.Status]++
+		status := string(res.Status)
+		if res.HTTPStatus != 0 {
+			status += fmt.Sprintf(" (HTTP %d)", res.HTTPStatus)
+		}
+		if res.Status == events.StatusSucceeded {
+			line += v.paint(ansiGreen, status)
+			if t.action == events.ActionCreate {
+				var item struct {
+					ID rockety.ID `json:"id"`
+				}
+				if json.Unmarshal(res.Data, &item) == nil && item.ID != "" {
+					t.id = string(item.ID)
+					line += ", id " + t.id
+				}
+			}
+		} else {
+			v.dropTrip(t)
+			line += v.paint(ansiRed, status) + ": " + res.Error
+		}
+		line += fmt.Sprintf(" in %s  %s", now.Sub(t.sent).Round(time.Millisecond), v.paint(ansiDim, subject))
+	}
+	fmt.Fprintln(v.w, line)
+}
+
+func (v *view) dropTrip(t *trip) {
+	v.trips = slices.DeleteFunc(v.trips, func(x *trip) bool { return x == t })
+}
+
+// tripOf takes the trip whose write e reports, if any.
+func (v *view) tripOf(e events.Event) *trip {
+	v.trips = slices.DeleteFunc(v.trips, func(t *trip) bool { return time.Since(t.sent) > tripTTL })
+	for i, t := range v.trips {
+		if t.carries(e) {
+			v.trips = slices.Delete(v.trips, i, i+1)
+			return t
+		}
+	}
+	return nil
 }
 
 func isTerminal(w io.Writer) bool {
@@ -79,6 +210,9 @@ func (v *view) print(subject string, e events.Event) {
 	if detail := describe(e); detail != "" {
 		line += "  " + detail
 	}
+	if t := v.tripOf(e); t != nil {
+		line += "  " + v.paint(ansiBlue, "⇠ write-through of "+t.commandID)
+	}
 	fmt.Fprintln(v.w, line)
 }
 
@@ -116,7 +250,10 @@ func label(raw json.RawMessage) string {
 	return ""
 }
 
-func short(raw json.RawMessage) string {
+func short(raw json.RawMessage) string { return shortN(raw, 48) }
+
+// shortN is raw compacted, cut to about n bytes.
+func shortN(raw json.RawMessage, n int) string {
 	if raw == nil {
 		return "(none)"
 	}
@@ -125,8 +262,8 @@ func short(raw json.RawMessage) string {
 		return string(raw)
 	}
 	s := b.String()
-	if len(s) > 48 {
-		s = s[:45] + "..."
+	if len(s) > n {
+		s = s[:n-3] + "..."
 	}
 	return s
 }
@@ -145,6 +282,10 @@ func (v *view) summary(w io.Writer, took time.Duration) {
 	}
 	slices.Sort(resources)
 	fmt.Fprintf(w, "\n%d events in %s\n", total, took.Round(time.Second))
+	if n := v.outcomes[events.StatusSucceeded] + v.outcomes[events.StatusFailed] + v.outcomes[events.StatusRejected] + v.outcomes["no result"]; n > 0 {
+		fmt.Fprintf(w, "%d commands: %d succeeded, %d failed, %d rejected, %d without a result\n", n,
+			v.outcomes[events.StatusSucceeded], v.outcomes[events.StatusFailed], v.outcomes[events.StatusRejected], v.outcomes["no result"])
+	}
 	if total == 0 {
 		return
 	}
