@@ -46,6 +46,9 @@ const (
 	DefaultMaxBodyBytes    = 32 << 20
 	DefaultRequestTimeout  = 30 * time.Second
 	DefaultRetryMaxElapsed = 2 * time.Minute
+	// MaxPageSize is the per_page asked for by WithMaxPageSize: more than
+	// any API we know grants, so the answer is the API's own limit.
+	MaxPageSize = 10_000
 )
 
 // Client talks to one Rockety API with one token. It is safe for concurrent
@@ -60,6 +63,8 @@ type Client struct {
 	limiter   *rate.Limiter
 
 	pageSize        int
+	// pageSizeGranted: the API decides the page size (WithMaxPageSize).
+	pageSizeGranted bool
 	pageConcurrency int
 	maxPages        int
 	maxBodyBytes    int64
@@ -164,6 +169,20 @@ func WithPageSize(n int) Option {
 			return fmt.Errorf("%w: page size %d: must be at least 1", ErrInvalidOption, n)
 		}
 		c.pageSize = n
+		c.pageSizeGranted = false
+		return nil
+	}
+}
+
+// WithMaxPageSize asks for the largest page the API grants
+// (ROCKETY_PAGE_SIZE=max): per_page=MaxPageSize, and the page size the API
+// answers with is the one that counts. With metadata that is its per_page;
+// without, the length of a first page shorter than asked for, so a short
+// page no longer ends the traversal by itself.
+func WithMaxPageSize() Option {
+	return func(c *Client) error {
+		c.pageSize = MaxPageSize
+		c.pageSizeGranted = true
 		return nil
 	}
 }

@@ -16,6 +16,10 @@ type cursor struct {
 	resource string
 	perPage  int
 	maxPages int
+	// granted: the API may answer with smaller pages than perPage (it was
+	// asked for its largest); without metadata, page 1's length is then
+	// the page size.
+	granted bool
 
 	metaMode bool
 	lastPage int
@@ -72,6 +76,9 @@ func (c *cursor) accept(n int, page PageBody) error {
 		}
 		c.done = count == 0 || n >= c.lastPage
 	} else {
+		if n == 1 && c.granted && count > 0 && count < c.perPage {
+			c.perPage = count
+		}
 		c.done = count < c.perPage
 	}
 	if count > 0 && slices.EqualFunc(page.Items, c.prevIDs, func(it Item, id ID) bool { return it.ID == id }) {

@@ -23,7 +23,9 @@ func TestCursor(t *testing.T) {
 	tests := []struct {
 		name     string
 		maxPages int
-		pages    []PageBody
+		// granted: the page size is the API's (ROCKETY_PAGE_SIZE=max).
+		granted bool
+		pages   []PageBody
 		// fetched is how many pages the traversal takes; wantErr the error
 		// at the end, if any.
 		fetched int
@@ -62,10 +64,23 @@ func TestCursor(t *testing.T) {
 		{name: "no metadata: one short page", maxPages: 100, pages: []PageBody{pageOf("a", 1, -1, -1)}, fetched: 1},
 		{name: "exactly the limit is fine", maxPages: 2,
 			pages: []PageBody{pageOf("a", 3, 6, 2), pageOf("b", 3, 6, 2)}, fetched: 2},
+
+		// The largest page the API grants (asked for 3, granted 2).
+		{name: "granted, no metadata: a short first page is the page size", maxPages: 100, granted: true,
+			pages: []PageBody{pageOf("a", 2, -1, -1), pageOf("b", 2, -1, -1), pageOf("c", 1, -1, -1)}, fetched: 3},
+		{name: "granted, no metadata: ends at an empty page", maxPages: 100, granted: true,
+			pages: []PageBody{pageOf("a", 2, -1, -1), pageOf("b", 0, -1, -1)}, fetched: 2},
+		{name: "granted, no metadata: a full first page behaves as asked", maxPages: 100, granted: true,
+			pages: []PageBody{pageOf("a", 3, -1, -1), pageOf("b", 1, -1, -1)}, fetched: 2},
+		{name: "granted, no metadata: empty resource", maxPages: 100, granted: true,
+			pages: []PageBody{pageOf("a", 0, -1, -1)}, fetched: 1},
+		{name: "granted, with metadata: the total counts", maxPages: 100, granted: true,
+			pages: []PageBody{pageOf("a", 2, 3, 2), pageOf("b", 1, 3, 2)}, fetched: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newCursor("tasks", perPage, tt.maxPages)
+			c.granted = tt.granted
 			fetched := 0
 			var err error
 			for n := 1; ; n++ {

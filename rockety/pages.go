@@ -48,6 +48,7 @@ func (c *Client) Pages(ctx context.Context, resource string) iter.Seq2[*Page, er
 			done   chan result
 		}
 		cur := newCursor(resource, c.pageSize, c.maxPages)
+		cur.granted = c.pageSizeGranted
 		var queue []inFlight
 		next := 1
 		for {

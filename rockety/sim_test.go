@@ -54,11 +54,18 @@ func TestTraversalOfTheSimulatorReturnsEachItemOnceInOrder(t *testing.T) {
 		{"items+pagination", sim.StyleItemsPagination, 100, 4},
 		{"no metadata", sim.StyleNoMeta, 100, 4},
 		{"no metadata, partial last page", sim.StyleNoMeta, 37, 1},
+		// ROCKETY_PAGE_SIZE=max: the simulator grants 500 of the 10,000 asked.
+		{"largest granted page, data+meta", sim.StyleDataMeta, 0, 4},
+		{"largest granted page, no metadata", sim.StyleNoMeta, 0, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, url := startSim(t, sim.Options{Seed: 7, SeedItems: 10_000, Resources: []string{"tasks"}, Style: tt.style})
-			c := newClient(t, url, rockety.WithPageSize(tt.perPage), rockety.WithPageConcurrency(tt.conc))
+			size := rockety.WithPageSize(tt.perPage)
+			if tt.perPage == 0 {
+				size, tt.perPage = rockety.WithMaxPageSize(), sim.MaxPerPage
+			}
+			c := newClient(t, url, size, rockety.WithPageConcurrency(tt.conc))
 			got, err := traverse(t, c, "tasks")
 			if err != nil {
 				t.Fatal(err)

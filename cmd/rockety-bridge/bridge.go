@@ -157,6 +157,9 @@ func newClient(cfg Config, obs rockety.Observer) (*rockety.Client, error) {
 		rockety.WithUserAgent("rockety-bridge/" + buildVersion()),
 		rockety.WithObserver(obs),
 	}
+	if cfg.PageSizeMax {
+		opts = append(opts, rockety.WithMaxPageSize())
+	}
 	if cfg.APITokenFile != "" {
 		tf := &tokenFile{path: cfg.APITokenFile}
 		opts = append(opts, rockety.WithTokenFunc(tf.Token))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/rockety"
 )
 
 // env is every variable of the bridge as it is written. envconfig fills
@@ -31,7 +32,7 @@ type env struct {
 	Resources       string `envconfig:"ROCKETY_RESOURCES" default:"projects,tasks,users" desc:"resources to poll"`
 	PollInterval    string `envconfig:"ROCKETY_POLL_INTERVAL" default:"30s" desc:"default poll interval (jittered)"`
 	PollIntervals   string `envconfig:"ROCKETY_POLL_INTERVALS" desc:"per resource, e.g. tasks:10s,users:5m"`
-	PageSize        string `envconfig:"ROCKETY_PAGE_SIZE" default:"100" desc:"per_page"`
+	PageSize        string `envconfig:"ROCKETY_PAGE_SIZE" default:"100" desc:"per_page, 1 to 10000, or max for the largest page the API grants"`
 	PageConcurrency string `envconfig:"ROCKETY_PAGE_CONCURRENCY" default:"4" desc:"pages fetched in parallel"`
 	RateLimit       string `envconfig:"ROCKETY_RATE_LIMIT" default:"10" desc:"API requests per second, 0 = unlimited"`
 	NATSURL         string `envconfig:"NATS_URL" desc:"NATS servers; empty = embedded server with JetStream"`
@@ -62,14 +63,16 @@ type env struct {
 
 // Config is the checked configuration.
 type Config struct {
-	APIURL          string
-	APIToken        string
-	APITokenFile    string
-	AllowInsecure   bool
-	Resources       []string
-	PollInterval    time.Duration
-	PollIntervals   map[string]time.Duration
-	PageSize        int
+	APIURL        string
+	APIToken      string
+	APITokenFile  string
+	AllowInsecure bool
+	Resources     []string
+	PollInterval  time.Duration
+	PollIntervals map[string]time.Duration
+	PageSize      int
+	// PageSizeMax: ROCKETY_PAGE_SIZE=max, the largest page the API grants.
+	PageSizeMax     bool
 	PageConcurrency int
 	RateLimit       float64
 	NATS            NATSConfig
@@ -216,7 +219,12 @@ func (e env) parse(needToken bool) (Config, error) {
 		durVar("ROCKETY_POLL_INTERVALS", d, minPollInterval, maxPollInterval, &dur)
 		c.PollIntervals[name] = dur
 	}
-	intVar("ROCKETY_PAGE_SIZE", e.PageSize, 1, 10_000, &c.PageSize)
+	if strings.EqualFold(strings.TrimSpace(e.PageSize), "max") {
+		c.PageSize = rockety.MaxPageSize
+		c.PageSizeMax = true
+	} else {
+		intVar("ROCKETY_PAGE_SIZE", e.PageSize, 1, rockety.MaxPageSize, &c.PageSize)
+	}
 	intVar("ROCKETY_PAGE_CONCURRENCY", e.PageConcurrency, 1, 64, &c.PageConcurrency)
 	if c.RateLimit, err = strconv.ParseFloat(strings.TrimSpace(e.RateLimit), 64); err != nil || c.RateLimit < 0 {
 		bad("ROCKETY_RATE_LIMIT", "%q: want requests per second, 0 or more (0 = unlimited)", e.RateLimit)
@@ -323,6 +331,13 @@ func (c Config) Interval(resource string) time.Duration {
 	return c.PollInterval
 }
 
+func pageSizeText(c Config) string {
+	if c.PageSizeMax {
+		return "max"
+	}
+	return strconv.Itoa(c.PageSize)
+}
+
 func redactURL(s string) string {
 	if u, err := url.Parse(s); err == nil {
 		return u.Redacted()
@@ -355,7 +370,7 @@ func printConfig(w io.Writer, c Config) {
 		{"ROCKETY_API_URL", redactURL(c.APIURL)}, {"ROCKETY_API_TOKEN", secret(c.APIToken)},
 		{"ROCKETY_API_TOKEN_FILE", c.APITokenFile}, {"ROCKETY_ALLOW_INSECURE", strconv.FormatBool(c.AllowInsecure)},
 		{"ROCKETY_RESOURCES", strings.Join(c.Resources, ",")}, {"ROCKETY_POLL_INTERVAL", c.PollInterval.String()},
-		{"ROCKETY_POLL_INTERVALS", strings.Join(intervals, ",")}, {"ROCKETY_PAGE_SIZE", strconv.Itoa(c.PageSize)},
+		{"ROCKETY_POLL_INTERVALS", strings.Join(intervals, ",")}, {"ROCKETY_PAGE_SIZE", pageSizeText(c)},
 		{"ROCKETY_PAGE_CONCURRENCY", strconv.Itoa(c.PageConcurrency)}, {"ROCKETY_RATE_LIMIT", strconv.FormatFloat(c.RateLimit, 'f', -1, 64)},
 		{"NATS_URL", redactURL(nats)}, {"NATS_CREDS", c.NATS.Creds}, {"NATS_NKEY_SEED_FILE", c.NATS.NKeySeedFile},
 		{"NATS_USER", c.NATS.User}, {"NATS_PASSWORD", secret(c.NATS.Password)}, {"NATS_TOKEN", secret(c.NATS.Token)},
