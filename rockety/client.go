@@ -62,7 +62,7 @@ type Client struct {
 	userAgent string
 	limiter   *rate.Limiter
 
-	pageSize        int
+	pageSize int
 	// pageSizeGranted: the API decides the page size (WithMaxPageSize).
 	pageSizeGranted bool
 	pageConcurrency int
