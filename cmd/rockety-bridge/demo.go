@@ -190,17 +190,18 @@ func exampleTask(s *sim.Server) string {
 }
 
 // printCommandHelp shows how to send a command by hand, with this tool and
-// with the nats CLI, in an order in which the result cannot be missed.
+// with the nats CLI. The CLI reads the result from the stream rather than
+// subscribing to it live, so sending first cannot miss it.
 func printCommandHelp(w io.Writer, s events.Subjects, natsURL, id string) {
 	const cid = "c-1"
 	resultSubject := s.Result("tasks", string(events.ActionUpdate), cid)
 	fmt.Fprintf(w, "Send a command by hand (task %s exists now; any task id the view shows will do):\n", id)
 	fmt.Fprintf(w, "  NATS_URL=%s go run ./cmd/rockety-bridge command tasks update %s '{\"status\":\"done\"}'\n", natsURL, id)
-	fmt.Fprintf(w, "  or with the nats CLI, the result's subscription first (it waits for one), then the command:\n")
-	fmt.Fprintf(w, "    nats sub '%s' --count 1 --server %s\n", resultSubject, natsURL)
-	fmt.Fprintf(w, "    nats pub %s '{\"id\":\"%s\",\"data\":{\"status\":\"done\"}}' -H Nats-Msg-Id:%s --server %s\n",
+	fmt.Fprintf(w, "  or with the nats CLI: send it, then read its result from the stream (the sub waits if it is not there yet):\n")
+	fmt.Fprintf(w, "    nats pub --jetstream %s '{\"id\":\"%s\",\"data\":{\"status\":\"done\"}}' -H Nats-Msg-Id:%s --server %s\n",
 		s.Command("tasks", events.ActionUpdate), id, cid, natsURL)
-	fmt.Fprintf(w, "  and its stored result, at any time later:\n")
+	fmt.Fprintf(w, "    nats sub '%s' --last --count 1 --server %s\n", resultSubject, natsURL)
+	fmt.Fprintf(w, "  or:\n")
 	fmt.Fprintf(w, "    nats stream get %s --last-for %s --server %s\n", s.EventsStream(), resultSubject, natsURL)
 }
 

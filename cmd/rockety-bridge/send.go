@@ -153,8 +153,8 @@ func parseCommand(args []string) (command.Request, error) {
 	switch action {
 	case events.ActionCreate:
 		if len(rest) != 1 {
-			return req, fmt.Errorf(`command: create takes the new item's fields as one JSON object and no id, got %d arguments; `+
-				`e.g. rockety-bridge command %s create '{"title":"Write the release notes"}'`, len(rest), resource)
+			return req, fmt.Errorf(`command: create takes the new item's fields as one JSON object and no id, got %s; `+
+				`e.g. rockety-bridge command %s create '{"title":"Write the release notes"}'`, arguments(len(rest)), resource)
 		}
 		data, err := jsonObject(rest[0])
 		if err != nil {
@@ -163,8 +163,8 @@ func parseCommand(args []string) (command.Request, error) {
 		req.Command.Data = data
 	case events.ActionUpdate:
 		if len(rest) != 2 {
-			return req, fmt.Errorf(`command: update takes the item's id and the fields to change as one JSON object, got %d arguments; `+
-				`e.g. rockety-bridge command %s update 42 '{"status":"done"}' (quote the JSON for the shell)`, len(rest), resource)
+			return req, fmt.Errorf(`command: update takes the item's id and the fields to change as one JSON object, got %s; `+
+				`e.g. rockety-bridge command %s update 42 '{"status":"done"}' (quote the JSON for the shell)`, arguments(len(rest)), resource)
 		}
 		data, err := jsonObject(rest[1])
 		if err != nil {
@@ -173,8 +173,8 @@ func parseCommand(args []string) (command.Request, error) {
 		req.Command.ID, req.Command.Data = rockety.ID(rest[0]), data
 	case events.ActionDelete:
 		if len(rest) != 1 {
-			return req, fmt.Errorf("command: delete takes the item's id only, got %d arguments; e.g. rockety-bridge command %s delete 42",
-				len(rest), resource)
+			return req, fmt.Errorf("command: delete takes the item's id only, got %s; e.g. rockety-bridge command %s delete 42",
+				arguments(len(rest)), resource)
 		}
 		req.Command.ID = rockety.ID(rest[0])
 	default:
@@ -184,6 +184,13 @@ func parseCommand(args []string) (command.Request, error) {
 		return req, fmt.Errorf("command: %s needs an item id, %s", action, example)
 	}
 	return req, nil
+}
+
+func arguments(n int) string {
+	if n == 1 {
+		return "1 argument"
+	}
+	return fmt.Sprintf("%d arguments", n)
 }
 
 // jsonObject checks that s is one JSON object: the API takes nothing else
