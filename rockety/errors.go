@@ -80,6 +80,9 @@ func (e *APIError) hint() string {
 	case http.StatusForbidden:
 		return "the token is valid but may not do this; check the token's permissions in Rockety"
 	case http.StatusNotFound:
+		if path, _, _ := strings.Cut(e.Path, "?"); strings.Count(strings.Trim(path, "/"), "/") > 0 {
+			return "no such item: it does not exist, or was deleted"
+		}
 		return "check the resource name (ROCKETY_RESOURCES) and ROCKETY_API_URL"
 	case http.StatusTooManyRequests:
 		if e.RetryAfter > 0 {

@@ -398,6 +398,9 @@ Usage:
   rockety-bridge [run]          poll Rockety and serve commands, configured by the environment
   rockety-bridge demo           everything in one process: NATS, a simulated Rockety, the bridge and a live view
   rockety-bridge tail [filter]  print events from the stream (NATS_URL), e.g. tail tasks.updated
+  rockety-bridge command <resource> <action> [id] [json]
+                                send one command through NATS (NATS_URL) and print its result,
+                                e.g. command tasks update 42 '{"status":"done"}'
   rockety-bridge config         print the effective configuration, secrets redacted
   rockety-bridge -version       print the version
 
