@@ -1,14 +1,15 @@
-package poller
+package plan
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"unicode/utf8"
 )
 
-// seed is fixed for the life of the process: every hash the poller compares
+// seed is fixed for the life of the process: every hash the bridge compares
 // (of items loaded from the mirror and of items just fetched) is made in the
 // same process, so hashes never need to survive a restart.
 var seed = maphash.MakeSeed()
@@ -24,22 +25,26 @@ type hasher struct{}
 
 func newHasher() *hasher { return &hasher{} }
 
-// rawHash hashes the bytes as they are: equal bytes are certainly the same
+// Hash is the hash of raw's canonical JSON (rule 2 of change detection:
+// key order and whitespace never make an update). raw must be valid JSON.
+func Hash(raw []byte) (uint64, error) { return newHasher().Sum(raw) }
+
+// RawHash hashes the bytes as they are: equal bytes are certainly the same
 // item state, and this is far cheaper than the canonical hash.
-func rawHash(b []byte) uint64 { return maphash.Bytes(seed, b) }
+func RawHash(b []byte) uint64 { return maphash.Bytes(seed, b) }
 
 // Sum hashes raw, which must be valid JSON.
 func (hs *hasher) Sum(raw []byte) (uint64, error) {
 	i := skipSpace(raw, 0)
 	if i >= len(raw) {
-		return 0, fmt.Errorf("poller: empty JSON")
+		return 0, fmt.Errorf("plan: empty JSON")
 	}
 	h, end, err := hs.value(raw, i)
 	if err != nil {
 		return 0, err
 	}
 	if skipSpace(raw, end) != len(raw) {
-		return 0, fmt.Errorf("poller: trailing data after JSON value")
+		return 0, fmt.Errorf("plan: trailing data after JSON value")
 	}
 	return h, nil
 }
@@ -69,7 +74,7 @@ func mix(a, b uint64) uint64 {
 
 func (hs *hasher) value(b []byte, i int) (uint64, int, error) {
 	if i >= len(b) {
-		return 0, i, fmt.Errorf("poller: JSON cut short")
+		return 0, i, fmt.Errorf("plan: JSON cut short")
 	}
 	switch c := b[i]; {
 	case c == '{':
@@ -88,7 +93,7 @@ func (hs *hasher) value(b []byte, i int) (uint64, int, error) {
 			h = mix(h, vh)
 			i = skipSpace(b, end)
 			if i >= len(b) {
-				return 0, i, fmt.Errorf("poller: JSON array cut short")
+				return 0, i, fmt.Errorf("plan: JSON array cut short")
 			}
 			if b[i] == ']' {
 				return h, i + 1, nil
@@ -121,7 +126,7 @@ func (hs *hasher) object(b []byte, i int) (uint64, int, error) {
 	}
 	for {
 		if i >= len(b) || b[i] != '"' {
-			return 0, i, fmt.Errorf("poller: JSON object key expected")
+			return 0, i, fmt.Errorf("plan: JSON object key expected")
 		}
 		keyEnd, plain := scanString(b, i)
 		key, err := unquote(b[i:keyEnd], plain)
@@ -138,7 +143,7 @@ func (hs *hasher) object(b []byte, i int) (uint64, int, error) {
 		n++
 		i = skipSpace(b, vEnd)
 		if i >= len(b) {
-			return 0, i, fmt.Errorf("poller: JSON object cut short")
+			return 0, i, fmt.Errorf("plan: JSON object cut short")
 		}
 		if b[i] == '}' {
 			return mix(tagObject^n, sum), i + 1, nil
@@ -151,7 +156,7 @@ func (hs *hasher) object(b []byte, i int) (uint64, int, error) {
 // are any (rare in API data, so the common path allocates nothing).
 func unquote(quoted []byte, plain bool) ([]byte, error) {
 	if len(quoted) < 2 || quoted[len(quoted)-1] != '"' {
-		return nil, fmt.Errorf("poller: JSON string cut short")
+		return nil, fmt.Errorf("plan: JSON string cut short")
 	}
 	inner := quoted[1 : len(quoted)-1]
 	// Invalid UTF-8 takes the slow path too: decoding turns it into U+FFFD,
@@ -161,7 +166,7 @@ func unquote(quoted []byte, plain bool) ([]byte, error) {
 	}
 	var s string
 	if err := json.Unmarshal(quoted, &s); err != nil {
-		return nil, fmt.Errorf("poller: bad JSON string: %w", err)
+		return nil, fmt.Errorf("plan: bad JSON string: %w", err)
 	}
 	return []byte(s), nil
 }
@@ -199,4 +204,44 @@ func skipScalar(b []byte, i int) int {
 		}
 	}
 	return i
+}
+
+// ChangedFields lists the top-level fields that differ between two JSON
+// objects, sorted; a field present in only one of them counts. Key order
+// and formatting inside a field never make it differ.
+func ChangedFields(before, after []byte) ([]string, error) {
+	hs := newHasher()
+	var b, a map[string]json.RawMessage
+	if err := json.Unmarshal(before, &b); err != nil {
+		return nil, fmt.Errorf("before: %w", err)
+	}
+	if err := json.Unmarshal(after, &a); err != nil {
+		return nil, fmt.Errorf("after: %w", err)
+	}
+	var changed []string
+	for k, bv := range b {
+		av, ok := a[k]
+		if !ok {
+			changed = append(changed, k)
+			continue
+		}
+		bh, err := hs.Sum(bv)
+		if err != nil {
+			return nil, err
+		}
+		ah, err := hs.Sum(av)
+		if err != nil {
+			return nil, err
+		}
+		if ah != bh {
+			changed = append(changed, k)
+		}
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			changed = append(changed, k)
+		}
+	}
+	slices.Sort(changed)
+	return changed, nil
 }

@@ -1,8 +1,9 @@
-package poller
+package plan
 
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"testing"
 )
 
@@ -132,5 +133,28 @@ func hasDuplicateKeys(raw []byte) bool {
 				stack[top].expect = true
 			}
 		}
+	}
+}
+
+func TestChangedFields(t *testing.T) {
+	tests := []struct {
+		name, before, after string
+		want                []string
+		wantErr             bool
+	}{
+		{name: "not an object", before: `[1]`, after: `{}`, wantErr: true},
+		{name: "broken after", before: `{}`, after: `{"a":`, wantErr: true},
+		{name: "same", before: `{"a":1,"b":{"x":1,"y":2}}`, after: `{"b":{"y":2,"x":1},"a":1}`},
+		{name: "changed, added and removed", before: `{"a":1,"b":2,"c":3}`, after: `{"a":1,"b":5,"d":4}`, want: []string{"b", "c", "d"}},
+		{name: "nested change names the top field", before: `{"a":{"x":[1,2]}}`, after: `{"a":{"x":[2,1]}}`, want: []string{"a"}},
+		{name: "null is a value", before: `{"a":null}`, after: `{}`, want: []string{"a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ChangedFields([]byte(tt.before), []byte(tt.after))
+			if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
+				t.Errorf("ChangedFields = %v, %v; want %v (error %v)", got, err, tt.want, tt.wantErr)
+			}
+		})
 	}
 }

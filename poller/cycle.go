@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/rockety"
 )
 
@@ -83,7 +84,7 @@ func (c *cycle) traverse() error {
 			c.stats.Total = page.Meta.Total
 		}
 		p.mu.Lock()
-		changes, dupes, err := p.ix.Diff(p.hs, p.cycle, page.Items)
+		changes, dupes, err := p.ix.Diff(p.cycle, page.Items)
 		p.mu.Unlock()
 		if err != nil {
 			return finish(fmt.Errorf("%w: %s page %d: %w", ErrIncomplete, res, page.Number, err))
@@ -187,7 +188,7 @@ func (c *cycle) publish(batch []Change) error {
 		e := events.Event{Resource: p.cfg.Resource, Op: op, ID: ch.ID, Revision: events.ChangeRevision(ch.Replaced),
 			After: ch.Raw, DetectedAt: p.deps.Now().UTC()}
 		if op == events.OpUpdated {
-			changed, err := ChangedFields(before, ch.Raw)
+			changed, err := plan.ChangedFields(before, ch.Raw)
 			if err != nil || len(changed) == 0 {
 				// Nothing a subscriber could see changed (or the stored
 				// state is unreadable): store the new state silently.
@@ -318,7 +319,7 @@ func (c *cycle) deletes() error {
 	// Items the paging missed are still there: publish their updates, if
 	// any, like any other.
 	p.mu.Lock()
-	changes, _, derr := p.ix.Diff(p.hs, p.cycle, back)
+	changes, _, derr := p.ix.Diff(p.cycle, back)
 	p.mu.Unlock()
 	if derr == nil {
 		derr = c.add(changes)

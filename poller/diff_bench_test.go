@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/rockety"
 )
 
@@ -30,7 +31,6 @@ func benchItems(n int, variant string) []rockety.Item {
 // tracked item.
 func BenchmarkDiff(b *testing.B) {
 	const n = 1_000_000
-	hs := newHasher()
 	known := benchItems(n, "v1")
 	current := benchItems(n, "v1")
 	changedItems := benchItems(n, "v2")
@@ -46,11 +46,11 @@ func BenchmarkDiff(b *testing.B) {
 	runtime.ReadMemStats(&before)
 	ix := NewIndex(0)
 	for _, it := range known {
-		h, err := hs.Sum(it.Raw)
+		h, err := plan.Hash(it.Raw)
 		if err != nil {
 			b.Fatal(err)
 		}
-		ix.Load(string(it.ID), h, rawHash(it.Raw), uint64(len(it.ID)), false)
+		ix.Load(string(it.ID), h, plan.RawHash(it.Raw), uint64(len(it.ID)), false)
 	}
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -65,7 +65,7 @@ func BenchmarkDiff(b *testing.B) {
 		cycle := uint32(i + 1)
 		changed := 0
 		for p := 0; p < n; p += 100 {
-			changes, _, err := ix.Diff(hs, cycle, current[p:p+100])
+			changes, _, err := ix.Diff(cycle, current[p:p+100])
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -99,12 +99,11 @@ func rss() int64 {
 
 // BenchmarkCanonicalHash hashes one ~300-byte item.
 func BenchmarkCanonicalHash(b *testing.B) {
-	hs := newHasher()
 	it := benchItems(1, "v1")[0]
 	b.SetBytes(int64(len(it.Raw)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := hs.Sum(it.Raw); err != nil {
+		if _, err := plan.Hash(it.Raw); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/rockety"
 )
 
@@ -230,7 +231,7 @@ type Change struct {
 //	7 live, hash(t:a), r5   {"t":"a","id":7}       nothing (key order)
 //	7 live, hash(t:a), r5   {"id":7,"t":"b"}       updated 7, replaces 5
 //	7 seen this cycle       {"id":7,...}           skipped, dupes+1
-func (ix *Index) Diff(hs *hasher, cycle uint32, items []rockety.Item) (changes []Change, dupes int, err error) {
+func (ix *Index) Diff(cycle uint32, items []rockety.Item) (changes []Change, dupes int, err error) {
 	for _, it := range items {
 		id := string(it.ID)
 		e, known := ix.get(id)
@@ -242,12 +243,12 @@ func (ix *Index) Diff(hs *hasher, cycle uint32, items []rockety.Item) (changes [
 		if !known {
 			e.setDead(true) // a new id counts as absent until its state is committed
 		}
-		raw := rawHash(it.Raw)
+		raw := plan.RawHash(it.Raw)
 		if !e.dead() && e.raw == raw {
 			ix.put(id, e)
 			continue
 		}
-		h, err := hs.Sum(it.Raw)
+		h, err := plan.Hash(it.Raw)
 		if err != nil {
 			return changes, dupes, fmt.Errorf("item %s: %w", id, err)
 		}
@@ -308,42 +309,3 @@ func (ix *Index) Missing(cycle uint32) []Suspect {
 	return out
 }
 
-// ChangedFields lists the top-level fields that differ between two JSON
-// objects, sorted; a field present in only one of them counts. Key order
-// and formatting inside a field never make it differ.
-func ChangedFields(before, after []byte) ([]string, error) {
-	hs := newHasher()
-	var b, a map[string]json.RawMessage
-	if err := json.Unmarshal(before, &b); err != nil {
-		return nil, fmt.Errorf("before: %w", err)
-	}
-	if err := json.Unmarshal(after, &a); err != nil {
-		return nil, fmt.Errorf("after: %w", err)
-	}
-	var changed []string
-	for k, bv := range b {
-		av, ok := a[k]
-		if !ok {
-			changed = append(changed, k)
-			continue
-		}
-		bh, err := hs.Sum(bv)
-		if err != nil {
-			return nil, err
-		}
-		ah, err := hs.Sum(av)
-		if err != nil {
-			return nil, err
-		}
-		if ah != bh {
-			changed = append(changed, k)
-		}
-	}
-	for k := range a {
-		if _, ok := b[k]; !ok {
-			changed = append(changed, k)
-		}
-	}
-	slices.Sort(changed)
-	return changed, nil
-}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/rockety"
 )
 
@@ -191,7 +192,6 @@ var ErrIncomplete = errors.New("poller: incomplete traversal")
 type Poller struct {
 	cfg  Config
 	deps Deps
-	hs   *hasher
 
 	// mu guards ix: a cycle diffs pages while the changes it found
 	// earlier are published and committed in the background.
@@ -221,7 +221,7 @@ func New(cfg Config, deps Deps) (*Poller, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Poller{cfg: cfg, deps: deps, hs: newHasher(), ix: NewIndex(0)}, nil
+	return &Poller{cfg: cfg, deps: deps, ix: NewIndex(0)}, nil
 }
 
 // Resource is the polled resource.
@@ -411,9 +411,9 @@ func (p *Poller) refreshLocked(s Stored) {
 // that is not JSON (the bridge never writes one) gets a canonical hash of
 // 0, which no item matches, so the next cycle stores the item afresh.
 func (p *Poller) hashes(value []byte) (canonical, raw uint64) {
-	h, err := p.hs.Sum(value)
+	h, err := plan.Hash(value)
 	if err != nil {
 		h = 0
 	}
-	return h, rawHash(value)
+	return h, plan.RawHash(value)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rockety-io/rockety-bridge/consumer"
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety"
@@ -96,7 +97,7 @@ func (w WriteThrough) written(ctx context.Context, req consumer.Request, resp ro
 		if bytes.Equal(s.Value, value) {
 			return nil
 		}
-		changed, err := poller.ChangedFields(s.Value, value)
+		changed, err := plan.ChangedFields(s.Value, value)
 		if err != nil {
 			return err
 		}
