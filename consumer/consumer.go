@@ -76,8 +76,8 @@ type Config struct {
 	// is told to stop; then they are cut short and left unacknowledged, so
 	// they are delivered again (and recognised) later. Zero is 10s.
 	ShutdownGrace time.Duration
-	Replicas   int
-	Observer   Observer
+	Replicas      int
+	Observer      Observer
 	// Reprovision, when set, recreates the streams (the commands stream was
 	// deleted under the bridge, say) before the consumer is created again.
 	Reprovision func(ctx context.Context) error

@@ -308,4 +308,3 @@ func (ix *Index) Missing(cycle uint32) []Suspect {
 	})
 	return out
 }
-
