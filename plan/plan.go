@@ -1,0 +1,260 @@
+// Package plan decides every change event the bridge publishes. It holds
+// the state types that the poller, the publisher and the command consumer
+// share (what the mirror stores for an item, what is written to it, what a
+// write committed, an event with its id) and one pure rule, Decide: from an
+// item's stored state and one observation of it, the event to publish and
+// the write that follows it. No I/O, no logging, no metrics: callers fetch
+// and store, and move data to and from Decide.
+//
+// The rule, one row per outcome (r is the stored revision, A the stored
+// state, "same" means equal canonical JSON, rule 2 of DESIGN.md):
+//
+//	stored     observation              outcome       event                           write
+//	---------  -----------------------  ------------  ------------------------------  ---------
+//	none/gone  listed B                 Created       created, after B, rev r+1       B at r
+//	live A     listed B, not same       Updated       updated, A → B, changed fields  B at r
+//	live A     listed A, same bytes     Unchanged     —                               —
+//	live A     listed A', same, new     Reformatted   — (nothing a subscriber sees)   A' at r
+//	           bytes (key order only)
+//	none/gone  listed B, first sync     Baseline      — (BRIDGE_INITIAL_SYNC=baseline) B at r
+//	any        listed B, first sync,    Snapshot      snapshot, after B, rev r+1      B at r
+//	           not the stored state     (snapshot)
+//	live A     gone (a confirmed 404)   Deleted       deleted, before A, rev r+1      delete at r
+//	none/gone  gone                     Unchanged     —                               —
+//	rev ≠ r    gone, suspected at r     Stale         — (judged again next cycle)     —
+//	rev r      replayed event of rev    Recovered     — (published before a stop)     its state at r
+//	           r+1 that fits the state
+//	other      replayed event           Unchanged     — (committed already, or        —
+//	                                                  superseded)
+//
+// A command's successful write is an observation like a poll's: its
+// answer is a listed item, a delete is gone. After publishing, an event
+// that JetStream drops as a duplicate may carry another state than ours
+// (a command's write-through raced a cycle): Adopt turns the write into
+// the state of the stored event, so the item's events stay one chain.
+package plan
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/rockety-io/rockety-bridge/events"
+)
+
+// State is what the mirror (KV ROCKETY_STATE) holds for one item.
+type State struct {
+	ID string
+	// Value is the item's JSON as the API returned it; nil when deleted or
+	// never stored.
+	Value []byte
+	// Revision is the mirror revision: of the delete marker for a deleted
+	// item, 0 for an item never stored. It only grows, across deletes too.
+	Revision uint64
+	Deleted  bool
+}
+
+// Live reports whether the item exists as far as the mirror knows.
+func (s State) Live() bool { return s.Revision != 0 && !s.Deleted }
+
+// Write is one compare-and-set change of the mirror: Value nil deletes.
+// LastRevision is the revision it replaces, the one an event id is made of.
+type Write struct {
+	ID           string
+	Value        []byte
+	LastRevision uint64
+}
+
+// Committed is the outcome of one Write.
+type Committed struct {
+	Revision uint64
+	// Conflict: another writer got there first; nothing was written.
+	Conflict bool
+}
+
+// Outgoing is an event to publish with its id (Nats-Msg-Id).
+type Outgoing struct {
+	EventID string
+	Event   events.Event
+}
+
+// Kind says what an observation is.
+type Kind int
+
+// The observations.
+const (
+	// Listed: the item as the API returns it now (a page of a traversal,
+	// a confirmation GET that found it, or a command's answer).
+	Listed Kind = iota + 1
+	// Gone: the API confirmed the item does not exist (404), or a command
+	// deleted it.
+	Gone
+	// Replayed: an event the bridge published before it stopped, read back
+	// from the events stream.
+	Replayed
+)
+
+// Sync says how a listed item is recorded.
+type Sync int
+
+// The ways to record a listed item.
+const (
+	// Live is every cycle after the first: changes are events.
+	Live Sync = iota
+	// FirstBaseline records the current state silently
+	// (BRIDGE_INITIAL_SYNC=baseline).
+	FirstBaseline
+	// FirstSnapshot publishes one snapshot event per item
+	// (BRIDGE_INITIAL_SYNC=snapshot).
+	FirstSnapshot
+)
+
+// Observation is one look at an item.
+type Observation struct {
+	Kind Kind
+	// Value is the listed item's JSON (Listed).
+	Value []byte
+	// Sync is how a listed item is recorded (Listed).
+	Sync Sync
+	// Suspected is the revision at which a Gone item was last seen live: a
+	// stored revision that moved on since then means someone else stored a
+	// newer state, which is judged again rather than deleted. 0 accepts
+	// any stored revision (a command's delete).
+	Suspected uint64
+	// Event is the replayed event (Replayed).
+	Event events.Event
+}
+
+// Outcome names a row of the rule.
+type Outcome string
+
+// The outcomes, one per row of the package comment's table.
+const (
+	Unchanged   Outcome = "unchanged"
+	Created     Outcome = "created"
+	Updated     Outcome = "updated"
+	Reformatted Outcome = "reformatted"
+	Baseline    Outcome = "baseline"
+	Snapshot    Outcome = "snapshot"
+	Deleted     Outcome = "deleted"
+	Stale       Outcome = "stale"
+	Recovered   Outcome = "recovered"
+)
+
+// Decision is what to do about one observation: publish Event (when set),
+// then, once JetStream acknowledged it, apply Write (when set). A Write
+// without an Event is stored at once.
+type Decision struct {
+	Outcome Outcome
+	Event   *Outgoing
+	Write   *Write
+}
+
+// Decide applies the rule to one item of resource: stored is what the
+// mirror holds for it (State{ID: id} when nothing), obs what was seen now.
+// now stamps the event's detected_at.
+func Decide(resource string, stored State, obs Observation, now time.Time) Decision {
+	switch obs.Kind {
+	case Listed:
+		return listed(resource, stored, obs, now)
+	case Gone:
+		return gone(resource, stored, obs, now)
+	case Replayed:
+		return replayed(stored, obs.Event)
+	}
+	return Decision{Outcome: Unchanged}
+}
+
+func listed(resource string, s State, obs Observation, now time.Time) Decision {
+	write := &Write{ID: s.ID, Value: obs.Value, LastRevision: s.Revision}
+	live := s.Live()
+	var changed []string
+	if live && s.Value != nil {
+		if bytes.Equal(s.Value, obs.Value) {
+			return Decision{Outcome: Unchanged}
+		}
+		var err error
+		changed, err = ChangedFields(s.Value, obs.Value)
+		if err == nil && len(changed) == 0 {
+			return Decision{Outcome: Reformatted, Write: write}
+		}
+		// A stored state that is not JSON (the bridge never writes one)
+		// is overwritten silently rather than reported.
+		if err != nil {
+			return Decision{Outcome: Reformatted, Write: write}
+		}
+	}
+	switch {
+	case obs.Sync == FirstBaseline:
+		return Decision{Outcome: Baseline, Write: write}
+	case obs.Sync == FirstSnapshot:
+		return Decision{Outcome: Snapshot, Event: event(resource, events.OpSnapshot, s, nil, obs.Value, nil, now), Write: write}
+	case !live:
+		return Decision{Outcome: Created, Event: event(resource, events.OpCreated, s, nil, obs.Value, nil, now), Write: write}
+	case s.Value == nil:
+		// Live without a stored state to compare (the caller did not read
+		// it): no update can say what changed, so the state is stored.
+		return Decision{Outcome: Reformatted, Write: write}
+	}
+	return Decision{Outcome: Updated, Event: event(resource, events.OpUpdated, s, s.Value, obs.Value, changed, now), Write: write}
+}
+
+func gone(resource string, s State, obs Observation, now time.Time) Decision {
+	if obs.Suspected != 0 && s.Revision != obs.Suspected {
+		return Decision{Outcome: Stale}
+	}
+	if !s.Live() {
+		return Decision{Outcome: Unchanged}
+	}
+	return Decision{Outcome: Deleted, Event: event(resource, events.OpDeleted, s, s.Value, nil, nil, now),
+		Write: &Write{ID: s.ID, LastRevision: s.Revision}}
+}
+
+// replayed finishes the commit of an event published before a stop: it is
+// the next change of its item exactly when it replaces the stored revision
+// and fits the stored state (a create or snapshot of an item that is not
+// live, an update or delete of one that is).
+func replayed(s State, e events.Event) Decision {
+	if e.ID != s.ID || e.Revision != events.ChangeRevision(s.Revision) {
+		return Decision{Outcome: Unchanged}
+	}
+	live := s.Live()
+	switch e.Op {
+	case events.OpCreated, events.OpSnapshot:
+		if live {
+			return Decision{Outcome: Unchanged}
+		}
+	case events.OpUpdated, events.OpDeleted:
+		if !live {
+			return Decision{Outcome: Unchanged}
+		}
+	default:
+		return Decision{Outcome: Unchanged}
+	}
+	return Decision{Outcome: Recovered, Write: &Write{ID: s.ID, Value: e.After, LastRevision: s.Revision}}
+}
+
+// event builds the event that replaces the stored revision: its revision
+// is that plus one, and its id is a function of (resource, id, op, the
+// replaced revision), so a republish repeats it and A→B→A→B does not.
+func event(resource string, op events.Op, s State, before, after json.RawMessage, changed []string, now time.Time) *Outgoing {
+	e := events.Event{Resource: resource, Op: op, ID: s.ID, Revision: events.ChangeRevision(s.Revision),
+		Before: before, After: after, Changed: changed, DetectedAt: now.UTC()}
+	return &Outgoing{EventID: events.EventID(resource, s.ID, op, s.Revision), Event: e}
+}
+
+// Adopt turns w, whose event JetStream dropped as a duplicate, into the
+// state of the event it stored before (stored): subscribers saw that one,
+// not ours. It is this bridge's own from before a crash (the same state,
+// perhaps formatted otherwise) or a command's write-through that raced a
+// cycle (another state). Storing its state keeps the item's events a
+// chain; the next cycle reports whatever differs from it now.
+func Adopt(resource string, w Write, stored events.Event) (Write, error) {
+	if stored.Resource != resource || stored.ID != w.ID {
+		return w, fmt.Errorf("plan: the stored event is of %s %s, not of %s %s, yet has the same id",
+			stored.Resource, stored.ID, resource, w.ID)
+	}
+	w.Value = stored.After // nil for a delete
+	return w, nil
+}

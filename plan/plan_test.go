@@ -1,0 +1,195 @@
+package plan_test
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/plan"
+)
+
+// TestDecide has one case per row of the package comment's table, and a
+// few edges of each.
+func TestDecide(t *testing.T) {
+	const res = "tasks"
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.FixedZone("CET", 3600))
+	a := []byte(`{"id":1,"title":"old","status":"open"}`)
+	aReordered := []byte(`{"status":"open","id":1,"title":"old"}`)
+	b := []byte(`{"id":1,"title":"new","status":"open"}`)
+	none := plan.State{ID: "1"}
+	liveA := plan.State{ID: "1", Value: a, Revision: 7}
+	gone := plan.State{ID: "1", Revision: 9, Deleted: true}
+	replay := func(op events.Op, rev uint64, after []byte) plan.Observation {
+		return plan.Observation{Kind: plan.Replayed, Event: events.Event{Resource: res, Op: op, ID: "1", Revision: rev, After: after}}
+	}
+	tests := []struct {
+		name        string
+		stored      plan.State
+		obs         plan.Observation
+		outcome     plan.Outcome
+		op          events.Op // "" when no event
+		replaced    uint64    // the revision the event and the write replace
+		before      []byte
+		changed     []string
+		writeValue  []byte
+		noWrite     bool
+		deleteWrite bool
+	}{
+		{name: "created: never stored", stored: none, obs: plan.Observation{Kind: plan.Listed, Value: b},
+			outcome: plan.Created, op: events.OpCreated, replaced: 0, writeValue: b},
+		{name: "created again after a delete replaces the marker's revision", stored: gone, obs: plan.Observation{Kind: plan.Listed, Value: b},
+			outcome: plan.Created, op: events.OpCreated, replaced: 9, writeValue: b},
+		{name: "updated", stored: liveA, obs: plan.Observation{Kind: plan.Listed, Value: b},
+			outcome: plan.Updated, op: events.OpUpdated, replaced: 7, before: a, changed: []string{"title"}, writeValue: b},
+		{name: "updated: a field added and one removed", stored: liveA,
+			obs:     plan.Observation{Kind: plan.Listed, Value: []byte(`{"id":1,"title":"old","due":"2027-01-01"}`)},
+			outcome: plan.Updated, op: events.OpUpdated, replaced: 7, before: a, changed: []string{"due", "status"},
+			writeValue: []byte(`{"id":1,"title":"old","due":"2027-01-01"}`)},
+		{name: "unchanged: the same bytes", stored: liveA, obs: plan.Observation{Kind: plan.Listed, Value: a},
+			outcome: plan.Unchanged, noWrite: true},
+		{name: "key order only: stored silently", stored: liveA, obs: plan.Observation{Kind: plan.Listed, Value: aReordered},
+			outcome: plan.Reformatted, replaced: 7, writeValue: aReordered},
+		{name: "a stored state that is not JSON is overwritten silently", stored: plan.State{ID: "1", Value: []byte("garbage"), Revision: 7},
+			obs: plan.Observation{Kind: plan.Listed, Value: b}, outcome: plan.Reformatted, replaced: 7, writeValue: b},
+		{name: "first sync, baseline: stored silently", stored: none, obs: plan.Observation{Kind: plan.Listed, Value: b, Sync: plan.FirstBaseline},
+			outcome: plan.Baseline, replaced: 0, writeValue: b},
+		{name: "first sync, snapshot", stored: none, obs: plan.Observation{Kind: plan.Listed, Value: b, Sync: plan.FirstSnapshot},
+			outcome: plan.Snapshot, op: events.OpSnapshot, replaced: 0, writeValue: b},
+		{name: "first sync, snapshot of a state already stored: nothing", stored: liveA,
+			obs: plan.Observation{Kind: plan.Listed, Value: a, Sync: plan.FirstSnapshot}, outcome: plan.Unchanged, noWrite: true},
+		{name: "first sync, snapshot over an older stored state", stored: liveA,
+			obs: plan.Observation{Kind: plan.Listed, Value: b, Sync: plan.FirstSnapshot}, outcome: plan.Snapshot, op: events.OpSnapshot,
+			replaced: 7, writeValue: b},
+		{name: "deleted: a confirmed 404", stored: liveA, obs: plan.Observation{Kind: plan.Gone, Suspected: 7},
+			outcome: plan.Deleted, op: events.OpDeleted, replaced: 7, before: a, deleteWrite: true},
+		{name: "deleted by a command (any revision)", stored: liveA, obs: plan.Observation{Kind: plan.Gone},
+			outcome: plan.Deleted, op: events.OpDeleted, replaced: 7, before: a, deleteWrite: true},
+		{name: "gone and not live: nothing", stored: gone, obs: plan.Observation{Kind: plan.Gone}, outcome: plan.Unchanged, noWrite: true},
+		{name: "gone, but someone stored a newer state since: judged again", stored: liveA,
+			obs: plan.Observation{Kind: plan.Gone, Suspected: 5}, outcome: plan.Stale, noWrite: true},
+		{name: "replayed create of a new item: recovered", stored: none, obs: replay(events.OpCreated, 1, b),
+			outcome: plan.Recovered, replaced: 0, writeValue: b},
+		{name: "replayed update: recovered", stored: liveA, obs: replay(events.OpUpdated, 8, b),
+			outcome: plan.Recovered, replaced: 7, writeValue: b},
+		{name: "replayed delete: recovered", stored: liveA, obs: replay(events.OpDeleted, 8, nil),
+			outcome: plan.Recovered, replaced: 7, deleteWrite: true},
+		{name: "replayed snapshot after a delete: recovered", stored: gone, obs: replay(events.OpSnapshot, 10, b),
+			outcome: plan.Recovered, replaced: 9, writeValue: b},
+		{name: "replayed event already committed", stored: liveA, obs: replay(events.OpUpdated, 7, b),
+			outcome: plan.Unchanged, noWrite: true},
+		{name: "replayed event superseded", stored: liveA, obs: replay(events.OpUpdated, 3, b), outcome: plan.Unchanged, noWrite: true},
+		{name: "replayed create of a live item does not fit", stored: liveA, obs: replay(events.OpCreated, 8, b),
+			outcome: plan.Unchanged, noWrite: true},
+		{name: "replayed update of a deleted item does not fit", stored: gone, obs: replay(events.OpUpdated, 10, b),
+			outcome: plan.Unchanged, noWrite: true},
+		{name: "an unknown observation does nothing", stored: liveA, obs: plan.Observation{}, outcome: plan.Unchanged, noWrite: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := plan.Decide(res, tt.stored, tt.obs, now)
+			if d.Outcome != tt.outcome {
+				t.Fatalf("outcome %q, want %q", d.Outcome, tt.outcome)
+			}
+			if tt.op == "" {
+				if d.Event != nil {
+					t.Errorf("event %+v, want none", d.Event)
+				}
+			} else {
+				checkEvent(t, d.Event, res, tt.op, tt.replaced, tt.before, tt.changed, now)
+				if tt.op != events.OpDeleted && string(d.Event.Event.After) != string(tt.writeValue) {
+					t.Errorf("after %s, want %s", d.Event.Event.After, tt.writeValue)
+				}
+			}
+			switch {
+			case tt.noWrite:
+				if d.Write != nil {
+					t.Errorf("write %+v, want none", d.Write)
+				}
+			case d.Write == nil:
+				t.Fatal("no write")
+			case d.Write.ID != "1" || d.Write.LastRevision != tt.replaced:
+				t.Errorf("write %+v, want id 1 replacing %d", d.Write, tt.replaced)
+			case tt.deleteWrite && d.Write.Value != nil:
+				t.Errorf("write value %s, want a delete", d.Write.Value)
+			case !tt.deleteWrite && string(d.Write.Value) != string(tt.writeValue):
+				t.Errorf("write value %s, want %s", d.Write.Value, tt.writeValue)
+			}
+		})
+	}
+}
+
+func checkEvent(t *testing.T, o *plan.Outgoing, res string, op events.Op, replaced uint64, before []byte, changed []string, now time.Time) {
+	t.Helper()
+	if o == nil {
+		t.Fatalf("no event, want %s", op)
+	}
+	e := o.Event
+	if e.Resource != res || e.Op != op || e.ID != "1" || e.Revision != replaced+1 || !e.DetectedAt.Equal(now) ||
+		e.DetectedAt.Location() != time.UTC || string(e.Before) != string(before) || !slices.Equal(e.Changed, changed) {
+		t.Errorf("event %+v; want %s of revision %d, before %s, changed %v", e, op, replaced+1, before, changed)
+	}
+	if o.EventID != events.EventID(res, "1", op, replaced) {
+		t.Errorf("event id %s is not the id of (%s, 1, %s, %d)", o.EventID, res, op, replaced)
+	}
+	body, _ := json.Marshal(e)
+	msg, err := events.NewMsg(events.MustSubjects("rockety"), "https://app.rockety.io/api/v1", o.EventID, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := events.Decode(msg); err != nil {
+		t.Errorf("the event does not decode as a change event: %v (%s)", err, body)
+	}
+}
+
+// TestEventIDsOfARoundTrip: A→B→A→B gives three events with three ids; a
+// republish of one repeats its id.
+func TestEventIDsOfARoundTrip(t *testing.T) {
+	now := time.Now()
+	a, b := []byte(`{"id":1,"v":"a"}`), []byte(`{"id":1,"v":"b"}`)
+	s := plan.State{ID: "1", Value: a, Revision: 1}
+	seen := map[string]bool{}
+	for i, next := range [][]byte{b, a, b} {
+		d := plan.Decide("tasks", s, plan.Observation{Kind: plan.Listed, Value: next}, now)
+		if d.Event == nil || seen[d.Event.EventID] {
+			t.Fatalf("change %d: %+v", i, d)
+		}
+		again := plan.Decide("tasks", s, plan.Observation{Kind: plan.Listed, Value: next}, now)
+		if again.Event.EventID != d.Event.EventID {
+			t.Errorf("change %d: a republish has another id", i)
+		}
+		seen[d.Event.EventID] = true
+		s = plan.State{ID: "1", Value: next, Revision: s.Revision + 1}
+	}
+}
+
+// TestAdopt: a duplicate acknowledgement with another state stores the
+// state of the event that JetStream kept (the write-through's C, not the
+// cycle's D), or the delete it said.
+func TestAdopt(t *testing.T) {
+	w := plan.Write{ID: "1", Value: []byte(`{"v":"D"}`), LastRevision: 4}
+	tests := []struct {
+		name    string
+		stored  events.Event
+		want    string
+		wantErr bool
+	}{
+		{"write-through duplicate with another state", events.Event{Resource: "tasks", ID: "1", Op: events.OpUpdated, After: json.RawMessage(`{"v":"C"}`)}, `{"v":"C"}`, false},
+		{"the same state from before a crash", events.Event{Resource: "tasks", ID: "1", Op: events.OpUpdated, After: json.RawMessage(`{"v":"D"}`)}, `{"v":"D"}`, false},
+		{"a stored delete", events.Event{Resource: "tasks", ID: "1", Op: events.OpDeleted}, "", false},
+		{"another item under the same id", events.Event{Resource: "tasks", ID: "2", Op: events.OpUpdated}, "", true},
+		{"another resource", events.Event{Resource: "users", ID: "1", Op: events.OpUpdated}, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := plan.Adopt("tasks", w, tt.stored)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err %v", err)
+			}
+			if err == nil && (string(got.Value) != tt.want || got.LastRevision != 4 || got.ID != "1") {
+				t.Errorf("Adopt = %+v, want value %s replacing 4", got, tt.want)
+			}
+		})
+	}
+}
