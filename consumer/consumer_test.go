@@ -357,7 +357,7 @@ func TestRestartAfterTheWriteBeforeTheAck(t *testing.T) {
 func TestWriteThroughEventAppearsOnceAndThePollAddsNothing(t *testing.T) {
 	h := newHarness(t, consumer.Allow{"*"})
 	ctx := context.Background()
-	store := app.Mirror{StateStore: h.store}
+	store := h.store
 	p, err := poller.New(poller.Config{Resource: "tasks"}, poller.Deps{Lister: h.client, Mirror: store, Checkpoints: store,
 		Sink: h.sink, Journal: publisher.NewJournal(h.js, subjects)})
 	if err != nil {

@@ -131,18 +131,18 @@ func (c *cycle) flush() error {
 	return c.publish(batch)
 }
 
-// publish publishes a batch of changes and commits those acknowledged.
+// publish decides the event and the write of each change in batch,
+// publishes the events and commits the writes of those acknowledged.
 func (c *cycle) publish(batch []Change) error {
 	p := c.p
-	if !p.synced && p.cfg.InitialSync == SyncBaseline {
-		writes := make([]Write, len(batch))
-		for i, ch := range batch {
-			writes[i] = Write{ID: ch.ID, Value: ch.Raw, LastRevision: ch.Replaced}
-		}
-		return c.commit(writes)
+	sync := plan.Live
+	switch {
+	case !p.synced && p.cfg.InitialSync == SyncBaseline:
+		sync = plan.FirstBaseline
+	case !p.synced:
+		sync = plan.FirstSnapshot
 	}
-
-	var befores []Stored
+	stored := make([]plan.State, len(batch))
 	if p.synced {
 		// The mirror holds the full previous state for `before`, and tells
 		// whether someone else (a command's write-through) stored a newer
@@ -152,53 +152,34 @@ func (c *cycle) publish(batch []Change) error {
 			ids[i] = ch.ID
 		}
 		var err error
-		if befores, err = p.deps.Mirror.Lookup(c.ctx, p.cfg.Resource, ids); err != nil {
+		if stored, err = p.deps.Mirror.Lookup(c.ctx, p.cfg.Resource, ids); err != nil {
 			return err
 		}
-	}
-	out := make([]Outgoing, 0, len(batch))
-	writes := make([]Write, 0, len(batch))
-	for i, ch := range batch {
-		var before []byte
-		if befores != nil {
-			s := befores[i]
-			if s.Revision != ch.Replaced {
-				p.mu.Lock()
+		p.mu.Lock()
+		for i, s := range stored {
+			if s.Revision != batch[i].Replaced {
 				p.refreshLocked(s)
-				rev, live := p.ix.Revision(ch.ID)
-				current := p.ix.hashOf(ch.ID)
-				p.mu.Unlock()
-				if live && current == ch.Hash {
-					continue // the mirror has this state already
-				}
-				ch.Replaced = rev
-				ch.Op = events.OpCreated
-				if live {
-					ch.Op = events.OpUpdated
-				}
-			}
-			if ch.Op == events.OpUpdated {
-				before = s.Value
 			}
 		}
-		op := ch.Op
-		if !p.synced {
-			op = events.OpSnapshot
+		p.mu.Unlock()
+	} else {
+		// The first sync publishes no `before`: what the index loaded is
+		// all it needs to know.
+		for i, ch := range batch {
+			stored[i] = plan.State{ID: ch.ID, Revision: ch.Replaced, Deleted: ch.Op != events.OpUpdated}
 		}
-		e := events.Event{Resource: p.cfg.Resource, Op: op, ID: ch.ID, Revision: events.ChangeRevision(ch.Replaced),
-			After: ch.Raw, DetectedAt: p.deps.Now().UTC()}
-		if op == events.OpUpdated {
-			changed, err := plan.ChangedFields(before, ch.Raw)
-			if err != nil || len(changed) == 0 {
-				// Nothing a subscriber could see changed (or the stored
-				// state is unreadable): store the new state silently.
-				writes = append(writes, Write{ID: ch.ID, Value: ch.Raw, LastRevision: ch.Replaced})
-				continue
-			}
-			e.Before, e.Changed = before, changed
+	}
+	now := p.deps.Now()
+	out := make([]plan.Outgoing, 0, len(batch))
+	writes := make([]plan.Write, 0, len(batch))
+	for i, ch := range batch {
+		d := plan.Decide(p.cfg.Resource, stored[i], plan.Observation{Kind: plan.Listed, Value: ch.Raw, Sync: sync}, now)
+		if d.Event != nil {
+			out = append(out, *d.Event)
 		}
-		out = append(out, Outgoing{EventID: events.EventID(p.cfg.Resource, ch.ID, op, ch.Replaced), Event: e})
-		writes = append(writes, Write{ID: ch.ID, Value: ch.Raw, LastRevision: ch.Replaced})
+		if d.Write != nil {
+			writes = append(writes, *d.Write)
+		}
 	}
 	return c.publishAndCommit(out, writes)
 }
@@ -206,7 +187,7 @@ func (c *cycle) publish(batch []Change) error {
 // publishAndCommit publishes out and commits, for each acknowledged event,
 // its write; writes without an event (silent ones) are committed as well.
 // Writes are matched to events by item id.
-func (c *cycle) publishAndCommit(out []Outgoing, writes []Write) error {
+func (c *cycle) publishAndCommit(out []plan.Outgoing, writes []plan.Write) error {
 	if err := c.p.checkLease(); err != nil {
 		return err
 	}
@@ -251,23 +232,14 @@ func (c *cycle) publishAndCommit(out []Outgoing, writes []Write) error {
 	return errors.Join(pubErr, errors.Join(dupErrs...), c.commit(toCommit))
 }
 
-// storedState turns w into the state that the event stored at seq says,
-// for an event JetStream dropped as a duplicate. Subscribers saw the stored
-// event, not ours: it is this bridge's own from before a crash (the same
-// state, perhaps formatted otherwise), or a command's write-through that
-// raced this cycle (another state). Storing its state keeps the events of
-// the item a chain; the next cycle reports whatever differs from it now.
-func (c *cycle) storedState(w Write, seq uint64) (Write, error) {
+// storedState turns w into the state of the event stored at seq, for an
+// event JetStream dropped as a duplicate (plan.Adopt says why).
+func (c *cycle) storedState(w plan.Write, seq uint64) (plan.Write, error) {
 	e, err := c.p.deps.Journal.Event(c.ctx, seq)
 	if err != nil {
 		return w, fmt.Errorf("poller: reading the event stored at %d, which %s %s repeated: %w", seq, c.p.cfg.Resource, w.ID, err)
 	}
-	if e.Resource != c.p.cfg.Resource || e.ID != w.ID {
-		return w, fmt.Errorf("poller: the event stored at %d is of %s %s, not of %s %s, yet has the same id",
-			seq, e.Resource, e.ID, c.p.cfg.Resource, w.ID)
-	}
-	w.Value = e.After // nil for a delete
-	return w, nil
+	return plan.Adopt(c.p.cfg.Resource, w, e)
 }
 
 func (c *cycle) count(op events.Op) {
@@ -283,7 +255,7 @@ func (c *cycle) count(op events.Op) {
 	}
 }
 
-func (c *cycle) commit(writes []Write) error {
+func (c *cycle) commit(writes []plan.Write) error {
 	if len(writes) == 0 {
 		return nil
 	}
@@ -387,20 +359,19 @@ func (c *cycle) publishDeletes(gone []Suspect) error {
 	if err != nil {
 		return err
 	}
-	out := make([]Outgoing, 0, len(gone))
-	writes := make([]Write, 0, len(gone))
+	now := p.deps.Now()
+	out := make([]plan.Outgoing, 0, len(gone))
+	writes := make([]plan.Write, 0, len(gone))
 	for i, s := range gone {
-		st := stored[i]
-		if st.Revision != s.Rev || st.Deleted {
+		d := plan.Decide(p.cfg.Resource, stored[i], plan.Observation{Kind: plan.Gone, Suspected: s.Rev}, now)
+		if d.Event == nil {
 			p.mu.Lock()
-			p.refreshLocked(st) // someone else stored a newer state; judge it next cycle
+			p.refreshLocked(stored[i]) // someone else stored a newer state; judge it next cycle
 			p.mu.Unlock()
 			continue
 		}
-		e := events.Event{Resource: p.cfg.Resource, Op: events.OpDeleted, ID: s.ID, Revision: events.ChangeRevision(s.Rev),
-			Before: st.Value, DetectedAt: p.deps.Now().UTC()}
-		out = append(out, Outgoing{EventID: events.EventID(p.cfg.Resource, s.ID, events.OpDeleted, s.Rev), Event: e})
-		writes = append(writes, Write{ID: s.ID, LastRevision: s.Rev})
+		out = append(out, *d.Event)
+		writes = append(writes, *d.Write)
 	}
 	return c.publishAndCommit(out, writes)
 }

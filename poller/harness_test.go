@@ -80,8 +80,8 @@ func (h *harness) deps() poller.Deps {
 	store := publisher.NewStateStore(js, h.res.State)
 	return poller.Deps{
 		Lister:      h.client,
-		Mirror:      app.Mirror{StateStore: store},
-		Checkpoints: app.Mirror{StateStore: store},
+		Mirror:      store,
+		Checkpoints: store,
 		Sink:        app.Sink{Publisher: pub, Subjects: subjects, APIBaseURL: h.url},
 		Journal:     publisher.NewJournal(js, subjects),
 	}

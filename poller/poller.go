@@ -29,38 +29,15 @@ type Lister interface {
 	Get(ctx context.Context, resource string, id rockety.ID) (rockety.Item, error)
 }
 
-// Stored is an item's state in the mirror.
-type Stored struct {
-	ID    string
-	Value []byte // nil when deleted or never stored
-	// Revision is the mirror revision (of the delete marker for a deleted
-	// item; 0 for an item never stored).
-	Revision uint64
-	Deleted  bool
-}
-
-// Write is one compare-and-set change of the mirror: Value nil deletes.
-type Write struct {
-	ID           string
-	Value        []byte
-	LastRevision uint64
-}
-
-// Committed is the outcome of a Write.
-type Committed struct {
-	Revision uint64
-	Conflict bool // another writer got there first; nothing was written
-}
-
 // Mirror is the stored state of every item (KV ROCKETY_STATE), the
 // poller's snapshot.
 type Mirror interface {
 	// Load streams every stored item of resource, deleted ones included.
-	Load(ctx context.Context, resource string, fn func(Stored) error) error
+	Load(ctx context.Context, resource string, fn func(plan.State) error) error
 	// Lookup reads the stored state of ids, in order.
-	Lookup(ctx context.Context, resource string, ids []string) ([]Stored, error)
+	Lookup(ctx context.Context, resource string, ids []string) ([]plan.State, error)
 	// Commit applies writes with compare-and-set; outcomes in order.
-	Commit(ctx context.Context, resource string, writes []Write) ([]Committed, error)
+	Commit(ctx context.Context, resource string, writes []plan.Write) ([]plan.Committed, error)
 }
 
 // Checkpoints remember, per resource, the events-stream sequence up to
@@ -69,12 +46,6 @@ type Mirror interface {
 type Checkpoints interface {
 	Checkpoint(ctx context.Context, resource string) (seq uint64, synced bool, err error)
 	SetCheckpoint(ctx context.Context, resource string, seq uint64) error
-}
-
-// Outgoing is an event to publish with its id (Nats-Msg-Id).
-type Outgoing struct {
-	EventID string
-	Event   events.Event
 }
 
 // Ack is JetStream's acknowledgement of one event.
@@ -90,7 +61,7 @@ type Sink interface {
 	// Publish calls acked(i, ack) for each event JetStream stored, or
 	// dropped as a duplicate of one it stored before; an error means some
 	// were not acknowledged.
-	Publish(ctx context.Context, evs []Outgoing, acked func(i int, ack Ack)) error
+	Publish(ctx context.Context, evs []plan.Outgoing, acked func(i int, ack Ack)) error
 }
 
 // Journal reads back published events, to finish commits that a stopped
@@ -293,7 +264,7 @@ func (p *Poller) load(ctx context.Context) error {
 		return err
 	}
 	ix := NewIndex(1024)
-	err = p.deps.Mirror.Load(ctx, res, func(s Stored) error {
+	err = p.deps.Mirror.Load(ctx, res, func(s plan.State) error {
 		if s.Deleted {
 			ix.Load(s.ID, 0, 0, s.Revision, true)
 			return nil
@@ -334,36 +305,22 @@ func (p *Poller) recover(ctx context.Context, e events.Event) error {
 	p.mu.Lock()
 	rev, live := p.ix.Revision(e.ID)
 	p.mu.Unlock()
-	if e.Revision != events.ChangeRevision(rev) {
-		return nil // committed already, or superseded
+	stored := plan.State{ID: e.ID, Revision: rev, Deleted: !live}
+	d := plan.Decide(p.cfg.Resource, stored, plan.Observation{Kind: plan.Replayed, Event: e}, p.deps.Now())
+	if d.Write == nil {
+		return nil
 	}
-	w := Write{ID: e.ID, LastRevision: rev}
-	switch e.Op {
-	case events.OpCreated, events.OpSnapshot:
-		if live {
-			return nil
-		}
-		w.Value = e.After
-	case events.OpUpdated:
-		if !live {
-			return nil
-		}
-		w.Value = e.After
-	case events.OpDeleted:
-		if !live {
-			return nil
-		}
-	}
-	res, err := p.deps.Mirror.Commit(ctx, p.cfg.Resource, []Write{w})
+	writes := []plan.Write{*d.Write}
+	res, err := p.deps.Mirror.Commit(ctx, p.cfg.Resource, writes)
 	if err != nil {
 		return err
 	}
-	return p.apply(ctx, []Write{w}, res)
+	return p.apply(ctx, writes, res)
 }
 
 // apply records committed writes in the index; a conflict re-reads the
 // item, whose state someone else (a command's write-through) stored.
-func (p *Poller) apply(ctx context.Context, writes []Write, res []Committed) error {
+func (p *Poller) apply(ctx context.Context, writes []plan.Write, res []plan.Committed) error {
 	var conflicts []string
 	p.mu.Lock()
 	for i, w := range writes {
@@ -395,7 +352,7 @@ func (p *Poller) apply(ctx context.Context, writes []Write, res []Committed) err
 
 // refreshLocked makes the index agree with the mirror for one item. The
 // caller holds p.mu.
-func (p *Poller) refreshLocked(s Stored) {
+func (p *Poller) refreshLocked(s plan.State) {
 	switch {
 	case s.Revision == 0:
 		p.ix.Bury(s.ID, 0)

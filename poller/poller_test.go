@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety"
@@ -357,7 +358,7 @@ func TestDuplicateWithAnotherState(t *testing.T) {
 	}
 	e := events.Event{Resource: "tasks", ID: id, Op: events.OpUpdated, Revision: events.ChangeRevision(entry.Revision),
 		Before: a, After: c, Changed: []string{"title"}, DetectedAt: time.Now().UTC()}
-	taken := []poller.Outgoing{{EventID: events.EventID("tasks", id, events.OpUpdated, entry.Revision), Event: e}}
+	taken := []plan.Outgoing{{EventID: events.EventID("tasks", id, events.OpUpdated, entry.Revision), Event: e}}
 	if err := deps.Sink.Publish(context.Background(), taken, func(int, poller.Ack) {}); err != nil {
 		t.Fatal(err)
 	}

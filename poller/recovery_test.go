@@ -8,6 +8,7 @@ import (
 
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
@@ -22,7 +23,7 @@ type crashingMirror struct {
 
 var errKilled = errors.New("killed")
 
-func (m *crashingMirror) Commit(ctx context.Context, resource string, w []poller.Write) ([]poller.Committed, error) {
+func (m *crashingMirror) Commit(ctx context.Context, resource string, w []plan.Write) ([]plan.Committed, error) {
 	if m.crash {
 		return nil, errKilled
 	}

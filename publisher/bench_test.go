@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/publisher"
 )
 
@@ -141,7 +142,7 @@ func BenchmarkLoadState(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		loaded := 0
-		if err := store.Load(ctx, "tasks", func(e publisher.Entry) error {
+		if err := store.Load(ctx, "tasks", func(e plan.State) error {
 			loaded++
 			return nil
 		}); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/plan"
 )
 
 // ErrConflict means another writer changed an item's state since the
@@ -21,17 +22,6 @@ var ErrConflict = errors.New("publisher: state changed by another writer")
 
 // ErrNoState means the mirror has no live entry for an item.
 var ErrNoState = errors.New("publisher: no state for item")
-
-// Entry is one item's state in the mirror.
-type Entry struct {
-	ID string
-	// Value is the item's JSON as the API returned it; nil when Deleted.
-	Value []byte
-	// Revision is the entry's KV revision. It only grows, across deletes
-	// too: a deleted item keeps the revision of its delete marker.
-	Revision uint64
-	Deleted  bool
-}
 
 // StateStore is the live mirror: KV ROCKETY_STATE, key <resource>.<id>,
 // value the item's JSON. It is also the bridge's snapshot, so a restarted
@@ -55,7 +45,7 @@ func NewStateStore(js jetstream.JetStream, kv jetstream.KeyValue) *StateStore {
 // Load streams the state of every item of resource to fn, deleted ones
 // included (as tombstones, so a re-created id continues its revisions).
 // It reads the bucket with one watcher, not one request per key.
-func (s *StateStore) Load(ctx context.Context, resource string, fn func(Entry) error) error {
+func (s *StateStore) Load(ctx context.Context, resource string, fn func(plan.State) error) error {
 	if err := events.ValidResource(resource); err != nil {
 		return err
 	}
@@ -81,7 +71,7 @@ func (s *StateStore) Load(ctx context.Context, resource string, fn func(Entry) e
 			if err != nil {
 				return fmt.Errorf("publisher: loading %s state: %w", resource, err)
 			}
-			e := Entry{ID: id, Revision: kve.Revision(), Deleted: kve.Operation() != jetstream.KeyValuePut}
+			e := plan.State{ID: id, Revision: kve.Revision(), Deleted: kve.Operation() != jetstream.KeyValuePut}
 			if !e.Deleted {
 				e.Value = kve.Value()
 			}
@@ -93,15 +83,15 @@ func (s *StateStore) Load(ctx context.Context, resource string, fn func(Entry) e
 }
 
 // Get reads one item's live state; a missing or deleted item is ErrNoState.
-func (s *StateStore) Get(ctx context.Context, resource, id string) (Entry, error) {
+func (s *StateStore) Get(ctx context.Context, resource, id string) (plan.State, error) {
 	kve, err := s.kv.Get(ctx, events.StateKey(resource, id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return Entry{}, fmt.Errorf("%w: %s %s", ErrNoState, resource, id)
+		return plan.State{}, fmt.Errorf("%w: %s %s", ErrNoState, resource, id)
 	}
 	if err != nil {
-		return Entry{}, fmt.Errorf("publisher: reading state of %s %s: %w", resource, id, err)
+		return plan.State{}, fmt.Errorf("publisher: reading state of %s %s: %w", resource, id, err)
 	}
-	return Entry{ID: id, Value: kve.Value(), Revision: kve.Revision()}, nil
+	return plan.State{ID: id, Value: kve.Value(), Revision: kve.Revision()}, nil
 }
 
 // Put stores an item's state if its revision is still lastRevision (0: the
@@ -147,28 +137,13 @@ func (s *StateStore) writeError(verb, resource, id string, lastRevision uint64, 
 	return fmt.Errorf("publisher: %s state of %s %s: %w", verb, resource, id, storageFull(err))
 }
 
-// Write is one change to commit to the mirror: Value for a put, nil for a
-// delete, if the item's revision is still LastRevision (0: never stored).
-type Write struct {
-	ID           string
-	Value        []byte
-	LastRevision uint64
-}
-
-// Committed is the outcome of one Write: its new revision, or a conflict
-// with another writer (then nothing was written).
-type Committed struct {
-	Revision uint64
-	Conflict bool
-}
-
 // Lookup reads the stored state of several items at once; an item that was
 // never stored has Revision 0. Deleted items come back with their delete
 // marker's revision. It asks for a few hundred keys per request (the
 // server's batched direct get, NATS 2.11 and later) and falls back to one
 // request per key on older servers.
-func (s *StateStore) Lookup(ctx context.Context, resource string, ids []string) ([]Entry, error) {
-	out := make([]Entry, len(ids))
+func (s *StateStore) Lookup(ctx context.Context, resource string, ids []string) ([]plan.State, error) {
+	out := make([]plan.State, len(ids))
 	for start := 0; start < len(ids); start += lookupBatch {
 		end := min(start+lookupBatch, len(ids))
 		if err := s.lookupBatch(ctx, resource, ids[start:end], out[start:end]); err != nil {
@@ -181,7 +156,7 @@ func (s *StateStore) Lookup(ctx context.Context, resource string, ids []string) 
 // lookupBatch is the number of keys asked for in one request.
 const lookupBatch = 256
 
-func (s *StateStore) lookupBatch(ctx context.Context, resource string, ids []string, out []Entry) error {
+func (s *StateStore) lookupBatch(ctx context.Context, resource string, ids []string, out []plan.State) error {
 	// One key is one direct get on the connection's shared inbox; a batch
 	// subscribes an inbox of its own.
 	if len(ids) == 1 {
@@ -200,7 +175,7 @@ func (s *StateStore) lookupBatch(ctx context.Context, resource string, ids []str
 	for i, id := range ids {
 		subjects[i] = "$KV." + s.bucket + "." + events.StateKey(resource, id)
 		at[subjects[i]] = i
-		out[i] = Entry{ID: id}
+		out[i] = plan.State{ID: id}
 	}
 	msgs, err := jetstreamext.GetLastMsgsFor(ctx, s.js, s.kvStream(), subjects)
 	if err == nil {
@@ -225,7 +200,7 @@ func (s *StateStore) lookupBatch(ctx context.Context, resource string, ids []str
 }
 
 // lookupEach asks for each key on its own, a few at a time.
-func (s *StateStore) lookupEach(ctx context.Context, resource string, ids []string, out []Entry) error {
+func (s *StateStore) lookupEach(ctx context.Context, resource string, ids []string, out []plan.State) error {
 	stream, err := s.bucketStream(ctx)
 	if err != nil {
 		return err
@@ -263,8 +238,8 @@ func (s *StateStore) bucketStream(ctx context.Context) (jetstream.Stream, error)
 	return st, nil
 }
 
-func entryOf(id string, msg *jetstream.RawStreamMsg) Entry {
-	e := Entry{ID: id, Revision: msg.Sequence}
+func entryOf(id string, msg *jetstream.RawStreamMsg) plan.State {
+	e := plan.State{ID: id, Revision: msg.Sequence}
 	switch msg.Header.Get("KV-Operation") {
 	case "DEL", "PURGE":
 		e.Deleted = true
@@ -274,13 +249,13 @@ func entryOf(id string, msg *jetstream.RawStreamMsg) Entry {
 	return e
 }
 
-func (s *StateStore) lookupOne(ctx context.Context, stream jetstream.Stream, resource, id string) (Entry, error) {
+func (s *StateStore) lookupOne(ctx context.Context, stream jetstream.Stream, resource, id string) (plan.State, error) {
 	msg, err := stream.GetLastMsgForSubject(ctx, "$KV."+s.bucket+"."+events.StateKey(resource, id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return Entry{ID: id}, nil
+		return plan.State{ID: id}, nil
 	}
 	if err != nil {
-		return Entry{}, fmt.Errorf("%s: %w", id, err)
+		return plan.State{}, fmt.Errorf("%s: %w", id, err)
 	}
 	return entryOf(id, msg), nil
 }
@@ -289,8 +264,8 @@ func (s *StateStore) lookupOne(ctx context.Context, stream jetstream.Stream, res
 // reports each outcome in order. An error other than a conflict fails the
 // whole call; writes that landed before it stay landed, and are found by
 // the next Lookup.
-func (s *StateStore) Commit(ctx context.Context, resource string, writes []Write) ([]Committed, error) {
-	out := make([]Committed, len(writes))
+func (s *StateStore) Commit(ctx context.Context, resource string, writes []plan.Write) ([]plan.Committed, error) {
+	out := make([]plan.Committed, len(writes))
 	futs := make([]jetstream.PubAckFuture, len(writes))
 	for i, w := range writes {
 		m := nats.NewMsg("$KV." + s.bucket + "." + events.StateKey(resource, w.ID))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/publisher"
 )
 
@@ -61,8 +62,8 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var loaded []publisher.Entry
-	if err := store.Load(ctx, "tasks", func(e publisher.Entry) error {
+	var loaded []plan.State
+	if err := store.Load(ctx, "tasks", func(e plan.State) error {
 		e.Value = append([]byte(nil), e.Value...)
 		loaded = append(loaded, e)
 		return nil
@@ -97,11 +98,11 @@ func TestStateRoundTrip(t *testing.T) {
 
 	// An empty resource loads nothing, quickly.
 	n := 0
-	if err := store.Load(ctx, "projects", func(publisher.Entry) error { n++; return nil }); err != nil || n != 0 {
+	if err := store.Load(ctx, "projects", func(plan.State) error { n++; return nil }); err != nil || n != 0 {
 		t.Errorf("empty load: %d entries, %v", n, err)
 	}
 	stop := errors.New("stop")
-	if err := store.Load(ctx, "tasks", func(publisher.Entry) error { return stop }); !errors.Is(err, stop) {
+	if err := store.Load(ctx, "tasks", func(plan.State) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("load err = %v, want the callback's error", err)
 	}
 }
@@ -218,16 +219,16 @@ func TestLookupCommitAndCheckpoint(t *testing.T) {
 	store := publisher.NewStateStore(js, res.State)
 
 	// More ids than one batched request holds, some never stored.
-	var writes []publisher.Write
+	var writes []plan.Write
 	for i := range 600 {
-		writes = append(writes, publisher.Write{ID: fmt.Sprintf("id.%d", i), Value: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+		writes = append(writes, plan.Write{ID: fmt.Sprintf("id.%d", i), Value: []byte(fmt.Sprintf(`{"n":%d}`, i))})
 	}
 	done, err := store.Commit(ctx, "tasks", writes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A stale write conflicts without failing the others.
-	again, err := store.Commit(ctx, "tasks", []publisher.Write{
+	again, err := store.Commit(ctx, "tasks", []plan.Write{
 		{ID: "id.0", Value: []byte(`{"n":"stale"}`), LastRevision: 0},
 		{ID: "id.1", LastRevision: done[1].Revision}, // delete
 	})
@@ -277,7 +278,7 @@ func TestLookupCommitAndCheckpoint(t *testing.T) {
 	}
 	// The checkpoint is not an item of the resource.
 	n := 0
-	if err := store.Load(ctx, "tasks", func(publisher.Entry) error { n++; return nil }); err != nil || n != 600 {
+	if err := store.Load(ctx, "tasks", func(plan.State) error { n++; return nil }); err != nil || n != 600 {
 		t.Errorf("load: %d entries, %v; want 600", n, err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/rockety-io/rockety-bridge/consumer"
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety"
@@ -292,7 +293,7 @@ func (d *demoSender) sendOne(ctx context.Context) bool {
 
 // mirroredTask picks a random task that both the simulator and the mirror
 // hold: a write-through needs the item's previous state to say what changed.
-func (d *demoSender) mirroredTask(ctx context.Context) (publisher.Entry, bool) {
+func (d *demoSender) mirroredTask(ctx context.Context) (plan.State, bool) {
 	ids := d.sim.IDs("tasks")
 	for range min(len(ids), 5) {
 		id := ids[d.rnd.IntN(len(ids))]
@@ -304,5 +305,5 @@ func (d *demoSender) mirroredTask(ctx context.Context) (publisher.Entry, bool) {
 			return e, true
 		}
 	}
-	return publisher.Entry{}, false
+	return plan.State{}, false
 }

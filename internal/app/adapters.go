@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
 )
@@ -31,7 +32,7 @@ type Sink struct {
 }
 
 // Publish implements poller.Sink.
-func (s Sink) Publish(ctx context.Context, evs []poller.Outgoing, acked func(i int, ack poller.Ack)) error {
+func (s Sink) Publish(ctx context.Context, evs []plan.Outgoing, acked func(i int, ack poller.Ack)) error {
 	return s.publish(ctx, evs, func(i int, ack *jetstream.PubAck) {
 		acked(i, poller.Ack{Seq: ack.Sequence, Duplicate: ack.Duplicate})
 	})
@@ -39,7 +40,7 @@ func (s Sink) Publish(ctx context.Context, evs []poller.Outgoing, acked func(i i
 
 // publish is Publish with JetStream's whole acknowledgement, which says
 // whether the event was a duplicate of one stored before.
-func (s Sink) publish(ctx context.Context, evs []poller.Outgoing, acked func(i int, ack *jetstream.PubAck)) error {
+func (s Sink) publish(ctx context.Context, evs []plan.Outgoing, acked func(i int, ack *jetstream.PubAck)) error {
 	msgs := make([]*nats.Msg, len(evs))
 	for i, o := range evs {
 		m, err := events.NewMsg(s.Subjects, s.APIBaseURL, o.EventID, o.Event)
@@ -60,50 +61,6 @@ func (s Sink) publish(ctx context.Context, evs []poller.Outgoing, acked func(i i
 		}
 	}
 	return err
-}
-
-// Mirror is the state store as the poller sees it.
-type Mirror struct {
-	*publisher.StateStore
-}
-
-// Load implements poller.Mirror.
-func (m Mirror) Load(ctx context.Context, resource string, fn func(poller.Stored) error) error {
-	return m.StateStore.Load(ctx, resource, func(e publisher.Entry) error { return fn(stored(e)) })
-}
-
-// Lookup implements poller.Mirror.
-func (m Mirror) Lookup(ctx context.Context, resource string, ids []string) ([]poller.Stored, error) {
-	entries, err := m.StateStore.Lookup(ctx, resource, ids)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]poller.Stored, len(entries))
-	for i, e := range entries {
-		out[i] = stored(e)
-	}
-	return out, nil
-}
-
-// Commit implements poller.Mirror.
-func (m Mirror) Commit(ctx context.Context, resource string, writes []poller.Write) ([]poller.Committed, error) {
-	ws := make([]publisher.Write, len(writes))
-	for i, w := range writes {
-		ws[i] = publisher.Write{ID: w.ID, Value: w.Value, LastRevision: w.LastRevision}
-	}
-	res, err := m.StateStore.Commit(ctx, resource, ws)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]poller.Committed, len(res))
-	for i, r := range res {
-		out[i] = poller.Committed{Revision: r.Revision, Conflict: r.Conflict}
-	}
-	return out, nil
-}
-
-func stored(e publisher.Entry) poller.Stored {
-	return poller.Stored{ID: e.ID, Value: e.Value, Revision: e.Revision, Deleted: e.Deleted}
 }
 
 // Lease holds one resource's lease for one poller. Its methods are called
@@ -152,8 +109,8 @@ func (l *Lease) Release(ctx context.Context) error {
 // Compile-time checks that the adapters fit.
 var (
 	_ poller.Sink        = Sink{}
-	_ poller.Mirror      = Mirror{}
-	_ poller.Checkpoints = Mirror{}
+	_ poller.Mirror      = (*publisher.StateStore)(nil)
+	_ poller.Checkpoints = (*publisher.StateStore)(nil)
 	_ poller.Journal     = (*publisher.Journal)(nil)
 	_ poller.Lease       = (*Lease)(nil)
 )

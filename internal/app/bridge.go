@@ -115,8 +115,8 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 			MaxDeleteRatio: opts.MaxDeleteRatio,
 		}, poller.Deps{
 			Lister:      opts.Client,
-			Mirror:      Mirror{StateStore: b.store},
-			Checkpoints: Mirror{StateStore: b.store},
+			Mirror:      b.store,
+			Checkpoints: b.store,
 			Sink:        b.Sink(),
 			Journal:     journal,
 			Lease:       &Lease{Leases: leases, Resource: r.Name},

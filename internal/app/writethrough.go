@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/rockety-io/rockety-bridge/consumer"
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/plan"
-	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety"
 )
@@ -30,7 +28,7 @@ type WriteThrough struct {
 
 // looked is a stored state read while the write was in flight.
 type looked struct {
-	entry publisher.Entry
+	state plan.State
 	err   error
 }
 
@@ -47,7 +45,7 @@ func (w WriteThrough) Begin(ctx context.Context, req consumer.Request) func(cont
 				before <- looked{err: err}
 				return
 			}
-			before <- looked{entry: stored[0]}
+			before <- looked{state: stored[0]}
 		}()
 	}
 	return func(ctx context.Context, resp *rockety.Response) error {
@@ -64,12 +62,13 @@ func (w WriteThrough) Begin(ctx context.Context, req consumer.Request) func(cont
 
 // written publishes and stores one successful write. prev is the item's
 // stored state when read beforehand (read says so); a create reads it now.
+// What to publish is the poll's rule: the API's answer is a listed item, a
+// delete is gone.
 func (w WriteThrough) written(ctx context.Context, req consumer.Request, resp rockety.Response, read bool, prev looked) error {
 	id := req.ID
 	if req.Action == events.ActionCreate {
 		id = resp.Item.ID
 	}
-	value := resp.Item.Raw
 	if id == "" || (req.Action != events.ActionDelete && (resp.Item.ID == "" || resp.Item.ID != id)) {
 		return nil // the answer holds no item: the next poll reports the change
 	}
@@ -78,39 +77,23 @@ func (w WriteThrough) written(ctx context.Context, req consumer.Request, resp ro
 		if err != nil {
 			return err
 		}
-		prev.entry = stored[0]
+		prev.state = stored[0]
 	}
 	if prev.err != nil {
 		return prev.err
 	}
-	s := prev.entry
-	live := s.Revision != 0 && !s.Deleted
-	e := events.Event{Resource: req.Resource, ID: string(id), Revision: events.ChangeRevision(s.Revision), DetectedAt: time.Now().UTC()}
-	switch {
-	case req.Action == events.ActionDelete:
-		if !live {
-			return nil
-		}
-		e.Op, e.Before = events.OpDeleted, s.Value
-		value = nil
-	case live:
-		if bytes.Equal(s.Value, value) {
-			return nil
-		}
-		changed, err := plan.ChangedFields(s.Value, value)
-		if err != nil {
-			return err
-		}
-		if len(changed) == 0 {
-			return nil
-		}
-		e.Op, e.Before, e.After, e.Changed = events.OpUpdated, s.Value, value, changed
-	default:
-		e.Op, e.After = events.OpCreated, value
+	obs := plan.Observation{Kind: plan.Listed, Value: resp.Item.Raw}
+	if req.Action == events.ActionDelete {
+		obs = plan.Observation{Kind: plan.Gone}
 	}
-	out := []poller.Outgoing{{EventID: events.EventID(req.Resource, string(id), e.Op, s.Revision), Event: e}}
+	d := plan.Decide(req.Resource, prev.state, obs, time.Now())
+	if d.Event == nil {
+		// Nothing a subscriber could see: the poll stores any new
+		// formatting itself.
+		return nil
+	}
 	var ack *jetstream.PubAck
-	if err := w.Sink.publish(ctx, out, func(_ int, a *jetstream.PubAck) { ack = a }); err != nil || ack == nil {
+	if err := w.Sink.publish(ctx, []plan.Outgoing{*d.Event}, func(_ int, a *jetstream.PubAck) { ack = a }); err != nil || ack == nil {
 		return fmt.Errorf("publishing the write-through event of %s %s: %w", req.Resource, id, err)
 	}
 	if ack.Duplicate {
@@ -121,10 +104,10 @@ func (w WriteThrough) written(ctx context.Context, req consumer.Request, resp ro
 		return nil
 	}
 	if w.Metrics != nil {
-		w.Metrics.PublishedWriteThrough(req.Resource, e.Op)
+		w.Metrics.PublishedWriteThrough(req.Resource, d.Event.Event.Op)
 	}
 	// A conflict means a poll stored the state meanwhile: fine either way.
-	_, err := w.Store.Commit(ctx, req.Resource, []publisher.Write{{ID: string(id), Value: value, LastRevision: s.Revision}})
+	_, err := w.Store.Commit(ctx, req.Resource, []plan.Write{*d.Write})
 	return err
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/internal/app"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety"
@@ -86,7 +87,7 @@ func TestWriteThrough(t *testing.T) {
 				e := events.Event{Resource: "tasks", ID: "7", Op: events.OpUpdated, Revision: events.ChangeRevision(rev),
 					Before: json.RawMessage(tc.stored), After: json.RawMessage(`{"id":7,"title":"seen by the poll"}`),
 					Changed: []string{"title"}, DetectedAt: time.Now().UTC()}
-				out := []poller.Outgoing{{EventID: events.EventID("tasks", "7", events.OpUpdated, rev), Event: e}}
+				out := []plan.Outgoing{{EventID: events.EventID("tasks", "7", events.OpUpdated, rev), Event: e}}
 				if err := sink.Publish(ctx, out, func(int, poller.Ack) {}); err != nil {
 					t.Fatal(err)
 				}
