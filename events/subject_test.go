@@ -94,6 +94,7 @@ func TestSubjects(t *testing.T) {
 		{s.CommandsStream(), "ROCKETY_COMMANDS"},
 		{s.StateBucket(), "ROCKETY_STATE"},
 		{s.LeasesBucket(), "ROCKETY_LEASES"},
+		{s.CheckpointsBucket(), "ROCKETY_CHECKPOINTS"},
 		{events.StateKey("tasks", "a.b"), "tasks.a=2Eb"},
 		{events.MustSubjects("acme.rock-ety").EventsStream(), "ACME_ROCK_ETY_EVENTS"},
 	}

@@ -46,7 +46,7 @@ func BenchmarkCycle(b *testing.B) {
 	pub, _ := publisher.NewPublisher(nc)
 	store := publisher.NewStateStore(js, res.State)
 	p, err := poller.New(poller.Config{Resource: "tasks"}, poller.Deps{
-		Lister: client, Mirror: store, Checkpoints: store,
+		Lister: client, Mirror: store, Checkpoints: publisher.NewCheckpoints(res.Checkpoints, res.State),
 		Sink: app.Sink{Publisher: pub, Subjects: subjects, APIBaseURL: srv.URL}, Journal: publisher.NewJournal(js, subjects),
 	})
 	if err != nil {

@@ -81,7 +81,7 @@ func (h *harness) deps() poller.Deps {
 	return poller.Deps{
 		Lister:      h.client,
 		Mirror:      store,
-		Checkpoints: store,
+		Checkpoints: publisher.NewCheckpoints(h.res.Checkpoints, h.res.State),
 		Sink:        app.Sink{Publisher: pub, Subjects: subjects, APIBaseURL: h.url},
 		Journal:     publisher.NewJournal(js, subjects),
 	}

@@ -89,10 +89,13 @@ type Resources struct {
 	Commands jetstream.Stream
 	State    jetstream.KeyValue
 	Leases   jetstream.KeyValue
+	// Checkpoints is the bridge's bookkeeping per resource.
+	Checkpoints jetstream.KeyValue
 }
 
 // Provision creates the streams ROCKETY_EVENTS and ROCKETY_COMMANDS and the
-// buckets ROCKETY_STATE and ROCKETY_LEASES (names follow the prefix), or
+// buckets ROCKETY_STATE, ROCKETY_CHECKPOINTS and ROCKETY_LEASES (names
+// follow the prefix), or
 // updates them to cfg. It is idempotent, and it never deletes a stream or a
 // bucket: a change the server refuses (storage type, retention) is an error
 // that names the stream and says what to do.
@@ -135,6 +138,16 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config) (Resourc
 	res.State, err = ensureBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      s.StateBucket(),
 		Description: "Live mirror of every Rockety item (rockety-bridge)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return res, err
+	}
+	res.Checkpoints, err = ensureBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      s.CheckpointsBucket(),
+		Description: "Per resource: events-stream checkpoint, incremental cursor, last full traversal (rockety-bridge)",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,

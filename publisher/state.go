@@ -303,34 +303,3 @@ func (s *StateStore) Commit(ctx context.Context, resource string, writes []plan.
 	}
 	return out, nil
 }
-
-// checkpointKey keeps checkpoints out of every resource's key space: no
-// escaped id starts with "=" followed by a non-hex letter.
-func checkpointKey(resource string) string { return "=checkpoint." + resource }
-
-// Checkpoint returns the events-stream sequence up to which every event of
-// resource is reflected in the mirror, and whether the resource has ever
-// completed a first synchronisation.
-func (s *StateStore) Checkpoint(ctx context.Context, resource string) (seq uint64, synced bool, err error) {
-	kve, err := s.kv.Get(ctx, checkpointKey(resource))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("publisher: reading the %s checkpoint: %w", resource, err)
-	}
-	seq, err = strconv.ParseUint(string(kve.Value()), 10, 64)
-	if err != nil {
-		return 0, false, fmt.Errorf("publisher: the %s checkpoint %q is not a sequence number", resource, kve.Value())
-	}
-	return seq, true, nil
-}
-
-// SetCheckpoint records seq as resource's checkpoint, and with it that the
-// resource has been synchronised.
-func (s *StateStore) SetCheckpoint(ctx context.Context, resource string, seq uint64) error {
-	if _, err := s.kv.Put(ctx, checkpointKey(resource), []byte(strconv.FormatUint(seq, 10))); err != nil {
-		return fmt.Errorf("publisher: storing the %s checkpoint: %w", resource, err)
-	}
-	return nil
-}

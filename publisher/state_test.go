@@ -266,17 +266,6 @@ func TestLookupCommitAndCheckpoint(t *testing.T) {
 		}
 	}
 
-	seq, synced, err := store.Checkpoint(ctx, "tasks")
-	if err != nil || synced || seq != 0 {
-		t.Fatalf("checkpoint before any = %d %v %v", seq, synced, err)
-	}
-	if err := store.SetCheckpoint(ctx, "tasks", 42); err != nil {
-		t.Fatal(err)
-	}
-	if seq, synced, err := store.Checkpoint(ctx, "tasks"); err != nil || !synced || seq != 42 {
-		t.Fatalf("checkpoint = %d %v %v", seq, synced, err)
-	}
-	// The checkpoint is not an item of the resource.
 	n := 0
 	if err := store.Load(ctx, "tasks", func(plan.State) error { n++; return nil }); err != nil || n != 600 {
 		t.Errorf("load: %d entries, %v; want 600", n, err)

@@ -110,7 +110,7 @@ func (l *Lease) Release(ctx context.Context) error {
 var (
 	_ poller.Sink        = Sink{}
 	_ poller.Mirror      = (*publisher.StateStore)(nil)
-	_ poller.Checkpoints = (*publisher.StateStore)(nil)
+	_ poller.Checkpoints = (*publisher.Checkpoints)(nil)
 	_ poller.Journal     = (*publisher.Journal)(nil)
 	_ poller.Lease       = (*Lease)(nil)
 )

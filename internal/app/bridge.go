@@ -116,7 +116,7 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 		}, poller.Deps{
 			Lister:      opts.Client,
 			Mirror:      b.store,
-			Checkpoints: b.store,
+			Checkpoints: publisher.NewCheckpoints(b.resources.Checkpoints, b.resources.State),
 			Sink:        b.Sink(),
 			Journal:     journal,
 			Lease:       &Lease{Leases: leases, Resource: r.Name},

@@ -40,11 +40,11 @@ func TestEventsStreamDeletedUnderTheBridge(t *testing.T) {
 	}
 	// Past the baseline: the first cycle runs once the lease is taken.
 	waitFor(t, "the baseline", 10*time.Second, func() bool {
-		kv, err := js.KeyValue(context.Background(), subjects.StateBucket())
+		kv, err := js.KeyValue(context.Background(), subjects.CheckpointsBucket())
 		if err != nil {
 			return false
 		}
-		_, err = kv.Get(context.Background(), "=checkpoint.tasks")
+		_, err = kv.Get(context.Background(), "tasks")
 		return err == nil
 	})
 	_ = s.Update("tasks", "3", map[string]any{"status": "done"})
