@@ -420,7 +420,7 @@ func TestNATSPermissions(t *testing.T) {
 			}
 		}
 		// Everything was provisioned under the user.
-		for _, s := range []string{"ACME_EVENTS", "ACME_COMMANDS", "KV_ACME_STATE", "KV_ACME_LEASES", "KV_ACME_COMMAND_RESULTS"} {
+		for _, s := range []string{"ACME_EVENTS", "ACME_COMMANDS", "KV_ACME_STATE", "KV_ACME_LEASES", "KV_ACME_COMMAND_RESULTS", "KV_ACME_CHECKPOINTS"} {
 			if _, err := js.Stream(ctx, s); err != nil {
 				t.Errorf("stream %s: %v", s, err)
 			}
