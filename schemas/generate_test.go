@@ -15,7 +15,7 @@ import (
 	"github.com/invopop/jsonschema"
 
 	"github.com/rockety-io/rockety-bridge/events"
-	"github.com/rockety-io/rockety-bridge/rockety"
+	"github.com/rockety-io/rockety-bridge/rockety/model"
 	"github.com/rockety-io/rockety-bridge/schemas"
 )
 
@@ -59,9 +59,9 @@ var sources = []source{
 		extra: "succeeded: the API accepted the write (2xx); failed: the API refused it, or kept failing until the retries ran out; rejected: never sent. A failed or rejected result carries error and the original command, so the results stream doubles as the dead-letter record.",
 		patch: patchResult,
 	},
-	{name: "project", typ: rockety.Project{}, title: "Rockety project", extra: resourceExtra, patch: patchResource},
-	{name: "task", typ: rockety.Task{}, title: "Rockety task", extra: resourceExtra, patch: patchResource},
-	{name: "user", typ: rockety.User{}, title: "Rockety user", extra: resourceExtra, patch: patchResource},
+	{name: "project", typ: model.Project{}, title: "Rockety project", extra: resourceExtra, patch: patchResource},
+	{name: "task", typ: model.Task{}, title: "Rockety task", extra: resourceExtra, patch: patchResource},
+	{name: "user", typ: model.User{}, title: "Rockety user", extra: resourceExtra, patch: patchResource},
 }
 
 const resourceExtra = "Only id is guaranteed: any other field may be missing or null, and fields not listed here are kept as they come."
@@ -69,15 +69,15 @@ const resourceExtra = "Only id is guaranteed: any other field may be missing or 
 // commentFiles are the Go files whose doc comments become descriptions.
 // Files rather than folders, so that a test type in the same folder cannot
 // shadow a model's comment.
-var commentFiles = []string{"../events/event.go", "../events/command.go", "../rockety/models.go"}
+var commentFiles = []string{"../events/event.go", "../events/command.go", "../rockety/model/model.go"}
 
 // generate returns every schema as the bytes its file should hold.
 func generate() (map[string][]byte, error) {
 	r := &jsonschema.Reflector{
 		ExpandedStruct: true,
 		Mapper: func(t reflect.Type) *jsonschema.Schema {
-			if t == reflect.TypeFor[rockety.ID]() {
-				// The API sends ids as strings or numbers; rockety.ID takes both.
+			if t == reflect.TypeFor[model.ID]() {
+				// The API sends ids as strings or numbers; model.ID takes both.
 				return &jsonschema.Schema{Extras: map[string]any{"type": []string{"string", "number"}}}
 			}
 			return nil

@@ -13,7 +13,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/rockety-io/rockety-bridge/events"
-	"github.com/rockety-io/rockety-bridge/rockety"
+	"github.com/rockety-io/rockety-bridge/rockety/model"
 	"github.com/rockety-io/rockety-bridge/schemas"
 )
 
@@ -250,9 +250,9 @@ func TestGoValuesValidate(t *testing.T) {
 			CommandID: "c-2", Resource: "tasks", Action: "frobnicate", Status: events.StatusRejected,
 			Error: "unknown action", Command: json.RawMessage(`"{not json"`),
 		}},
-		{name: "project", schema: "project", value: rockety.Project{ID: "1", Name: "Apollo", CreatedAt: at}},
-		{name: "task", schema: "task", value: rockety.Task{ID: "1", Title: "x", Tags: []string{"a"}}},
-		{name: "user", schema: "user", value: rockety.User{ID: "1", Name: "Ada", Email: "ada@example.com"}},
+		{name: "project", schema: "project", value: model.Project{ID: "1", Name: "Apollo", CreatedAt: at}},
+		{name: "task", schema: "task", value: model.Task{ID: "1", Title: "x", Tags: []string{"a"}}},
+		{name: "user", schema: "user", value: model.User{ID: "1", Name: "Ada", Email: "ada@example.com"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
