@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/rockety-io/rockety-bridge/events"
-	"github.com/rockety-io/rockety-bridge/rockety"
+	"github.com/rockety-io/rockety-bridge/rockety/model"
 	"github.com/rockety-io/rockety-bridge/schemas"
 )
 
@@ -122,11 +122,11 @@ func TestNewMsgAndDecode(t *testing.T) {
 		attrs.Subject != e.ID || attrs.ID != id {
 		t.Errorf("round trip: %+v %+v", got, attrs)
 	}
-	after, ok, err := events.After[rockety.Task](got)
+	after, ok, err := events.After[model.Task](got)
 	if err != nil || !ok || after.Title != "new" {
 		t.Errorf("After[Task] = %+v, %v, %v", after, ok, err)
 	}
-	if _, ok, err := events.Before[rockety.Task](events.Event{Op: events.OpCreated}); ok || err != nil {
+	if _, ok, err := events.Before[model.Task](events.Event{Op: events.OpCreated}); ok || err != nil {
 		t.Errorf("Before of a created event: %v, %v", ok, err)
 	}
 }

@@ -3,7 +3,7 @@ package events
 import (
 	"encoding/json"
 
-	"github.com/rockety-io/rockety-bridge/rockety"
+	"github.com/rockety-io/rockety-bridge/rockety/model"
 )
 
 // Action is what a command asks the API to do.
@@ -26,7 +26,7 @@ func (a Action) Valid() bool {
 // it is) for create and update. The optional Nats-Msg-Id header is the
 // command id, its idempotency key.
 type Command struct {
-	ID   rockety.ID      `json:"id,omitempty"`
+	ID   model.ID        `json:"id,omitempty"`
 	Data json.RawMessage `json:"data,omitempty"`
 }
 

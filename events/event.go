@@ -1,8 +1,9 @@
 // Package events is rockety-bridge's public contract as Go types: the change
 // events it publishes, the commands it accepts and the results it reports,
 // the NATS subjects they travel on, and the CloudEvents headers of each
-// event. Services that subscribe to Rockety changes import this package, and
-// nothing else of the bridge.
+// event. Services that subscribe to Rockety changes import this package and,
+// for typed items, rockety/model; nothing else of the bridge, so they
+// compile neither the API client nor its retries and rate limiter.
 //
 // A change event travels on P.events.<resource>.<op>.<id> (P is the subject
 // prefix, "rockety" by default) in the binary content mode of the
@@ -85,7 +86,7 @@ func EventID(resource, id string, op Op, replacedRevision uint64) string {
 // event of an item carries a larger revision than the one before it.
 func ChangeRevision(replacedRevision uint64) uint64 { return replacedRevision + 1 }
 
-// Before decodes the event's before state into T (rockety.Task, say). It
+// Before decodes the event's before state into T (model.Task, say). It
 // reports false when before is null.
 func Before[T any](e Event) (T, bool, error) { return decodeState[T](e, "before", e.Before) }
 

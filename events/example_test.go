@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rockety-io/rockety-bridge/events"
-	"github.com/rockety-io/rockety-bridge/rockety"
+	"github.com/rockety-io/rockety-bridge/rockety/model"
 )
 
 // A service that reacts to task updates: a durable consumer on the events
@@ -47,8 +47,8 @@ func Example() {
 			_ = msg.Term()
 			continue
 		}
-		before, _, _ := events.Before[rockety.Task](e)
-		after, _, _ := events.After[rockety.Task](e)
+		before, _, _ := events.Before[model.Task](e)
+		after, _, _ := events.After[model.Task](e)
 		fmt.Printf("task %s %s: %v %q -> %q\n", e.ID, e.Op, e.Changed, before.Title, after.Title)
 		_ = msg.Ack()
 	}
