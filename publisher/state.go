@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,7 +36,16 @@ type StateStore struct {
 	// stream is the bucket's stream, kept once looked up: asking for it
 	// costs a round trip.
 	stream atomic.Pointer[jetstream.Stream]
+
+	// AckWait bounds Commit's wait for JetStream's acknowledgements: a
+	// lost ack costs a failed cycle and a retry, never a stalled one.
+	// Zero is DefaultAckWait.
+	AckWait time.Duration
 }
+
+// DefaultAckWait is how long a commit waits for JetStream to acknowledge
+// its writes.
+const DefaultAckWait = 30 * time.Second
 
 // NewStateStore wraps the state bucket (Resources.State).
 func NewStateStore(js jetstream.JetStream, kv jetstream.KeyValue) *StateStore {
@@ -281,9 +291,18 @@ func (s *StateStore) Commit(ctx context.Context, resource string, writes []plan.
 		}
 		futs[i] = fut
 	}
+	wait := s.AckWait
+	if wait <= 0 {
+		wait = DefaultAckWait
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
 	var errs []error
 	for i, fut := range futs {
 		select {
+		case <-deadline.C:
+			return nil, fmt.Errorf("publisher: committing %s state: %w: %d of %d writes unacknowledged after %s (NATS unreachable?); the cycle is retried",
+				resource, jetstream.ErrAsyncPublishTimeout, len(futs)-i, len(futs), wait)
 		case ack := <-fut.Ok():
 			out[i].Revision = ack.Sequence
 		case err := <-fut.Err():

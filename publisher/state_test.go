@@ -4,11 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/publisher"
 )
@@ -270,4 +278,91 @@ func TestLookupCommitAndCheckpoint(t *testing.T) {
 	if err := store.Load(ctx, "tasks", func(plan.State) error { n++; return nil }); err != nil || n != 600 {
 		t.Errorf("load: %d entries, %v; want 600", n, err)
 	}
+}
+
+// TestCommitWithALostAckFailsInsteadOfStalling: the writes reach the
+// server, but its answers are lost on the way back (a proxy drops them
+// while the connection stays up). Commit gives up after AckWait with an
+// error the cycle retries, not at the end of a context without deadline.
+func TestCommitWithALostAckFailsInsteadOfStalling(t *testing.T) {
+	srv := natstest.Start(t)
+	proxy := newMutingProxy(t, srv.Addr().String())
+	nc, err := nats.Connect("nats://"+proxy.addr, nats.PingInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	res, err := publisher.Provision(context.Background(), js, publisher.Config{Subjects: subjects, LeaseTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := publisher.NewStateStore(js, res.State)
+	store.AckWait = 300 * time.Millisecond
+	proxy.mute.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := store.Commit(context.Background(), "tasks", []plan.Write{{ID: "1", Value: []byte(`{"id":1}`)}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "unacknowledged after 300ms") || !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+			t.Errorf("commit without acks: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Commit still waits for an ack that will never come")
+	}
+}
+
+// mutingProxy forwards a NATS connection and, once muted, drops what the
+// server sends: requests arrive, answers are lost.
+type mutingProxy struct {
+	addr string
+	mute atomic.Bool
+}
+
+func newMutingProxy(t *testing.T, server string) *mutingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &mutingProxy{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			upstream, err := net.Dial("tcp", server)
+			if err != nil {
+				_ = client.Close()
+				continue
+			}
+			t.Cleanup(func() { _ = client.Close(); _ = upstream.Close() })
+			wg.Add(2)
+			go func() { defer wg.Done(); _, _ = io.Copy(upstream, client) }()
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := upstream.Read(buf)
+					if n > 0 && !p.mute.Load() {
+						if _, werr := client.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return p
 }
