@@ -678,7 +678,7 @@ func TestDefaultRendering(t *testing.T) {
 			"ROCKETY_PAGE_SIZE": "100", "ROCKETY_PAGE_CONCURRENCY": "4", "ROCKETY_RATE_LIMIT": "10",
 			"NATS_URL": defaultNATSURL, "BRIDGE_SUBJECT_PREFIX": "rockety", "BRIDGE_HTTP_ADDR": ":8080",
 			"BRIDGE_INITIAL_SYNC": "baseline", "BRIDGE_MAX_DELETE_RATIO": "0.5", "BRIDGE_COMMANDS": "true",
-			"BRIDGE_COMMAND_ALLOW": "*", "BRIDGE_COMMAND_CONCURRENCY": "16", "BRIDGE_LEASE_TTL": "15s", "BRIDGE_SHUTDOWN_GRACE": "10s", "BRIDGE_STREAM_REPLICAS": "1",
+			"BRIDGE_COMMAND_ALLOW": "*", "BRIDGE_COMMAND_CONCURRENCY": "16", "BRIDGE_COMMAND_MAX_AGE": "1h", "BRIDGE_LEASE_TTL": "15s", "BRIDGE_SHUTDOWN_GRACE": "10s", "BRIDGE_STREAM_REPLICAS": "1",
 			"LOG_LEVEL": "info", "LOG_FORMAT": "json",
 		},
 		chartSecrets: map[string][]string{"rockety-bridge-api-token": {"token"}},
@@ -715,7 +715,7 @@ func TestNonDefaultRendering(t *testing.T) {
 			"NATS_TLS_CA": natsDir + "/ca.crt", "NATS_TLS_CERT": natsDir + "/tls.crt", "NATS_TLS_KEY": natsDir + "/tls.key",
 			"BRIDGE_SUBJECT_PREFIX": "acme.rockety", "BRIDGE_DATA_DIR": "/tmp/data", "BRIDGE_HTTP_ADDR": ":9090",
 			"BRIDGE_INITIAL_SYNC": "snapshot", "BRIDGE_MAX_DELETE_RATIO": "0.25", "BRIDGE_COMMANDS": "false",
-			"BRIDGE_COMMAND_ALLOW": "tasks.*,projects.update", "BRIDGE_COMMAND_CONCURRENCY": "32", "BRIDGE_LEASE_TTL": "30s", "BRIDGE_SHUTDOWN_GRACE": "45s", "BRIDGE_STREAM_REPLICAS": "3",
+			"BRIDGE_COMMAND_ALLOW": "tasks.*,projects.update", "BRIDGE_COMMAND_CONCURRENCY": "32", "BRIDGE_COMMAND_MAX_AGE": "30m", "BRIDGE_LEASE_TTL": "30s", "BRIDGE_SHUTDOWN_GRACE": "45s", "BRIDGE_STREAM_REPLICAS": "3",
 			"LOG_LEVEL": "debug", "LOG_FORMAT": "console", "GOMEMLIMIT": "400MiB",
 		},
 		secretEnv: map[string][2]string{
@@ -938,6 +938,27 @@ func TestNoSuccessfulCycleThresholds(t *testing.T) {
 	}
 }
 
+// TestSubSecondPollInterval: poll intervals from 100ms up render (the
+// bridge accepts them too: TestBridgeAcceptsChartConfig), and the alert
+// threshold follows them.
+func TestSubSecondPollInterval(t *testing.T) {
+	t.Parallel()
+	r := newRendering(t, render(t, release, append(slices.Clone(requiredArgs), "--set", "config.pollInterval=150ms",
+		"--set", "config.pollIntervals.tasks=150ms", "--set", "prometheusRule.enabled=true")...))
+	env := envMap(t, bridgeContainer(t, r.deployment(t)))
+	if got := env["ROCKETY_POLL_INTERVAL"].Value; got != "150ms" {
+		t.Errorf("ROCKETY_POLL_INTERVAL=%q, want 150ms", got)
+	}
+	if got := env["ROCKETY_POLL_INTERVALS"].Value; got != "tasks:150ms" {
+		t.Errorf("ROCKETY_POLL_INTERVALS=%q, want tasks:150ms", got)
+	}
+	// 5 intervals of 150ms.
+	if expr := fmt.Sprint(r.one(t, "PrometheusRule").Raw); !strings.Contains(expr, `resource!~"tasks"}) > 0.75)`) ||
+		!strings.Contains(expr, `resource="tasks"}) > 0.75)`) {
+		t.Errorf("the no-successful-cycle threshold is not 0.75s:\n%s", expr)
+	}
+}
+
 func TestSingleReplicaHasNoPDB(t *testing.T) {
 	t.Parallel()
 	r := newRendering(t, render(t, release, append(requiredArgs, "--set", "replicaCount=1")...))
@@ -979,6 +1000,7 @@ func TestRefusals(t *testing.T) {
 		{"initial sync", append(requiredArgs, "--set", "config.initialSync=full"), "initialSync"},
 		{"misspelt key", append(requiredArgs, "--set", "config.pollIntervall=10s"), "pollIntervall"},
 		{"bad duration", append(requiredArgs, "--set", "config.leaseTTL=15"), "leaseTTL"},
+		{"bad command max age", append(requiredArgs, "--set", "config.commandMaxAge=1"), "commandMaxAge"},
 		{"token as extraEnv", append(requiredArgs, "--set", "extraEnv[0].name=ROCKETY_API_TOKEN", "--set", "extraEnv[0].value=x"),
 			"extraEnv"},
 		{"ratio above 1", append(requiredArgs, "--set", "config.maxDeleteRatio=1.5"), "maxDeleteRatio"},

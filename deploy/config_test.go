@@ -2,9 +2,17 @@ package deploy
 
 import (
 	"bufio"
+	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +31,9 @@ func TestBridgeAcceptsChartConfig(t *testing.T) {
 		"default":     {release, chartDir},
 		"non-default": {"acme", chartDir, "-f", fullValues},
 		"try-out":     {release, chartDir, "-f", "examples/values-try-out.yaml"},
+		// Poll intervals from 100ms up are accepted.
+		"sub-second": append([]string{release, chartDir, "--set", "config.pollInterval=150ms",
+			"--set", "config.pollIntervals.tasks=150ms"}, requiredArgs...),
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -76,10 +87,114 @@ func TestBridgeAcceptsChartConfig(t *testing.T) {
 					t.Errorf("%s: the chart sets %q, the bridge reads %q", k, w, printed[k])
 				}
 			}
+			// Durations are printed in Go's canonical form (1h0m0s).
+			for _, k := range []string{"ROCKETY_POLL_INTERVAL", "BRIDGE_LEASE_TTL", "BRIDGE_SHUTDOWN_GRACE", "BRIDGE_COMMAND_MAX_AGE"} {
+				w, err := time.ParseDuration(want[k])
+				if err != nil {
+					t.Errorf("%s: the chart sets %q: %v", k, want[k], err)
+					continue
+				}
+				if p, err := time.ParseDuration(printed[k]); err != nil || p != w {
+					t.Errorf("%s: the chart sets %q, the bridge reads %q", k, want[k], printed[k])
+				}
+			}
 			if printed["ROCKETY_API_TOKEN"] != "" {
 				t.Errorf("the bridge sees ROCKETY_API_TOKEN %q; the chart must pass only the file", printed["ROCKETY_API_TOKEN"])
 			}
 		})
+	}
+}
+
+// bridgeVariables reads the variables rockety-bridge reads: the envconfig
+// tags of the env struct in cmd/rockety-bridge/config.go.
+func bridgeVariables(t *testing.T) []string {
+	t.Helper()
+	const file = "../cmd/rockety-bridge/config.go"
+	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vars []string
+	found := false
+	ast.Inspect(f, func(n ast.Node) bool {
+		ts, ok := n.(*ast.TypeSpec)
+		if !ok || ts.Name.Name != "env" {
+			return true
+		}
+		st, ok := ts.Type.(*ast.StructType)
+		if !ok {
+			t.Fatalf("%s: env is not a struct", file)
+		}
+		found = true
+		for _, field := range st.Fields.List {
+			if field.Tag == nil {
+				continue
+			}
+			tag, err := strconv.Unquote(field.Tag.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := reflect.StructTag(tag).Get("envconfig"); v != "" {
+				vars = append(vars, v)
+			}
+		}
+		return false
+	})
+	if !found || len(vars) < 30 {
+		t.Fatalf("%s: found only %d variables in the env struct", file, len(vars))
+	}
+	sort.Strings(vars)
+	return vars
+}
+
+// TestChartKnowsEveryBridgeVariable: every variable the bridge reads is in
+// the README's configuration table (which TestNonDefaultRendering requires
+// the chart to set) and among the names values.schema.json refuses in
+// extraEnv, and neither lists a variable the bridge does not read.
+func TestChartKnowsEveryBridgeVariable(t *testing.T) {
+	t.Parallel()
+	vars := bridgeVariables(t)
+	var readme []string
+	for _, v := range readmeConfig(t) {
+		readme = append(readme, v.Name)
+	}
+	var schema struct {
+		Properties struct {
+			ExtraEnv struct {
+				Items struct {
+					Properties struct {
+						Name struct {
+							Not struct {
+								Enum []string `json:"enum"`
+							} `json:"not"`
+						} `json:"name"`
+					} `json:"properties"`
+				} `json:"items"`
+			} `json:"extraEnv"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal([]byte(readFile(t, chartDir+"/values.schema.json")), &schema); err != nil {
+		t.Fatal(err)
+	}
+	for name, list := range map[string][]string{
+		"the README's configuration table":       readme,
+		"values.schema.json's extraEnv refusals": schema.Properties.ExtraEnv.Items.Properties.Name.Not.Enum,
+	} {
+		list = slices.Clone(list)
+		sort.Strings(list)
+		for _, v := range vars {
+			if !slices.Contains(list, v) {
+				t.Errorf("%s, which the bridge reads, is not in %s", v, name)
+			}
+		}
+		for _, v := range list {
+			if !slices.Contains(vars, v) {
+				t.Errorf("%s is in %s, but the bridge does not read it", v, name)
+			}
+		}
+		if len(slices.Compact(list)) != len(list) {
+			t.Errorf("%s lists a variable twice: %v", name, list)
+		}
 	}
 }
 
