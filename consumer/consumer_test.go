@@ -62,7 +62,7 @@ type harness struct {
 	js     jetstream.JetStream
 	res    publisher.Resources
 	store  *publisher.StateStore
-	sink   app.Sink
+	sink   publisher.EventSink
 	cmd    *command.Client
 	cancel context.CancelFunc
 	done   chan error
@@ -96,7 +96,7 @@ func newHarness(t testing.TB, allow consumer.Allow) *harness {
 	}
 	h.store = publisher.NewStateStore(h.js, h.res.State)
 	pub, _ := publisher.NewPublisher(h.nc)
-	h.sink = app.Sink{Publisher: pub, Subjects: subjects, APIBaseURL: api.URL + sim.BasePath}
+	h.sink = publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: api.URL + sim.BasePath}
 	h.cmd, _ = command.New(h.nats.Connect(t), subjects)
 	h.start(allow)
 	return h
@@ -358,7 +358,7 @@ func TestWriteThroughEventAppearsOnceAndThePollAddsNothing(t *testing.T) {
 	h := newHarness(t, consumer.Allow{"*"})
 	ctx := context.Background()
 	store := h.store
-	p, err := poller.New(poller.Config{Resource: "tasks"}, poller.Deps{Lister: h.client, Mirror: store, Checkpoints: store,
+	p, err := poller.New(poller.Config{Resource: "tasks"}, poller.Deps{Lister: h.client, Mirror: store, Checkpoints: publisher.NewCheckpoints(h.res.Checkpoints, h.res.State),
 		Sink: h.sink, Journal: publisher.NewJournal(h.js, subjects)})
 	if err != nil {
 		t.Fatal(err)

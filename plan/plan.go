@@ -79,6 +79,14 @@ type Outgoing struct {
 	Event   events.Event
 }
 
+// Ack is JetStream's acknowledgement of one published event.
+type Ack struct {
+	Seq uint64 // where the event is stored
+	// Duplicate: an event with the same id was stored before, at Seq, and
+	// this one was dropped. The stored one may carry another state (Adopt).
+	Duplicate bool
+}
+
 // Kind says what an observation is.
 type Kind int
 

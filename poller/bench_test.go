@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/rockety-io/rockety-bridge/internal/app"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
@@ -47,7 +46,7 @@ func BenchmarkCycle(b *testing.B) {
 	store := publisher.NewStateStore(js, res.State)
 	p, err := poller.New(poller.Config{Resource: "tasks"}, poller.Deps{
 		Lister: client, Mirror: store, Checkpoints: publisher.NewCheckpoints(res.Checkpoints, res.State),
-		Sink: app.Sink{Publisher: pub, Subjects: subjects, APIBaseURL: srv.URL}, Journal: publisher.NewJournal(js, subjects),
+		Sink: publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: srv.URL}, Journal: publisher.NewJournal(js, subjects),
 	})
 	if err != nil {
 		b.Fatal(err)

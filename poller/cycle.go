@@ -195,7 +195,7 @@ func (c *cycle) publishAndCommit(out []plan.Outgoing, writes []plan.Write) error
 	var dups map[string]uint64 // id -> sequence of the event stored before
 	var pubErr error
 	if len(out) > 0 {
-		pubErr = c.p.deps.Sink.Publish(c.ctx, out, func(i int, ack Ack) {
+		pubErr = c.p.deps.Sink.Publish(c.ctx, out, func(i int, ack plan.Ack) {
 			acked[out[i].Event.ID] = true
 			c.lastSeq = max(c.lastSeq, ack.Seq)
 			if ack.Duplicate {

@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rockety-io/rockety-bridge/events"
-	"github.com/rockety-io/rockety-bridge/internal/app"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
@@ -82,7 +81,7 @@ func (h *harness) deps() poller.Deps {
 		Lister:      h.client,
 		Mirror:      store,
 		Checkpoints: publisher.NewCheckpoints(h.res.Checkpoints, h.res.State),
-		Sink:        app.Sink{Publisher: pub, Subjects: subjects, APIBaseURL: h.url},
+		Sink:        publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: h.url},
 		Journal:     publisher.NewJournal(js, subjects),
 	}
 }

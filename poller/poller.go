@@ -48,20 +48,12 @@ type Checkpoints interface {
 	SetCheckpoint(ctx context.Context, resource string, seq uint64) error
 }
 
-// Ack is JetStream's acknowledgement of one event.
-type Ack struct {
-	Seq uint64 // where the event is stored
-	// Duplicate: an event with the same id was stored before, at Seq, and
-	// this one was dropped. The stored one may carry another state.
-	Duplicate bool
-}
-
 // Sink publishes events and reports the acknowledged ones.
 type Sink interface {
 	// Publish calls acked(i, ack) for each event JetStream stored, or
 	// dropped as a duplicate of one it stored before; an error means some
 	// were not acknowledged.
-	Publish(ctx context.Context, evs []plan.Outgoing, acked func(i int, ack Ack)) error
+	Publish(ctx context.Context, evs []plan.Outgoing, acked func(i int, ack plan.Ack)) error
 }
 
 // Journal reads back published events, to finish commits that a stopped

@@ -359,7 +359,7 @@ func TestDuplicateWithAnotherState(t *testing.T) {
 	e := events.Event{Resource: "tasks", ID: id, Op: events.OpUpdated, Revision: events.ChangeRevision(entry.Revision),
 		Before: a, After: c, Changed: []string{"title"}, DetectedAt: time.Now().UTC()}
 	taken := []plan.Outgoing{{EventID: events.EventID("tasks", id, events.OpUpdated, entry.Revision), Event: e}}
-	if err := deps.Sink.Publish(context.Background(), taken, func(int, poller.Ack) {}); err != nil {
+	if err := deps.Sink.Publish(context.Background(), taken, func(int, plan.Ack) {}); err != nil {
 		t.Fatal(err)
 	}
 	evs.next()

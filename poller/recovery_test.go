@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/rockety-io/rockety-bridge/events"
-	"github.com/rockety-io/rockety-bridge/internal/app"
 	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
@@ -106,7 +105,7 @@ func TestOnlyTheLeaseHolderPolls(t *testing.T) {
 		}
 		deps := h.deps()
 		in := &instance{rec: &recorder{}, done: make(chan struct{})}
-		deps.Lease = &app.Lease{Leases: leases, Resource: "tasks"}
+		deps.Lease = leases.For("tasks")
 		deps.Observer = in.rec
 		p := h.poller(poller.Config{Interval: 50 * time.Millisecond}, deps)
 		var runCtx context.Context

@@ -121,3 +121,53 @@ func (l *Leases) Release(ctx context.Context, lease Lease) error {
 	}
 	return nil
 }
+
+// ResourceLease is one resource's lease as its poller holds it: taken,
+// renewed while held, released at shutdown. Its methods are called from
+// one goroutine.
+type ResourceLease struct {
+	leases   *Leases
+	resource string
+	cur      *Lease
+}
+
+// For returns the lease of resource, not yet taken.
+func (l *Leases) For(resource string) *ResourceLease {
+	return &ResourceLease{leases: l, resource: resource}
+}
+
+// Hold renews the lease if held, else tries to take it, and says until
+// when it is held. While NATS is unreachable a held lease holds until it
+// runs out.
+func (l *ResourceLease) Hold(ctx context.Context) (time.Time, bool, error) {
+	if l.cur != nil {
+		renewed, err := l.leases.Renew(ctx, *l.cur)
+		switch {
+		case err == nil:
+			l.cur = &renewed
+			return renewed.Until, true, nil
+		case !errors.Is(err, ErrLeaseLost):
+			return l.cur.Until, l.cur.Valid(l.leases.now()), err
+		}
+		l.cur = nil
+	}
+	taken, held, _, err := l.leases.Acquire(ctx, l.resource)
+	if err != nil || !held {
+		return time.Time{}, false, err
+	}
+	l.cur = &taken
+	return taken.Until, true, nil
+}
+
+// Release gives the lease up, if held.
+func (l *ResourceLease) Release(ctx context.Context) error {
+	if l.cur == nil {
+		return nil
+	}
+	err := l.leases.Release(ctx, *l.cur)
+	l.cur = nil
+	if err != nil {
+		return fmt.Errorf("releasing the %s lease: %w", l.resource, err)
+	}
+	return nil
+}

@@ -1,3 +1,6 @@
+// Package app wires the bridge's parts together for the binary's run and
+// demo commands: the pollers, the command consumer and the publisher on one
+// NATS connection, with the metrics and logs that observe them.
 package app
 
 import (
@@ -119,7 +122,7 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 			Checkpoints: publisher.NewCheckpoints(b.resources.Checkpoints, b.resources.State),
 			Sink:        b.Sink(),
 			Journal:     journal,
-			Lease:       &Lease{Leases: leases, Resource: r.Name},
+			Lease:       leases.For(r.Name),
 			Observer:    (*observer)(b),
 		})
 		if err != nil {
@@ -136,8 +139,8 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 
 // Sink publishes events the way the pollers do; the command consumer uses
 // it for write-through events.
-func (b *Bridge) Sink() Sink {
-	return Sink{Publisher: b.pub, Subjects: b.opts.Subjects, APIBaseURL: b.opts.Client.BaseURL(),
+func (b *Bridge) Sink() publisher.EventSink {
+	return publisher.EventSink{Publisher: b.pub, Subjects: b.opts.Subjects, APIBaseURL: b.opts.Client.BaseURL(),
 		Timeout: publishTimeout, Reprovision: b.Reprovision}
 }
 

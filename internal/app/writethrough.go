@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/rockety-io/rockety-bridge/consumer"
@@ -22,7 +21,7 @@ import (
 // event id makes a race between the two a JetStream duplicate).
 type WriteThrough struct {
 	Store   *publisher.StateStore
-	Sink    Sink
+	Sink    publisher.EventSink
 	Metrics *Metrics
 }
 
@@ -92,8 +91,8 @@ func (w WriteThrough) written(ctx context.Context, req consumer.Request, resp ro
 		// formatting itself.
 		return nil
 	}
-	var ack *jetstream.PubAck
-	if err := w.Sink.publish(ctx, []plan.Outgoing{*d.Event}, func(_ int, a *jetstream.PubAck) { ack = a }); err != nil || ack == nil {
+	var ack *plan.Ack
+	if err := w.Sink.Publish(ctx, []plan.Outgoing{*d.Event}, func(_ int, a plan.Ack) { ack = &a }); err != nil || ack == nil {
 		return fmt.Errorf("publishing the write-through event of %s %s: %w", req.Resource, id, err)
 	}
 	if ack.Duplicate {

@@ -15,7 +15,6 @@ import (
 	"github.com/rockety-io/rockety-bridge/internal/app"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/plan"
-	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety"
 )
@@ -76,7 +75,7 @@ func TestWriteThrough(t *testing.T) {
 			}()
 			store := publisher.NewStateStore(js, res.State)
 			pub, _ := publisher.NewPublisher(nc)
-			sink := app.Sink{Publisher: pub, Subjects: subjects, APIBaseURL: "https://api.example/v1"}
+			sink := publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: "https://api.example/v1"}
 			var rev uint64
 			if tc.stored != "" {
 				if rev, err = store.Put(ctx, "tasks", "7", []byte(tc.stored), 0); err != nil {
@@ -88,7 +87,7 @@ func TestWriteThrough(t *testing.T) {
 					Before: json.RawMessage(tc.stored), After: json.RawMessage(`{"id":7,"title":"seen by the poll"}`),
 					Changed: []string{"title"}, DetectedAt: time.Now().UTC()}
 				out := []plan.Outgoing{{EventID: events.EventID("tasks", "7", events.OpUpdated, rev), Event: e}}
-				if err := sink.Publish(ctx, out, func(int, poller.Ack) {}); err != nil {
+				if err := sink.Publish(ctx, out, func(int, plan.Ack) {}); err != nil {
 					t.Fatal(err)
 				}
 			}
