@@ -18,6 +18,7 @@ import (
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety"
+	"github.com/rockety-io/rockety-bridge/rockety/model"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
@@ -41,7 +42,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	task, _ := rockety.DecodeItem[rockety.Task](rockety.Item{Raw: res.Data})
+	task, _ := model.DecodeItem[model.Task](model.Item{Raw: res.Data})
 	fmt.Println(res.Status, res.HTTPStatus, task.Status)
 	// Output: succeeded 200 done
 }
