@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
-	"github.com/rockety-io/rockety-bridge/consumer"
 	"github.com/rockety-io/rockety-bridge/internal/app"
 	"github.com/rockety-io/rockety-bridge/rockety"
 )
@@ -91,7 +90,7 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 	for _, r := range cfg.Resources {
 		opts.Resources = append(opts.Resources, app.Resource{Name: r, Interval: cfg.Interval(r)})
 	}
-	opts.Commands = commandsRunner(cfg, client, metrics, log)
+	opts.Commands = commands(cfg, client)
 
 	bridge, err := startBridge(ctx, opts, log)
 	if err != nil || bridge == nil {
@@ -185,53 +184,12 @@ func httpHandler(m *app.Metrics, ready func() error) http.Handler {
 	return mux
 }
 
-// commandsRunner returns the command consumer to run beside the pollers,
-// or nil when BRIDGE_COMMANDS is false.
-func commandsRunner(cfg Config, client *rockety.Client, metrics *app.Metrics, log *zap.Logger) func(context.Context, *app.Bridge) error {
+// commands configures the command consumer to run beside the pollers, or
+// nil when BRIDGE_COMMANDS is false.
+func commands(cfg Config, client *rockety.Client) *app.Commands {
 	if !cfg.Commands {
 		return nil
 	}
-	return func(ctx context.Context, b *app.Bridge) error {
-		cc := consumer.Config{
-			Subjects:  cfg.Subjects,
-			Resources: cfg.Resources,
-			Allow:     cfg.CommandAllow,
-			// The API's latency, not the bridge, bounds a command: a
-			// replica keeps this many writes in flight.
-			Concurrency:   cfg.CommandConc,
-			Observer:      app.CommandObserver{Log: log, Metrics: metrics},
-			Replicas:      cfg.StreamReplicas,
-			MaxAge:        cfg.CommandMaxAge,
-			ShutdownGrace: max(cfg.ShutdownGrace, time.Millisecond),
-			APIBaseURL:    client.BaseURL(),
-			// Recreates the commands stream if it is deleted under us.
-			Reprovision: b.Reprovision,
-		}
-		wt := app.WriteThrough{Store: b.Store(), Sink: b.Sink(), Metrics: metrics}
-		// Setting up can fail while NATS comes and goes; the pollers go on
-		// meanwhile, so the consumer keeps trying rather than stay away.
-		var c *consumer.Consumer
-		for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
-			var err error
-			if c, err = consumer.New(ctx, b.JetStream(), client, wt, cc); err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			notStarted := fmt.Errorf("not running: %w", err)
-			b.SetCommandsHealth(func() error { return notStarted })
-			log.Error("the command consumer could not start; it tries again", zap.Duration("in", wait), zap.Error(err))
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(wait):
-			}
-		}
-		metrics.InitCommands(cfg.Resources)
-		b.SetCommandsHealth(c.Ready)
-		log.Info("command consumer running", zap.String("subjects", cfg.Subjects.Commands()),
-			zap.Strings("allow", cfg.CommandAllow))
-		return c.Run(ctx)
-	}
+	return &app.Commands{Writer: client, Resources: cfg.Resources, Allow: cfg.CommandAllow,
+		Concurrency: cfg.CommandConc, MaxAge: cfg.CommandMaxAge}
 }

@@ -107,7 +107,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// consumer the way `run` does with the defaults.
 	cfg := Config{Subjects: subjects, Resources: sim.DefaultResources, Commands: true, CommandAllow: []string{"*"},
 		CommandConc: 16, StreamReplicas: 1, CommandMaxAge: consumer.DefaultMaxAge}
-	opts.Commands = commandsRunner(cfg, client, metrics, log)
+	opts.Commands = commands(cfg, client)
 	bridge, err := app.New(ctx, opts)
 	if err != nil {
 		return err

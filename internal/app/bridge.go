@@ -12,10 +12,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/rockety-io/rockety-bridge/consumer"
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
@@ -49,8 +51,30 @@ type Options struct {
 	ShutdownGrace time.Duration
 	Logger        *zap.Logger
 	Metrics       *Metrics
-	// Commands, when set, runs alongside the pollers (the command consumer).
-	Commands func(ctx context.Context, b *Bridge) error
+	// Commands, when set, runs the command consumer beside the pollers.
+	Commands *Commands
+}
+
+// Commands configures the command consumer. The bridge fills what it
+// knows itself: subjects, replicas, the API base URL, the shutdown grace,
+// the observer, and recreating the streams.
+type Commands struct {
+	// Writer makes the API writes: the bridge's client, as a rule.
+	Writer consumer.Writer
+	// Resources commands may name (ROCKETY_RESOURCES).
+	Resources []string
+	// Allow is BRIDGE_COMMAND_ALLOW.
+	Allow consumer.Allow
+	// Concurrency is BRIDGE_COMMAND_CONCURRENCY; 0 is the consumer's default.
+	Concurrency int
+	// MaxAge is BRIDGE_COMMAND_MAX_AGE; 0 is the consumer's default.
+	MaxAge time.Duration
+	// AckWait is how long a delivered command may go unacknowledged; 0 is
+	// the consumer's default.
+	AckWait time.Duration
+	// Observer, when set, is told every outcome too (besides the metrics
+	// and the logs).
+	Observer consumer.Observer
 }
 
 // Bridge runs one poller per resource, and the command consumer, on one
@@ -198,7 +222,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := b.opts.Commands(ctx, b); err != nil {
+			if err := b.runCommands(ctx); err != nil {
 				errs <- fmt.Errorf("command consumer: %w", err)
 			}
 		}()
@@ -212,9 +236,55 @@ func (b *Bridge) Run(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
-// SetCommandsHealth tells Ready how to learn whether the command consumer
+// runCommands starts the command consumer and runs it until ctx ends.
+// Setting up can fail while NATS comes and goes; the pollers go on
+// meanwhile, so it keeps trying rather than stay away, and readiness
+// says why it is not running.
+func (b *Bridge) runCommands(ctx context.Context) error {
+	o := b.opts.Commands
+	cfg := consumer.Config{
+		Subjects:  b.opts.Subjects,
+		Resources: o.Resources,
+		Allow:     o.Allow,
+		// The API's latency, not the bridge, bounds a command: a replica
+		// keeps this many writes in flight.
+		Concurrency:   o.Concurrency,
+		MaxAge:        o.MaxAge,
+		APIBaseURL:    b.opts.Client.BaseURL(),
+		ShutdownGrace: b.opts.ShutdownGrace,
+		AckWait:       o.AckWait,
+		Observer:      CommandObserver{Log: b.log, Metrics: b.opts.Metrics, Also: o.Observer},
+		Replicas:      b.opts.Replicas,
+		// Recreates the commands stream if it is deleted under us.
+		Reprovision: b.Reprovision,
+	}
+	wt := WriteThrough{Store: b.store, Sink: b.Sink(), Metrics: b.opts.Metrics}
+	var c *consumer.Consumer
+	retry := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second),
+		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0)), ctx)
+	err := backoff.RetryNotify(func() error {
+		var err error
+		c, err = consumer.New(ctx, b.js, o.Writer, wt, cfg)
+		return err
+	}, retry, func(err error, wait time.Duration) {
+		notStarted := fmt.Errorf("not running: %w", err)
+		b.setCommandsHealth(func() error { return notStarted })
+		b.log.Error("the command consumer could not start; it tries again", zap.Duration("in", wait), zap.Error(err))
+	})
+	if err != nil {
+		return nil // ctx ended
+	}
+	if b.opts.Metrics != nil {
+		b.opts.Metrics.InitCommands(o.Resources)
+	}
+	b.setCommandsHealth(c.Ready)
+	b.log.Info("command consumer running", zap.String("subjects", b.opts.Subjects.Commands()), zap.Strings("allow", o.Allow))
+	return c.Run(ctx)
+}
+
+// setCommandsHealth tells Ready how to learn whether the command consumer
 // serves: health returns nil while it does, else why not.
-func (b *Bridge) SetCommandsHealth(health func() error) {
+func (b *Bridge) setCommandsHealth(health func() error) {
 	b.mu.Lock()
 	b.commandsHealth = health
 	b.mu.Unlock()

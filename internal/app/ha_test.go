@@ -57,14 +57,7 @@ func startInstance(t *testing.T, name string, ns *natstest.Server, client *rocke
 		Client: client, Conn: in.nc, Subjects: subjects, InitialSync: poller.SyncBaseline, MaxDeleteRatio: 0.5,
 		InstanceID: name, LeaseTTL: ttl, ShutdownGrace: time.Second, Metrics: metrics,
 		Resources: []app.Resource{{Name: "projects", Interval: time.Second}, {Name: "tasks", Interval: time.Second}, {Name: "users", Interval: time.Second}},
-		Commands: func(ctx context.Context, b *app.Bridge) error {
-			c, err := consumer.New(ctx, b.JetStream(), client, app.WriteThrough{Store: b.Store(), Sink: b.Sink()},
-				consumer.Config{Subjects: subjects, Allow: consumer.Allow{"*"}, Observer: countingObserver{t, in}, AckWait: 5 * time.Second})
-			if err != nil {
-				return err
-			}
-			return c.Run(ctx)
-		},
+		Commands:  &app.Commands{Writer: client, Allow: consumer.Allow{"*"}, Observer: countingObserver{t, in}, AckWait: 5 * time.Second},
 	})
 	if err != nil {
 		t.Fatal(err)

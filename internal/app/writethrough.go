@@ -114,10 +114,15 @@ func (w WriteThrough) written(ctx context.Context, req consumer.Request, resp ro
 type CommandObserver struct {
 	Log     *zap.Logger
 	Metrics *Metrics
+	// Also, when set, is told everything as well.
+	Also consumer.Observer
 }
 
 // CommandDone implements consumer.Observer.
 func (o CommandObserver) CommandDone(resource, action string, status events.Status, took time.Duration) {
+	if o.Also != nil {
+		o.Also.CommandDone(resource, action, status, took)
+	}
 	if o.Metrics != nil {
 		o.Metrics.CommandDone(resource, action, status, took)
 	}
@@ -129,6 +134,9 @@ func (o CommandObserver) CommandDone(resource, action string, status events.Stat
 
 // Problem implements consumer.Observer.
 func (o CommandObserver) Problem(msg, commandID string, err error) {
+	if o.Also != nil {
+		o.Also.Problem(msg, commandID, err)
+	}
 	if o.Log != nil {
 		o.Log.Warn(msg, zap.String("command_id", commandID), zap.Error(err))
 	}
