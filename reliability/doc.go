@@ -10,7 +10,9 @@
 //     and API faults, sampling its event rate, memory and goroutines.
 //
 // Both sit behind the build tag reliability, so `go test ./...` does not run
-// them; the comparison itself (compare) is table-tested without the tag.
+// them. The events are judged by internal/judge, the judge every test of
+// the bridge's events shares, table-tested there without the tag; the
+// processes are built, started and stopped by internal/lab.
 // RELIABILITY.md has the commands and the latest figures:
 //
 //	go test -tags reliability -run KillLoop -v -timeout 60m ./reliability -kills 50

@@ -21,6 +21,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/internal/judge"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 )
 
 var (
@@ -71,7 +73,7 @@ type kill struct {
 // lost, nothing duplicated, no false delete, the mirror equal to the API,
 // every command answered and no create executed twice.
 func TestKillLoop(t *testing.T) {
-	l := newLab(t, "killloop")
+	l := newRig(t, "killloop")
 	resources := strings.Split(*flagKillResources, ",")
 	l.build()
 	l.startNATS()
@@ -88,10 +90,10 @@ func TestKillLoop(t *testing.T) {
 	if n, err := l.streamMsgs(eventsStream); err != nil || n != 0 {
 		t.Fatalf("the silent baseline published %d events (%v)", n, err)
 	}
-	if diffs := checkMirror(l.readMirror(resources), baseline); len(diffs) > 0 {
+	if diffs := judge.Mirror(l.readMirror(resources), baseline); len(diffs) > 0 {
 		t.Fatalf("after the baseline the mirror differs from the API for %d items, e.g. %s", len(diffs), diffs[0])
 	}
-	b.kill()
+	b.Kill()
 	t.Logf("baseline: %d items at log position %d", len(baseline), baseSeq)
 
 	if _, err := l.sim.SetChurn(ctx, *flagKillChurn); err != nil {
@@ -99,8 +101,8 @@ func TestKillLoop(t *testing.T) {
 	}
 	var taskIDs []string
 	for k := range baseline {
-		if k.resource == "tasks" {
-			taskIDs = append(taskIDs, k.id)
+		if k.Resource == "tasks" {
+			taskIDs = append(taskIDs, k.ID)
 		}
 	}
 	slices.Sort(taskIDs)
@@ -135,9 +137,9 @@ func TestKillLoop(t *testing.T) {
 	stopCommands()
 	<-cmdDone
 	b = l.startBridge(env...)
-	l.waitFor("the commands stream to drain", 3*time.Minute, func() (bool, error) {
-		if b.exited() {
-			return false, fmt.Errorf("the bridge exited:\n%s", b.tail(30))
+	lab.Wait(l.t, "the commands stream to drain", 3*time.Minute, func() (bool, error) {
+		if b.Exited() {
+			return false, fmt.Errorf("the bridge exited:\n%s", b.Tail(30))
 		}
 		n, err := l.streamMsgs("ROCKETY_COMMANDS")
 		return err == nil && n == 0, nil
@@ -149,12 +151,12 @@ func TestKillLoop(t *testing.T) {
 			t.Fatal(err)
 		}
 		l.waitCycles(b, resources, 2, 3*time.Minute)
-		var final map[key]json.RawMessage
+		var final map[judge.Key]json.RawMessage
 		final, finalSeq = l.snapshotItems(resources)
 		if finalSeq == before {
-			settled := b.cycleCounts()
-			if code := b.stop(30 * time.Second); code != 0 {
-				t.Errorf("the last bridge exited %d after SIGTERM:\n%s", code, b.tail(30))
+			settled := cycleCounts(b)
+			if code := b.Stop(30 * time.Second); code != 0 {
+				t.Errorf("the last bridge exited %d after SIGTERM:\n%s", code, b.Tail(30))
 			}
 			l.finishKillLoop(t, resources, baseline, baseSeq, final, finalSeq, stopped, kills, loop, cmdr, settled)
 			return
@@ -164,7 +166,7 @@ func TestKillLoop(t *testing.T) {
 }
 
 // killOnce starts a bridge, waits as the mode says, and kills it.
-func (l *lab) killOnce(n int, env []string) kill {
+func (l *rig) killOnce(n int, env []string) kill {
 	l.t.Helper()
 	modes := killModes
 	if *flagKillCommands <= 0 {
@@ -189,7 +191,7 @@ func (l *lab) killOnce(n int, env []string) kill {
 			l.t.Fatal(err)
 		}
 		deadline := time.Now().Add(20 * time.Second)
-		for time.Now().Before(deadline) && !b.exited() {
+		for time.Now().Before(deadline) && !b.Exited() {
 			if now, err := l.sim.Stats(context.Background()); err == nil && now.Total >= st.Total+need {
 				k.moved = true
 				break
@@ -217,7 +219,7 @@ func (l *lab) killOnce(n int, env []string) kill {
 			k.moved = true
 			time.Sleep(time.Duration(l.rnd.IntN(8000)) * time.Microsecond)
 		case <-time.After(20 * time.Second):
-		case <-b.done:
+		case <-b.Done():
 		}
 		_ = sub.Unsubscribe()
 	default:
@@ -253,28 +255,28 @@ func (l *lab) killOnce(n int, env []string) kill {
 		case <-seen:
 			k.moved = true
 		case <-time.After(20 * time.Second):
-		case <-b.done:
+		case <-b.Done():
 		}
 		_ = sub.Unsubscribe()
 	}
-	if b.exited() {
-		l.t.Fatalf("bridge %d exited by itself before its kill:\n%s", n, b.tail(40))
+	if b.Exited() {
+		l.t.Fatalf("bridge %d exited by itself before its kill:\n%s", n, b.Tail(40))
 	}
-	k.alive = time.Since(b.started)
-	b.kill()
+	k.alive = time.Since(b.Started)
+	b.Kill()
 	k.evSeq, _ = l.streamLastSeq(eventsStream)
 	k.uncommitted = l.uncommitted(from, k.evSeq)
 	k.mutSeq, _ = l.sim.LastSeq(context.Background())
-	k.cycles = b.cycleCounts()
-	k.lastLog = b.tail(1)
-	if log, _ := os.ReadFile(b.logPath); strings.Contains(string(log), "panic") {
-		l.t.Errorf("bridge %d panicked:\n%s", n, b.tail(40))
+	k.cycles = cycleCounts(b)
+	k.lastLog = b.Tail(1)
+	if log, _ := os.ReadFile(b.LogPath); strings.Contains(string(log), "panic") {
+		l.t.Errorf("bridge %d panicked:\n%s", n, b.Tail(40))
 	}
 	return k
 }
 
-func (l *lab) finishKillLoop(t *testing.T, resources []string, baseline map[key]json.RawMessage, baseSeq uint64,
-	final map[key]json.RawMessage, finalSeq, churnStopped uint64, kills []kill, loop time.Duration, cmdr *commander, settled map[string]int) {
+func (l *rig) finishKillLoop(t *testing.T, resources []string, baseline map[judge.Key]json.RawMessage, baseSeq uint64,
+	final map[judge.Key]json.RawMessage, finalSeq, churnStopped uint64, kills []kill, loop time.Duration, cmdr *commander, settled map[string]int) {
 	t.Helper()
 	v := l.judge(t, resources, baseline, baseSeq, final, finalSeq)
 	r, evs, muts, mirrorDiffs := v.report, v.evs, v.muts, v.mirrorDiffs
@@ -331,14 +333,14 @@ func (l *lab) finishKillLoop(t *testing.T, resources []string, baseline map[key]
 	_ = os.WriteFile(filepath.Join(l.dir, "report.md"), []byte(table), 0o644)
 	writeKills(l, kills)
 
-	failOnProblems(t, r, mirrorDiffs)
+	judge.Fail(t, r, mirrorDiffs)
 	for _, p := range cr.problems[:min(20, len(cr.problems))] {
 		t.Errorf("commands: %s", p)
 	}
 }
 
 // writeKills keeps every kill's details in kills.tsv in the work directory.
-func writeKills(l *lab, kills []kill) {
+func writeKills(l *rig, kills []kill) {
 	var b strings.Builder
 	b.WriteString("n\tmode\talive_ms\taimed_moment_seen\tburst\tcycles\tevents_seq\tuncommitted\tlog_seq\tlast_log_line\n")
 	for _, k := range kills {
@@ -362,7 +364,7 @@ func markdownTable(title string, rows [][2]string) string {
 // died after JetStream acknowledged the event and before it stored the
 // item's state, which the next bridge must then store without publishing
 // the change again.
-func (l *lab) uncommitted(from, to uint64) int {
+func (l *rig) uncommitted(from, to uint64) int {
 	l.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -374,7 +376,7 @@ func (l *lab) uncommitted(from, to uint64) int {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	last := map[key]events.Event{}
+	last := map[judge.Key]events.Event{}
 	for seq := from + 1; seq <= to; seq++ {
 		raw, err := st.GetMsg(ctx, seq)
 		if err != nil {
@@ -387,11 +389,11 @@ func (l *lab) uncommitted(from, to uint64) int {
 		if err != nil {
 			continue // readStream reports it
 		}
-		last[key{e.Resource, e.ID}] = e
+		last[judge.Key{Resource: e.Resource, ID: e.ID}] = e
 	}
 	n := 0
 	for k, e := range last {
-		entry, err := kv.Get(ctx, events.StateKey(k.resource, k.id))
+		entry, err := kv.Get(ctx, events.StateKey(k.Resource, k.ID))
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			if e.Op != events.OpDeleted {
@@ -399,7 +401,7 @@ func (l *lab) uncommitted(from, to uint64) int {
 			}
 		case err != nil:
 			l.t.Fatalf("mirror %s: %v", k, err)
-		case e.Op == events.OpDeleted || norm(entry.Value()) != norm(e.After):
+		case e.Op == events.OpDeleted || judge.Norm(entry.Value()) != judge.Norm(e.After):
 			n++
 		}
 	}

@@ -17,11 +17,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +26,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/internal/judge"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 	"github.com/rockety-io/rockety-bridge/schemas"
 )
@@ -47,11 +46,11 @@ const (
 
 var subjects = events.MustSubjects("rockety")
 
-// lab is one test's work directory, binaries and processes: nats-server,
+// rig is one test's work directory, binaries and processes: nats-server,
 // rockety-sim and, one at a time, rockety-bridge. The directory is kept when
 // the test fails (or with -keep): it holds every process's log, the NATS
 // store, the events and the mutation log.
-type lab struct {
+type rig struct {
 	t        *testing.T
 	dir      string
 	bin      string
@@ -64,12 +63,11 @@ type lab struct {
 	httpAddr string // the bridge's /metrics
 	nc       *nats.Conn
 	js       jetstream.JetStream
-	procs    []*proc
 	bridges  int    // bridge processes started
 	source   string // the commit the binaries were built from
 }
 
-func newLab(t *testing.T, name string) *lab {
+func newRig(t *testing.T, name string) *rig {
 	t.Helper()
 	seed := *flagSeed
 	if seed == 0 {
@@ -79,12 +77,9 @@ func newLab(t *testing.T, name string) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lab{t: t, dir: dir, bin: filepath.Join(dir, "bin"), seed: seed, rnd: rand.New(rand.NewPCG(uint64(seed), 7))}
+	l := &rig{t: t, dir: dir, bin: filepath.Join(dir, "bin"), seed: seed, rnd: rand.New(rand.NewPCG(uint64(seed), 7))}
 	t.Logf("seed %d (rerun with -seed %d); work directory %s", seed, seed, dir)
 	t.Cleanup(func() {
-		for _, p := range slices.Backward(l.procs) {
-			p.stop(10 * time.Second)
-		}
 		if l.nc != nil {
 			l.nc.Close()
 		}
@@ -98,29 +93,11 @@ func newLab(t *testing.T, name string) *lab {
 	return l
 }
 
-// build compiles the binaries: the bridge and the simulator from this
-// module, nats-server from the module cache at the version go.mod pins.
-func (l *lab) build() {
+// build compiles the binaries into the work directory.
+func (l *rig) build() {
 	l.t.Helper()
 	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	for i, b := range []struct{ name, pkg string }{
-		{"rockety-bridge", "github.com/rockety-io/rockety-bridge/cmd/rockety-bridge"},
-		{"rockety-sim", "github.com/rockety-io/rockety-bridge/cmd/rockety-sim"},
-		{"nats-server", "github.com/nats-io/nats-server/v2"},
-	} {
-		wg.Go(func() {
-			out, err := exec.Command("go", "build", "-o", filepath.Join(l.bin, b.name), b.pkg).CombinedOutput()
-			if err != nil {
-				errs[i] = fmt.Errorf("building %s: %w\n%s", b.name, err, out)
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		l.t.Fatal(err)
-	}
+	lab.Build(l.t, l.bin)
 	l.source = sourceVersion()
 	l.t.Logf("built rockety-bridge, rockety-sim and nats-server from %s in %s", l.source, time.Since(start).Round(time.Second))
 }
@@ -142,13 +119,13 @@ func sourceVersion() string {
 
 // startNATS starts nats-server with JetStream and a store in the work
 // directory, and connects to it.
-func (l *lab) startNATS() {
+func (l *rig) startNATS() {
 	l.t.Helper()
-	addr := freeAddr(l.t)
+	addr := lab.FreeAddr(l.t)
 	host, port, _ := net.SplitHostPort(addr)
 	l.natsURL = "nats://" + addr
 	l.start("nats-server", nil, "nats-server", "-js", "-a", host, "-p", port, "-sd", filepath.Join(l.dir, "nats"))
-	l.waitFor("nats-server", 30*time.Second, func() (bool, error) {
+	lab.Wait(l.t, "nats-server", 30*time.Second, func() (bool, error) {
 		nc, err := nats.Connect(l.natsURL, nats.Timeout(time.Second))
 		if err != nil {
 			return false, nil
@@ -163,25 +140,25 @@ func (l *lab) startNATS() {
 }
 
 // startSim starts rockety-sim with churn off, the whole log kept, and args.
-func (l *lab) startSim(args ...string) {
+func (l *rig) startSim(args ...string) {
 	l.t.Helper()
-	addr := freeAddr(l.t)
+	addr := lab.FreeAddr(l.t)
 	l.simRoot = "http://" + addr
 	l.api = l.simRoot + sim.BasePath
 	l.sim = sim.NewRemote(l.simRoot, token)
 	l.start("rockety-sim", nil, "rockety-sim", append([]string{"-addr", addr, "-token", token,
 		"-seed", strconv.FormatInt(l.seed, 10), "-churn", "0", "-log-limit", "0"}, args...)...)
-	l.waitFor("rockety-sim", 60*time.Second, func() (bool, error) {
+	lab.Wait(l.t, "rockety-sim", 60*time.Second, func() (bool, error) {
 		_, err := l.sim.LastSeq(context.Background())
 		return err == nil, nil
 	})
-	l.httpAddr = freeAddr(l.t)
+	l.httpAddr = lab.FreeAddr(l.t)
 }
 
 // startBridge starts `rockety-bridge run` against the lab's NATS and
 // simulator, with a fixed instance id so a restarted process takes its own
 // lease over at once. env adds to or overrides the defaults.
-func (l *lab) startBridge(env ...string) *proc {
+func (l *rig) startBridge(env ...string) *lab.Process {
 	l.t.Helper()
 	l.bridges++
 	base := []string{
@@ -193,85 +170,17 @@ func (l *lab) startBridge(env ...string) *proc {
 	return l.start(fmt.Sprintf("bridge-%03d", l.bridges), append(base, env...), "rockety-bridge", "run")
 }
 
-// proc is a child process writing to its own log file.
-type proc struct {
-	name    string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	started time.Time
-}
-
-func (l *lab) start(name string, env []string, bin string, args ...string) *proc {
+// start runs one of the built binaries, its log in the work directory.
+func (l *rig) start(name string, env []string, bin string, args ...string) *lab.Process {
 	l.t.Helper()
-	logPath := filepath.Join(l.dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(l.bin, bin), args...)
-	// Only what the process needs: no NATS or Rockety setting of the
-	// machine running the test leaks in.
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		l.t.Fatalf("starting %s: %v", name, err)
-	}
-	p := &proc{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{}), started: time.Now()}
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	l.procs = append(l.procs, p)
-	return p
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-// exited reports whether the process has ended (by itself, if not killed).
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM and returns the exit code, or -1 after a SIGKILL when
-// the process did not end within timeout.
-func (p *proc) stop(timeout time.Duration) int {
-	if p.exited() {
-		return p.cmd.ProcessState.ExitCode()
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return p.cmd.ProcessState.ExitCode()
-	case <-time.After(timeout):
-		p.kill()
-		return -1
-	}
-}
-
-// tail returns the last n lines of the process's log.
-func (p *proc) tail(n int) string {
-	b, _ := os.ReadFile(p.logPath)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+	return lab.Start(l.t, l.dir, name, env, filepath.Join(l.bin, bin), args...)
 }
 
 // cycleCounts counts the poll cycles a bridge's JSON log reports, by
 // outcome: ok, failed, cut short (by shutdown).
-func (p *proc) cycleCounts() map[string]int {
+func cycleCounts(p *lab.Process) map[string]int {
 	out := map[string]int{}
-	f, err := os.Open(p.logPath)
+	f, err := os.Open(p.LogPath)
 	if err != nil {
 		return out
 	}
@@ -299,36 +208,6 @@ func (p *proc) cycleCounts() map[string]int {
 	return out
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// waitFor polls ok every 50ms until it reports true, failing the test on
-// an error or after timeout.
-func (l *lab) waitFor(what string, timeout time.Duration, ok func() (bool, error)) {
-	l.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		done, err := ok()
-		if err != nil {
-			l.t.Fatalf("waiting for %s: %v", what, err)
-		}
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			l.t.Fatalf("no %s after %s", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // metrics are the samples of one /metrics scrape.
 type metrics []sample
 
@@ -339,7 +218,7 @@ type sample struct {
 }
 
 // scrape reads the bridge's /metrics (Prometheus text format).
-func (l *lab) scrape() (metrics, error) {
+func (l *rig) scrape() (metrics, error) {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + l.httpAddr + "/metrics")
 	if err != nil {
@@ -423,7 +302,7 @@ func (m metrics) has(name string, match ...string) bool {
 
 // okCycles returns each resource's count of complete cycles of the running
 // bridge, -1 where the bridge has not reported the resource yet.
-func (l *lab) okCycles(resources []string) ([]float64, error) {
+func (l *rig) okCycles(resources []string) ([]float64, error) {
 	m, err := l.scrape()
 	if err != nil {
 		return nil, err
@@ -442,20 +321,20 @@ func (l *lab) okCycles(resources []string) ([]float64, error) {
 // every resource than it had when called (counting from 0 when it had not
 // reported a resource yet). A cycle counted here started after the call
 // when n >= 2.
-func (l *lab) waitCycles(bridge *proc, resources []string, n int, timeout time.Duration) {
+func (l *rig) waitCycles(bridge *lab.Process, resources []string, n int, timeout time.Duration) {
 	l.t.Helper()
 	var from []float64
-	l.waitFor("the bridge's metrics", timeout, func() (bool, error) {
-		if bridge.exited() {
-			return false, fmt.Errorf("the bridge exited:\n%s", bridge.tail(30))
+	lab.Wait(l.t, "the bridge's metrics", timeout, func() (bool, error) {
+		if bridge.Exited() {
+			return false, fmt.Errorf("the bridge exited:\n%s", bridge.Tail(30))
 		}
 		c, err := l.okCycles(resources)
 		from = c
 		return err == nil, nil
 	})
-	l.waitFor(fmt.Sprintf("%d complete cycles of %v", n, resources), timeout, func() (bool, error) {
-		if bridge.exited() {
-			return false, fmt.Errorf("the bridge exited:\n%s", bridge.tail(30))
+	lab.Wait(l.t, fmt.Sprintf("%d complete cycles of %v", n, resources), timeout, func() (bool, error) {
+		if bridge.Exited() {
+			return false, fmt.Errorf("the bridge exited:\n%s", bridge.Tail(30))
 		}
 		c, err := l.okCycles(resources)
 		if err != nil {
@@ -472,9 +351,9 @@ func (l *lab) waitCycles(bridge *proc, resources []string, n int, timeout time.D
 
 // snapshotItems reads every resource's items from the simulator, at one log
 // position, which it returns.
-func (l *lab) snapshotItems(resources []string) (map[key]json.RawMessage, uint64) {
+func (l *rig) snapshotItems(resources []string) (map[judge.Key]json.RawMessage, uint64) {
 	l.t.Helper()
-	out := map[key]json.RawMessage{}
+	out := map[judge.Key]json.RawMessage{}
 	var seq uint64
 	for i, r := range resources {
 		items, s, err := l.sim.Items(context.Background(), r)
@@ -492,25 +371,25 @@ func (l *lab) snapshotItems(resources []string) (map[key]json.RawMessage, uint64
 			if err := json.Unmarshal(it, &v); err != nil {
 				l.t.Fatalf("%s item %s: %v", r, it, err)
 			}
-			out[key{r, v.ID.String()}] = it
+			out[judge.Key{Resource: r, ID: v.ID.String()}] = it
 		}
 	}
 	return out, seq
 }
 
 // streamLastSeq returns a stream's last sequence.
-func (l *lab) streamLastSeq(name string) (uint64, error) {
+func (l *rig) streamLastSeq(name string) (uint64, error) {
 	st, err := l.streamState(name)
 	return st.LastSeq, err
 }
 
 // streamMsgs returns how many messages a stream holds.
-func (l *lab) streamMsgs(name string) (uint64, error) {
+func (l *rig) streamMsgs(name string) (uint64, error) {
 	st, err := l.streamState(name)
 	return st.Msgs, err
 }
 
-func (l *lab) streamState(name string) (jetstream.StreamState, error) {
+func (l *rig) streamState(name string) (jetstream.StreamState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	st, err := l.js.Stream(ctx, name)
@@ -527,7 +406,7 @@ func (l *lab) streamState(name string) (jetstream.StreamState, error) {
 // readStream reads every change event and command result in the events
 // stream, checks each event against the contract (headers, body, JSON
 // Schema) and writes them all to events.jsonl in the work directory.
-func (l *lab) readStream() (evs []observed, results map[string][]events.Result) {
+func (l *rig) readStream() (evs []judge.Observed, results map[string][]events.Result) {
 	l.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -586,7 +465,7 @@ func (l *lab) readStream() (evs []observed, results map[string][]events.Result) 
 					l.t.Errorf("event at stream seq %d: %v", md.Sequence.Stream, err)
 					continue
 				}
-				evs = append(evs, observed{seq: md.Sequence.Stream, msgID: msg.Headers().Get(jetstream.MsgIDHeader), event: e})
+				evs = append(evs, judge.Observed{Seq: md.Sequence.Stream, MsgID: msg.Headers().Get(jetstream.MsgIDHeader), Event: e})
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
@@ -603,7 +482,7 @@ func (l *lab) readStream() (evs []observed, results map[string][]events.Result) 
 }
 
 // readMirror reads the live items of the bridge's mirror (KV ROCKETY_STATE).
-func (l *lab) readMirror(resources []string) map[key]json.RawMessage {
+func (l *rig) readMirror(resources []string) map[judge.Key]json.RawMessage {
 	l.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -611,7 +490,7 @@ func (l *lab) readMirror(resources []string) map[key]json.RawMessage {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	out := map[key]json.RawMessage{}
+	out := map[judge.Key]json.RawMessage{}
 	for _, r := range resources {
 		w, err := kv.Watch(ctx, r+".>", jetstream.IgnoreDeletes())
 		if err != nil {
@@ -626,7 +505,7 @@ func (l *lab) readMirror(resources []string) map[key]json.RawMessage {
 				l.t.Errorf("mirror key %q: %v", e.Key(), err)
 				continue
 			}
-			out[key{res, id}] = e.Value()
+			out[judge.Key{Resource: res, ID: id}] = e.Value()
 		}
 		_ = w.Stop()
 	}
@@ -635,7 +514,7 @@ func (l *lab) readMirror(resources []string) map[key]json.RawMessage {
 
 // mutations reads the simulator's log after seq and writes it to
 // mutations.jsonl in the work directory.
-func (l *lab) mutations(since uint64) []sim.Mutation {
+func (l *rig) mutations(since uint64) []sim.Mutation {
 	l.t.Helper()
 	f, err := os.Create(filepath.Join(l.dir, "mutations.jsonl"))
 	if err != nil {
@@ -655,49 +534,6 @@ func (l *lab) mutations(since uint64) []sim.Mutation {
 	return out
 }
 
-// checkMirror compares the bridge's mirror with the API's items.
-func checkMirror(mirror, final map[key]json.RawMessage) []string {
-	var diffs []string
-	for _, k := range sortedKeys(final) {
-		got, ok := mirror[k]
-		switch {
-		case !ok:
-			diffs = append(diffs, fmt.Sprintf("%s: the API has it, the mirror does not", k))
-		case norm(got) != norm(final[k]):
-			diffs = append(diffs, fmt.Sprintf("%s: the mirror has %s, the API %s", k, short(got), short(final[k])))
-		}
-	}
-	for _, k := range sortedKeys(mirror) {
-		if _, ok := final[k]; !ok {
-			diffs = append(diffs, fmt.Sprintf("%s: the mirror has it (%s), the API does not", k, short(mirror[k])))
-		}
-	}
-	return diffs
-}
-
-// failOnProblems fails the test with every problem the comparison found,
-// grouped by kind, the first few of each in full.
-func failOnProblems(t *testing.T, r report, mirrorDiffs []string) {
-	t.Helper()
-	for _, kind := range problemKinds {
-		n := r.count(kind)
-		if n == 0 {
-			continue
-		}
-		var lines []string
-		for _, p := range r.problems {
-			if p.kind == kind && len(lines) < 20 {
-				lines = append(lines, "  "+p.String())
-			}
-		}
-		t.Errorf("%d items with a %s change:\n%s", n, kind, strings.Join(lines, "\n"))
-	}
-	if len(mirrorDiffs) > 0 {
-		t.Errorf("the mirror differs from the API for %d items:\n  %s", len(mirrorDiffs),
-			strings.Join(mirrorDiffs[:min(20, len(mirrorDiffs))], "\n  "))
-	}
-}
-
 // opCounts formats counts by op in a fixed order.
 func opCounts[K ~string](m map[K]int, ops ...K) string {
 	parts := make([]string, 0, len(ops))
@@ -710,7 +546,7 @@ func opCounts[K ~string](m map[K]int, ops ...K) string {
 // scanForToken fails the test if the API token appears in anything a
 // bridge process wrote: every log line of every bridge, across every kill,
 // fault and restart of the run.
-func (l *lab) scanForToken() {
+func (l *rig) scanForToken() {
 	logs, _ := filepath.Glob(filepath.Join(l.dir, "bridge-*.log"))
 	for _, name := range logs {
 		data, err := os.ReadFile(name)
@@ -727,32 +563,32 @@ func (l *lab) scanForToken() {
 
 // outcomeRows are the report rows both long runs share: what happened, and
 // every way the events could be wrong.
-func outcomeRows(r report, mutations, evs int, churnStopped, finalSeq uint64, mirrorDiffs int) [][2]string {
+func outcomeRows(r judge.Report, mutations, evs int, churnStopped, finalSeq uint64, mirrorDiffs int) [][2]string {
 	dupIDs := 0
-	for _, p := range r.problems {
-		if p.kind == kindDuplicate && strings.HasPrefix(p.what, "event id") {
+	for _, p := range r.Problems {
+		if p.Kind == judge.Duplicate && strings.HasPrefix(p.What, "event id") {
 			dupIDs++
 		}
 	}
 	return [][2]string{
 		{"mutations after the baseline", fmt.Sprintf("%d: %s (churn stopped at %d, last %d)", mutations,
-			opCounts(r.mutations, sim.OpCreated, sim.OpUpdated, sim.OpDeleted), churnStopped, finalSeq)},
-		{"change events", fmt.Sprintf("%d: %s", evs, opCounts(r.events, events.OpCreated, events.OpUpdated, events.OpDeleted, events.OpSnapshot))},
-		{"items compared / changed in net", fmt.Sprintf("%d / %d", r.items, r.changed)},
+			opCounts(r.Mutations, sim.OpCreated, sim.OpUpdated, sim.OpDeleted), churnStopped, finalSeq)},
+		{"change events", fmt.Sprintf("%d: %s", evs, opCounts(r.Events, events.OpCreated, events.OpUpdated, events.OpDeleted, events.OpSnapshot))},
+		{"items compared / changed in net", fmt.Sprintf("%d / %d", r.Items, r.Changed)},
 		{"delay from a mutation to the event reporting it: median / p99 / max", fmt.Sprintf("%s / %s / %s",
-			r.delay(0.5).Round(time.Millisecond), r.delay(0.99).Round(time.Millisecond), r.delay(1).Round(time.Millisecond))},
-		{"duplicates (event id twice / change twice)", fmt.Sprintf("%d / %d", dupIDs, r.count(kindDuplicate)-dupIDs)},
-		{"lost changes", strconv.Itoa(r.count(kindLost))},
-		{"false deletes", strconv.Itoa(r.count(kindFalseDel))},
-		{"invented or out-of-step events", strconv.Itoa(r.count(kindInvented) + r.count(kindOutOfStep))},
+			r.Delay(0.5).Round(time.Millisecond), r.Delay(0.99).Round(time.Millisecond), r.Delay(1).Round(time.Millisecond))},
+		{"duplicates (event id twice / change twice)", fmt.Sprintf("%d / %d", dupIDs, r.Count(judge.Duplicate)-dupIDs)},
+		{"lost changes", strconv.Itoa(r.Count(judge.Lost))},
+		{"false deletes", strconv.Itoa(r.Count(judge.FalseDelete))},
+		{"invented or out-of-step events", strconv.Itoa(r.Count(judge.Invented) + r.Count(judge.OutOfStep))},
 		{"mirror items differing from the API", strconv.Itoa(mirrorDiffs)},
 	}
 }
 
 // verdict is what a run's events, mirror and mutation log came to.
 type verdict struct {
-	report      report
-	evs         []observed
+	report      judge.Report
+	evs         []judge.Observed
 	results     map[string][]events.Result // command results by command id
 	muts        []sim.Mutation
 	mirrorDiffs []string
@@ -760,8 +596,8 @@ type verdict struct {
 
 // judge reads the events stream, the mutation log after baseSeq and the
 // mirror, and holds them to the truth.
-func (l *lab) judge(t *testing.T, resources []string, baseline map[key]json.RawMessage, baseSeq uint64,
-	final map[key]json.RawMessage, finalSeq uint64) verdict {
+func (l *rig) judge(t *testing.T, resources []string, baseline map[judge.Key]json.RawMessage, baseSeq uint64,
+	final map[judge.Key]json.RawMessage, finalSeq uint64) verdict {
 	t.Helper()
 	evs, results := l.readStream()
 	muts := l.mutations(baseSeq)
@@ -769,10 +605,10 @@ func (l *lab) judge(t *testing.T, resources []string, baseline map[key]json.RawM
 		t.Fatalf("the mutation log after %d does not end at the final position %d", baseSeq, finalSeq)
 	}
 	return verdict{
-		report:      compare(truth{baseline: baseline, mutations: muts, final: final}, evs),
+		report:      judge.Compare(judge.Truth{Baseline: baseline, Mutations: muts, Final: final}, evs),
 		evs:         evs,
 		results:     results,
 		muts:        muts,
-		mirrorDiffs: checkMirror(l.readMirror(resources), final),
+		mirrorDiffs: judge.Mirror(l.readMirror(resources), final),
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rockety-io/rockety-bridge/internal/judge"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
@@ -52,7 +53,7 @@ type soakSample struct {
 // Retry-After, latency), samples its event rate, memory and goroutines,
 // then holds every event to the simulator's mutation log.
 func TestSoak(t *testing.T) {
-	l := newLab(t, "soak")
+	l := newRig(t, "soak")
 	resources := []string{"tasks"}
 	l.build()
 	l.startNATS()
@@ -67,7 +68,7 @@ func TestSoak(t *testing.T) {
 	if n, err := l.streamMsgs(eventsStream); err != nil || n != 0 {
 		t.Fatalf("the silent baseline published %d events (%v)", n, err)
 	}
-	if diffs := checkMirror(l.readMirror(resources), baseline); len(diffs) > 0 {
+	if diffs := judge.Mirror(l.readMirror(resources), baseline); len(diffs) > 0 {
 		t.Fatalf("after the baseline the mirror differs from the API for %d items, e.g. %s", len(diffs), diffs[0])
 	}
 	t.Logf("baseline: %d tasks recorded in %s", len(baseline), time.Since(start).Round(time.Second))
@@ -84,8 +85,8 @@ func TestSoak(t *testing.T) {
 	var samples []soakSample
 	take := func() soakSample {
 		t.Helper()
-		if b.exited() {
-			t.Fatalf("the bridge exited during the soak:\n%s", b.tail(40))
+		if b.Exited() {
+			t.Fatalf("the bridge exited during the soak:\n%s", b.Tail(40))
 		}
 		m, err := l.scrape()
 		if err != nil {
@@ -139,9 +140,9 @@ func TestSoak(t *testing.T) {
 			continue
 		}
 		end := take()
-		cycles := b.cycleCounts()
-		if code := b.stop(30 * time.Second); code != 0 {
-			t.Errorf("the bridge exited %d after SIGTERM:\n%s", code, b.tail(30))
+		cycles := cycleCounts(b)
+		if code := b.Stop(30 * time.Second); code != 0 {
+			t.Errorf("the bridge exited %d after SIGTERM:\n%s", code, b.Tail(30))
 		}
 		l.finishSoak(t, resources, baseline, baseSeq, final, finalSeq, stopped, samples, end, apiStats, cycles)
 		return
@@ -161,8 +162,8 @@ func soakRow(prev, s soakSample) string {
 		meanCycle, s.retries-prev.retries)
 }
 
-func (l *lab) finishSoak(t *testing.T, resources []string, baseline map[key]json.RawMessage, baseSeq uint64,
-	final map[key]json.RawMessage, finalSeq, churnStopped uint64, samples []soakSample, end soakSample,
+func (l *rig) finishSoak(t *testing.T, resources []string, baseline map[judge.Key]json.RawMessage, baseSeq uint64,
+	final map[judge.Key]json.RawMessage, finalSeq, churnStopped uint64, samples []soakSample, end soakSample,
 	apiStats sim.StatsInfo, cycles map[string]int) {
 	t.Helper()
 	v := l.judge(t, resources, baseline, baseSeq, final, finalSeq)
@@ -203,7 +204,7 @@ func (l *lab) finishSoak(t *testing.T, resources []string, baseline map[key]json
 	t.Logf("soak results:\n%s", table)
 	_ = os.WriteFile(filepath.Join(l.dir, "report.md"), []byte(series.String()+"\n"+table), 0o644)
 
-	failOnProblems(t, r, mirrorDiffs)
+	judge.Fail(t, r, mirrorDiffs)
 	// Goroutines that pile up are a leak whatever the events say; the
 	// margin covers the pages and publishes in flight at a sample.
 	if g := gor[len(gor)-1]; g > 2*gor[0]+100 {

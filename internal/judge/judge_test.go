@@ -1,4 +1,4 @@
-package reliability
+package judge_test
 
 import (
 	"encoding/json"
@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/internal/judge"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// st is task id in state v: what the simulator's items look like to compare.
+// st is task id in state v: what the simulator's items look like to the judge.
 func st(id int, v string) json.RawMessage {
 	return json.RawMessage(fmt.Sprintf(`{"id":%d,"title":"t","updated_at":%q}`, id, v))
 }
@@ -26,7 +27,7 @@ func mut(seq uint64, op string, id int, v string) sim.Mutation {
 
 // ev is a change event at stream seq; before and after are states ("" for
 // none); at is the second (after t0) the bridge detected it.
-func ev(seq uint64, op events.Op, id int, rev uint64, before, after string, at int) observed {
+func ev(seq uint64, op events.Op, id int, rev uint64, before, after string, at int) judge.Observed {
 	e := events.Event{Resource: "tasks", Op: op, ID: fmt.Sprint(id), Revision: rev,
 		DetectedAt: t0.Add(time.Duration(at) * time.Second)}
 	if before != "" {
@@ -35,41 +36,41 @@ func ev(seq uint64, op events.Op, id int, rev uint64, before, after string, at i
 	if after != "" {
 		e.After = st(id, after)
 	}
-	return observed{seq: seq, msgID: fmt.Sprintf("e%d", seq), event: e}
+	return judge.Observed{Seq: seq, MsgID: fmt.Sprintf("e%d", seq), Event: e}
 }
 
 func TestCompare(t *testing.T) {
-	// The baseline: task 1 in state a, task 2 in state x. Then the API
+	// The Baseline: task 1 in state a, task 2 in state x. Then the API
 	// updates 1 to b and c, creates 3 (m), updates 3 to n, deletes 2, and
 	// creates and deletes 4 between two polls.
-	base := truth{
-		baseline: map[key]json.RawMessage{{"tasks", "1"}: st(1, "a"), {"tasks", "2"}: st(2, "x")},
-		mutations: []sim.Mutation{
+	base := judge.Truth{
+		Baseline: map[judge.Key]json.RawMessage{{Resource: "tasks", ID: "1"}: st(1, "a"), {Resource: "tasks", ID: "2"}: st(2, "x")},
+		Mutations: []sim.Mutation{
 			mut(11, sim.OpUpdated, 1, "b"), mut(12, sim.OpUpdated, 1, "c"), mut(13, sim.OpCreated, 3, "m"),
 			mut(14, sim.OpUpdated, 3, "n"), mut(15, sim.OpDeleted, 2, "x"), mut(16, sim.OpCreated, 4, "p"),
 			mut(17, sim.OpDeleted, 4, "p"),
 		},
-		final: map[key]json.RawMessage{{"tasks", "1"}: st(1, "c"), {"tasks", "3"}: st(3, "n")},
+		Final: map[judge.Key]json.RawMessage{{Resource: "tasks", ID: "1"}: st(1, "c"), {Resource: "tasks", ID: "3"}: st(3, "n")},
 	}
-	good := []observed{
+	good := []judge.Observed{
 		ev(1, events.OpUpdated, 1, 2, "a", "b", 11),
 		ev(2, events.OpCreated, 3, 1, "", "n", 15), // created and updated between polls: one event
 		ev(3, events.OpUpdated, 1, 3, "b", "c", 15),
 		ev(4, events.OpDeleted, 2, 2, "x", "", 16),
 	}
-	replace := func(i int, o observed) []observed {
+	replace := func(i int, o judge.Observed) []judge.Observed {
 		out := slices.Clone(good)
 		out[i] = o
 		return out
 	}
 	tests := []struct {
 		name  string
-		truth func(truth) truth
-		evs   []observed
+		truth func(judge.Truth) judge.Truth
+		evs   []judge.Observed
 		want  []string // "kind: item: words of the problem"
 	}{
 		{name: "every net change once", evs: good},
-		{name: "merged updates", evs: []observed{
+		{name: "merged updates", evs: []judge.Observed{
 			ev(1, events.OpUpdated, 1, 2, "a", "c", 15), ev(2, events.OpCreated, 3, 1, "", "m", 13),
 			ev(3, events.OpUpdated, 3, 2, "m", "n", 15), ev(4, events.OpDeleted, 2, 2, "x", "", 16)}},
 		{name: "the last update lost", evs: good[:2:2], want: []string{
@@ -77,9 +78,9 @@ func TestCompare(t *testing.T) {
 			"lost: tasks/2: changed from the state of x to nothing and no event says so"}},
 		{name: "a change between lost", evs: replace(2, ev(3, events.OpUpdated, 1, 3, "z", "c", 15)), want: []string{
 			"lost: tasks/1: updated event at stream seq 3 has before the state of z, but the last reported state is the state of b"}},
-		{name: "a creation lost", evs: []observed{good[0], good[2], good[3]}, want: []string{
+		{name: "a creation lost", evs: []judge.Observed{good[0], good[2], good[3]}, want: []string{
 			"lost: tasks/3: changed from nothing to the state of n and no event says so"}},
-		{name: "the same event id twice", evs: append(slices.Clone(good), observed{seq: 9, msgID: good[3].msgID, event: good[3].event}),
+		{name: "the same event id twice", evs: append(slices.Clone(good), judge.Observed{Seq: 9, MsgID: good[3].MsgID, Event: good[3].Event}),
 			want: []string{"duplicate: tasks/2: event id e4 at stream seq 4 and again at 9"}},
 		{name: "an update repeated under a new id", evs: append(slices.Clone(good), ev(9, events.OpUpdated, 1, 4, "b", "c", 20)),
 			want: []string{"duplicate: tasks/1: updated event at stream seq 9 repeats the change to the state of c"}},
@@ -106,34 +107,34 @@ func TestCompare(t *testing.T) {
 		{name: "a snapshot after a silent baseline", evs: append(slices.Clone(good), ev(9, events.OpSnapshot, 1, 4, "", "c", 20)),
 			want: []string{"invented: tasks/1: snapshot event at stream seq 9"}},
 		{name: "a change undone between polls needs no event",
-			truth: func(tr truth) truth {
-				tr.mutations = append(tr.mutations, mut(18, sim.OpUpdated, 1, "a"))
-				tr.final[key{"tasks", "1"}] = st(1, "a")
+			truth: func(tr judge.Truth) judge.Truth {
+				tr.Mutations = append(tr.Mutations, mut(18, sim.OpUpdated, 1, "a"))
+				tr.Final[judge.Key{Resource: "tasks", ID: "1"}] = st(1, "a")
 				return tr
 			},
-			evs: []observed{good[1], good[3]}},
+			evs: []judge.Observed{good[1], good[3]}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := base
-			tr.final = map[key]json.RawMessage{}
-			for k, v := range base.final {
-				tr.final[k] = v
+			tr.Final = map[judge.Key]json.RawMessage{}
+			for k, v := range base.Final {
+				tr.Final[k] = v
 			}
 			if tt.truth != nil {
 				tr = tt.truth(tr)
 			}
-			r := compare(tr, tt.evs)
+			r := judge.Compare(tr, tt.evs)
 			var got []string
-			for _, p := range r.problems {
+			for _, p := range r.Problems {
 				got = append(got, p.String())
 			}
 			counted := 0
-			for _, kind := range problemKinds {
-				counted += r.count(kind)
+			for _, kind := range judge.Kinds {
+				counted += r.Count(kind)
 			}
-			if counted != len(r.problems) {
-				t.Errorf("the kinds count %d problems of %d", counted, len(r.problems))
+			if counted != len(r.Problems) {
+				t.Errorf("the kinds count %d problems of %d", counted, len(r.Problems))
 			}
 			if len(got) != len(tt.want) {
 				t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
@@ -146,14 +147,14 @@ func TestCompare(t *testing.T) {
 		})
 	}
 
-	r := compare(base, good)
-	if r.items != 4 || r.changed != 3 || r.mutations[sim.OpUpdated] != 3 || r.events[events.OpUpdated] != 2 {
+	r := judge.Compare(base, good)
+	if r.Items != 4 || r.Changed != 3 || r.Mutations[sim.OpUpdated] != 3 || r.Events[events.OpUpdated] != 2 {
 		t.Errorf("counts %+v", r)
 	}
 	// Delays from the mutation that made each reported state, item by
 	// item: b made at 11 and seen at 11, c made at 12 and seen at 15, the
 	// delete at 15 seen at 16, n made at 14 and seen at 15.
-	if got := fmt.Sprint(r.delays); got != "[0s 3s 1s 1s]" || r.delay(0.5) != time.Second || r.delay(1) != 3*time.Second {
-		t.Errorf("delays %s, median %s, max %s", got, r.delay(0.5), r.delay(1))
+	if got := fmt.Sprint(r.Delays); got != "[0s 3s 1s 1s]" || r.Delay(0.5) != time.Second || r.Delay(1) != 3*time.Second {
+		t.Errorf("delays %s, median %s, max %s", got, r.Delay(0.5), r.Delay(1))
 	}
 }
