@@ -184,9 +184,20 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 	return kv, nil
 }
 
-// streamInvalidConfig is the server's code for a stream update it will not
-// make (a change of storage type or retention, say).
-const streamInvalidConfig jetstream.ErrorCode = 10052
+// JetStream error codes the bridge acts on that nats.go does not name, with
+// the server's names (nats-server's errors.json).
+const (
+	// JSStreamInvalidConfigF: a stream update the server will not make (a
+	// change of storage type or retention, say).
+	streamInvalidConfig jetstream.ErrorCode = 10052
+	// JSInsufficientResourcesErr and JSStorageResourcesExceededErr: no
+	// storage left.
+	insufficientResources    jetstream.ErrorCode = 10023
+	storageResourcesExceeded jetstream.ErrorCode = 10047
+	// JSStreamWrongLastSequenceConstantErr: a compare-and-set write whose
+	// expected revision is no longer the last.
+	wrongLastSequenceConstant jetstream.ErrorCode = 10164
+)
 
 func refusalHint(err error) string {
 	var apiErr *jetstream.APIError

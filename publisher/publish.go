@@ -29,7 +29,7 @@ var ErrStorageFull = errors.New("JetStream storage is full: free disk space, or 
 // other err unchanged.
 func storageFull(err error) error {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == 10023 || apiErr.ErrorCode == 10047) && !errors.Is(err, ErrStorageFull) {
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == insufficientResources || apiErr.ErrorCode == storageResourcesExceeded) && !errors.Is(err, ErrStorageFull) {
 		return fmt.Errorf("%w (%w)", ErrStorageFull, err)
 	}
 	return err

@@ -141,7 +141,7 @@ func (s *StateStore) Delete(ctx context.Context, resource, id string, lastRevisi
 func (s *StateStore) writeError(verb, resource, id string, lastRevision uint64, err error) error {
 	var apiErr *jetstream.APIError
 	if errors.Is(err, jetstream.ErrKeyExists) ||
-		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == 10164)) {
+		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == wrongLastSequenceConstant)) {
 		return fmt.Errorf("%w: %s %s %s at revision %d: %w", ErrConflict, verb, resource, id, lastRevision, err)
 	}
 	return fmt.Errorf("publisher: %s state of %s %s: %w", verb, resource, id, storageFull(err))

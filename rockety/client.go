@@ -278,7 +278,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(strings.TrimRight(strings.TrimSpace(baseURL), "/"))
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return nil, fmt.Errorf("%w: ROCKETY_API_URL %q: want an absolute https:// URL such as https://app.rockety.io/api/v1",
-			ErrInvalidOption, redactURL(baseURL))
+			ErrInvalidOption, RedactURL(baseURL))
 	}
 	if u.User != nil {
 		return nil, fmt.Errorf("%w: ROCKETY_API_URL must not contain credentials; put the token in ROCKETY_API_TOKEN", ErrInvalidOption)
@@ -297,9 +297,6 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 
 // BaseURL is the API base URL, without a trailing slash.
 func (c *Client) BaseURL() string { return c.base.String() }
-
-// PageSize is the per_page the client asks for.
-func (c *Client) PageSize() int { return c.pageSize }
 
 func defaultTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
@@ -327,9 +324,9 @@ func moduleVersion() string {
 	return "dev"
 }
 
-// redactURL hides anything that looks like credentials in a URL that did not
-// parse, so even a broken setting cannot leak a secret into an error.
-func redactURL(s string) string {
+// RedactURL hides credentials in a URL, even in one that does not parse,
+// so a broken setting cannot leak a secret into an error or a log line.
+func RedactURL(s string) string {
 	if u, err := url.Parse(s); err == nil {
 		return u.Redacted()
 	}

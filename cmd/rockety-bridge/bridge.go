@@ -75,7 +75,7 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 
 	if !nc.IsConnected() {
 		log.Warn("NATS is not reachable yet; the bridge waits for it and is not ready meanwhile",
-			zap.String("nats_url", redactURL(natsURL)))
+			zap.String("nats_url", rockety.RedactURL(natsURL)))
 	}
 	client, err := newClient(cfg, metrics)
 	if err != nil {

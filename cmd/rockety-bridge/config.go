@@ -162,7 +162,7 @@ func (e env) parse(needToken bool) (Config, error) {
 	u, err := url.Parse(c.APIURL)
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		bad("ROCKETY_API_URL", "%q is not an absolute http(s) URL such as https://app.rockety.io/api/v1", redactURL(c.APIURL))
+		bad("ROCKETY_API_URL", "%q is not an absolute http(s) URL such as https://app.rockety.io/api/v1", rockety.RedactURL(c.APIURL))
 	case u.User != nil:
 		bad("ROCKETY_API_URL", "must not contain credentials; put the token in ROCKETY_API_TOKEN")
 	}
@@ -338,16 +338,6 @@ func pageSizeText(c Config) string {
 	return strconv.Itoa(c.PageSize)
 }
 
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	if at := strings.LastIndex(s, "@"); at >= 0 {
-		return "xxxxx" + s[at:]
-	}
-	return s
-}
-
 // printConfig writes the effective configuration, secrets redacted.
 func printConfig(w io.Writer, c Config) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -367,12 +357,12 @@ func printConfig(w io.Writer, c Config) {
 		nats = "(embedded, 127.0.0.1:4222)"
 	}
 	rows := [][2]string{
-		{"ROCKETY_API_URL", redactURL(c.APIURL)}, {"ROCKETY_API_TOKEN", secret(c.APIToken)},
+		{"ROCKETY_API_URL", rockety.RedactURL(c.APIURL)}, {"ROCKETY_API_TOKEN", secret(c.APIToken)},
 		{"ROCKETY_API_TOKEN_FILE", c.APITokenFile}, {"ROCKETY_ALLOW_INSECURE", strconv.FormatBool(c.AllowInsecure)},
 		{"ROCKETY_RESOURCES", strings.Join(c.Resources, ",")}, {"ROCKETY_POLL_INTERVAL", c.PollInterval.String()},
 		{"ROCKETY_POLL_INTERVALS", strings.Join(intervals, ",")}, {"ROCKETY_PAGE_SIZE", pageSizeText(c)},
 		{"ROCKETY_PAGE_CONCURRENCY", strconv.Itoa(c.PageConcurrency)}, {"ROCKETY_RATE_LIMIT", strconv.FormatFloat(c.RateLimit, 'f', -1, 64)},
-		{"NATS_URL", redactURL(nats)}, {"NATS_CREDS", c.NATS.Creds}, {"NATS_NKEY_SEED_FILE", c.NATS.NKeySeedFile},
+		{"NATS_URL", rockety.RedactURL(nats)}, {"NATS_CREDS", c.NATS.Creds}, {"NATS_NKEY_SEED_FILE", c.NATS.NKeySeedFile},
 		{"NATS_USER", c.NATS.User}, {"NATS_PASSWORD", secret(c.NATS.Password)}, {"NATS_TOKEN", secret(c.NATS.Token)},
 		{"NATS_TLS_CA", c.NATS.TLSCA}, {"NATS_TLS_CERT", c.NATS.TLSCert}, {"NATS_TLS_KEY", c.NATS.TLSKey},
 		{"BRIDGE_SUBJECT_PREFIX", c.Subjects.Prefix()}, {"BRIDGE_DATA_DIR", c.DataDir}, {"BRIDGE_HTTP_ADDR", c.HTTPAddr},

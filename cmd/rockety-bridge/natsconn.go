@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+
+	"github.com/rockety-io/rockety-bridge/rockety"
 )
 
 // embeddedPort is where the embedded server listens, so that local services
@@ -103,7 +105,7 @@ func connect(url string, c NATSConfig, name string, log *zap.Logger) (*nats.Conn
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to NATS at %s: %w", redactURL(url), err)
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", rockety.RedactURL(url), err)
 	}
 	return nc, nil
 }

@@ -91,7 +91,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	// a NATS that is not there would cost the whole timeout: a person
 	// learns it in a few seconds instead.
 	if !connectedWithin(dctx, nc, 5*time.Second) {
-		return fmt.Errorf("%s: NATS at %s is not reachable; set NATS_URL (is the bridge's NATS server running?)", what, redactURL(url))
+		return fmt.Errorf("%s: NATS at %s is not reachable; set NATS_URL (is the bridge's NATS server running?)", what, rockety.RedactURL(url))
 	}
 	start := time.Now()
 	res, err := client.Do(dctx, req)
@@ -100,7 +100,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		switch {
 		case !nc.IsConnected():
 			return fmt.Errorf("%s: NATS at %s is not reachable (set NATS_URL; is the bridge's NATS server running?): %w",
-				what, redactURL(url), err)
+				what, rockety.RedactURL(url), err)
 		case errors.Is(err, command.ErrNoResult):
 			return fmt.Errorf("%s: no result within %s on %s: is a bridge running with BRIDGE_COMMANDS=true and BRIDGE_SUBJECT_PREFIX=%s? "+
 				"The command stays queued; send it again with --command-id %s to learn its outcome without a second write",

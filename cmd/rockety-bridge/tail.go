@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/rockety"
 )
 
 // runTail is `rockety-bridge tail [filter]`: events from the stream, as the
@@ -80,9 +81,9 @@ auth variables say where to connect (default nats://127.0.0.1:4222).`)
 	cons, err := js.OrderedConsumer(sctx, cfg.Subjects.EventsStream(), occ)
 	if err != nil {
 		return fmt.Errorf("reading stream %s at %s: %w (is the bridge running, with the same BRIDGE_SUBJECT_PREFIX?)",
-			cfg.Subjects.EventsStream(), redactURL(url), err)
+			cfg.Subjects.EventsStream(), rockety.RedactURL(url), err)
 	}
-	fmt.Fprintf(stderr, "tailing %s on %s; Ctrl-C to stop\n", subject, redactURL(url))
+	fmt.Fprintf(stderr, "tailing %s on %s; Ctrl-C to stop\n", subject, rockety.RedactURL(url))
 	return printEvents(ctx, cons, newView(stdout), stderr)
 }
 

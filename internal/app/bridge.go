@@ -201,9 +201,6 @@ func (b *Bridge) Store() *publisher.StateStore { return b.store }
 // JetStream is the bridge's JetStream context.
 func (b *Bridge) JetStream() jetstream.JetStream { return b.js }
 
-// Resources are the provisioned streams and buckets.
-func (b *Bridge) Resources() publisher.Resources { return b.resources }
-
 // Run polls every resource, and runs the command consumer, until ctx ends;
 // then it lets cycles in progress finish (up to ShutdownGrace) and returns.
 func (b *Bridge) Run(ctx context.Context) error {
