@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +15,8 @@ import (
 	"github.com/rockety-io/rockety-bridge/consumer"
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/internal/judge"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/rockety"
@@ -73,16 +73,8 @@ func startInstance(t *testing.T, name string, ns *natstest.Server, client *rocke
 // the handover no change is lost or repeated; both serve commands.
 func TestTwoReplicas(t *testing.T) {
 	const ttl = 2 * time.Second
-	s, err := sim.New(sim.Options{Token: "tok", Seed: 11, SeedItems: 100, Churn: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(s)
-	defer api.Close()
-	client, err := rockety.New(api.URL+sim.BasePath, rockety.WithToken("tok"), rockety.WithAllowInsecure(true), rockety.WithRateLimit(0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := lab.NewSim(t, sim.Options{Seed: 11, SeedItems: 100, Churn: 20})
+	client := lab.Serve(t, s, rockety.WithRateLimit(0))
 	ns := natstest.Start(t)
 	watcher := ns.Connect(t)
 	js, _ := jetstream.New(watcher)
@@ -106,14 +98,11 @@ func TestTwoReplicas(t *testing.T) {
 	}
 	waitUntil := func(what string, timeout time.Duration, ok func() bool) time.Duration {
 		t.Helper()
-		start := time.Now()
-		for !ok() {
-			if time.Since(start) > timeout {
-				t.Fatalf("%s: not within %s (leases %v)", what, timeout, leases())
-			}
-			time.Sleep(20 * time.Millisecond)
+		took, err := lab.Within(timeout, func() (bool, error) { return ok(), nil })
+		if err != nil {
+			t.Fatalf("%s: %v (leases %v)", what, err, leases())
 		}
-		return time.Since(start)
+		return took
 	}
 	waitUntil("a holds all three leases", 5*time.Second, func() bool {
 		l := leases()
@@ -121,8 +110,7 @@ func TestTwoReplicas(t *testing.T) {
 	})
 	// Baselines done before the churn that the test checks.
 	time.Sleep(1500 * time.Millisecond)
-	base, baseline := takeBaseline(s)
-	firstSeq := streamLastSeq(t, js)
+	from := takeBaseline(t, s, js)
 	ctx, stopChurn := context.WithCancel(context.Background())
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -162,117 +150,32 @@ func TestTwoReplicas(t *testing.T) {
 	time.Sleep(3 * time.Second) // b catches up with the last changes
 	_ = killed
 
-	checkAgainstLog(t, js, s, baseline, base, firstSeq)
+	judgeSince(t, s, js, from)
 }
 
-// takeBaseline records every item of the simulator and the position of
-// its mutation log, from which checkAgainstLog starts.
-func takeBaseline(s *sim.Server) (uint64, map[string]map[string][]byte) {
-	base := s.LastSeq()
-	baseline := map[string]map[string][]byte{}
-	for _, r := range sim.DefaultResources {
-		baseline[r] = map[string][]byte{}
-		for _, id := range s.IDs(r) {
-			raw, _ := s.Get(r, id)
-			baseline[r][id] = raw
-		}
-	}
-	return base, baseline
+// baseline is where the stretch a test judges starts: the simulator's
+// items and its log position, and the events stream's last sequence.
+type baseline struct {
+	items     map[judge.Key]json.RawMessage
+	logSeq    uint64
+	streamSeq uint64
 }
 
-func streamLastSeq(t *testing.T, js jetstream.JetStream) uint64 {
-	st, err := js.Stream(context.Background(), subjects.EventsStream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, _ := st.Info(context.Background())
-	return info.State.LastSeq
-}
-
-// checkAgainstLog holds every event after afterSeq to the simulator's log:
-// per item, each event follows the previous state, uses a state the item
-// really had, creates and deletes match the log, and the last event leaves
-// the item as the API has it now. Nothing may be repeated.
-func checkAgainstLog(t *testing.T, js jetstream.JetStream, s *sim.Server, baseline map[string]map[string][]byte, base, afterSeq uint64) {
+// takeBaseline records the simulator's items once the bridge's baseline
+// cycles are done and before the churn the test judges.
+func takeBaseline(t *testing.T, s *sim.Server, js jetstream.JetStream) baseline {
 	t.Helper()
-	ctx := context.Background()
-	st, _ := js.Stream(ctx, subjects.EventsStream())
-	info, _ := st.Info(ctx)
-	type key struct{ resource, id string }
-	byItem := map[key][]events.Event{}
-	ids := map[string]bool{}
-	total := 0
-	for seq := afterSeq + 1; seq <= info.State.LastSeq; seq++ {
-		raw, err := st.GetMsg(ctx, seq)
-		if err != nil || strings.HasPrefix(raw.Subject, subjects.Prefix()+".results.") {
-			continue // results share the stream
-		}
-		e, _, err := events.Decode(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
-		if err != nil {
-			t.Fatalf("event %d: %v", seq, err)
-		}
-		if id := raw.Header.Get(events.HeaderID); ids[id] {
-			t.Errorf("event id %s stored twice", id)
-		} else {
-			ids[id] = true
-		}
-		byItem[key{e.Resource, e.ID}] = append(byItem[key{e.Resource, e.ID}], e)
-		total++
-	}
-	states := map[key]map[string]bool{}
-	created, deleted := map[key]bool{}, map[key]bool{}
-	for _, m := range s.MutationsSince(base) {
-		k := key{m.Resource, m.ID}
-		if states[k] == nil {
-			states[k] = map[string]bool{}
-		}
-		states[k][string(m.Item)] = true
-		switch m.Op {
-		case sim.OpCreated:
-			created[k] = true
-		case sim.OpDeleted:
-			deleted[k] = true
-		}
-	}
-	for k, list := range byItem {
-		prev := baseline[k.resource][k.id]
-		existed := prev != nil
-		for _, e := range list {
-			switch e.Op {
-			case events.OpCreated:
-				if existed || !created[k] {
-					t.Errorf("%v: created twice or never created", k)
-				}
-				existed = true
-			case events.OpUpdated:
-				if !existed || string(e.Before) != string(prev) {
-					t.Errorf("%v: an update that does not follow the previous state (lost or repeated change)", k)
-				}
-			case events.OpDeleted:
-				if !existed || !deleted[k] {
-					t.Errorf("%v: deleted twice or never deleted", k)
-				}
-				existed = false
-			}
-			if e.After != nil {
-				if !states[k][string(e.After)] {
-					t.Errorf("%v: a state the item never had", k)
-				}
-				prev = e.After
-			}
-		}
-		final, ok := s.Get(k.resource, k.id)
-		if ok != existed || (ok && string(final) != string(prev)) {
-			t.Errorf("%v: the events do not end where the API is", k)
-		}
-	}
-	for _, r := range sim.DefaultResources {
-		for _, id := range s.IDs(r) {
-			final, _ := s.Get(r, id)
-			if string(baseline[r][id]) != string(final) && len(byItem[key{r, id}]) == 0 {
-				t.Errorf("%s %s changed and no event says so", r, id)
-			}
-		}
-	}
-	t.Logf("%d mutations, %d events checked", len(s.MutationsSince(base)), total)
+	items, seq := judge.Items(s, sim.DefaultResources...)
+	return baseline{items: items, logSeq: seq, streamSeq: lab.LastSeq(t, js, subjects)}
+}
+
+// judgeSince holds every event after the baseline to the simulator's log
+// and its items now.
+func judgeSince(t *testing.T, s *sim.Server, js jetstream.JetStream, from baseline) {
+	t.Helper()
+	evs := lab.Events(t, js, subjects, from.streamSeq)
+	muts := s.MutationsSince(from.logSeq)
+	final, _ := judge.Items(s, sim.DefaultResources...)
+	judge.Fail(t, judge.Compare(judge.Truth{Baseline: from.items, Mutations: muts, Final: final}, evs), nil)
+	t.Logf("%d mutations, %d events checked", len(muts), len(evs))
 }

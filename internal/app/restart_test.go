@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/rockety-io/rockety-bridge/command"
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/rockety"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
@@ -71,10 +71,7 @@ func TestNATSRestarted(t *testing.T) {
 		t.Skip("restarts NATS three times; skipped with -short")
 	}
 	const ttl = 2 * time.Second
-	s, err := sim.New(sim.Options{Token: "tok", Seed: 17, SeedItems: 300, Churn: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := lab.NewSim(t, sim.Options{Seed: 17, SeedItems: 300, Churn: 20})
 	// Pages answer after 10ms, so a cycle of 30 pages is well under way
 	// when page 5 is asked for.
 	if err := s.SetFaults(sim.Faults{Latency: 10 * time.Millisecond}); err != nil {
@@ -82,20 +79,13 @@ func TestNATSRestarted(t *testing.T) {
 	}
 	ns := natstest.Start(t)
 	out := &outage{ns: ns, next: s}
-	api := httptest.NewServer(out)
-	defer api.Close()
-	client, err := rockety.New(api.URL+sim.BasePath, rockety.WithToken("tok"), rockety.WithAllowInsecure(true),
-		rockety.WithRateLimit(0), rockety.WithPageSize(10))
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := lab.Serve(t, out, rockety.WithRateLimit(0), rockety.WithPageSize(10))
 	js, _ := jetstream.New(ns.Connect(t))
 	startInstance(t, "pod-a", ns, client, ttl)
 
 	// Baselines first, then the churn the check covers.
 	time.Sleep(2 * time.Second)
-	base, baseline := takeBaseline(s)
-	firstSeq := streamLastSeq(t, js)
+	from := takeBaseline(t, s, js)
 	ctx, stopChurn := context.WithCancel(context.Background())
 	defer stopChurn()
 	if err := s.Start(ctx); err != nil {
@@ -166,5 +156,5 @@ func TestNATSRestarted(t *testing.T) {
 	stopChurn()
 	_ = s.Close()
 	time.Sleep(3 * time.Second) // the last changes are polled
-	checkAgainstLog(t, js, s, baseline, base, firstSeq)
+	judgeSince(t, s, js, from)
 }

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/rockety"
@@ -28,13 +28,8 @@ import (
 // every item arrives exactly once.
 func TestJetStreamStorageFull(t *testing.T) {
 	const items = 2000
-	s, err := sim.New(sim.Options{Token: "tok", Seed: 23, SeedItems: items, Resources: []string{"tasks"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(s)
-	defer api.Close()
-	client, _ := rockety.New(api.URL+sim.BasePath, rockety.WithToken("tok"), rockety.WithAllowInsecure(true), rockety.WithRateLimit(0))
+	s := lab.NewSim(t, sim.Options{Seed: 23, SeedItems: items, Resources: []string{"tasks"}})
+	client := lab.Serve(t, s, rockety.WithRateLimit(0))
 	ns := natstest.Start(t, func(o *server.Options) { o.JetStreamMaxStore = 512 << 10 })
 	js, _ := jetstream.New(ns.Connect(t))
 	core, logs := observer.New(zap.InfoLevel)

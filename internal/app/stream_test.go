@@ -2,16 +2,15 @@ package app_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/poller"
-	"github.com/rockety-io/rockety-bridge/rockety"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
@@ -19,13 +18,8 @@ import (
 // while the bridge runs; the bridge recreates it, says so, and the next
 // changes arrive in the new stream.
 func TestEventsStreamDeletedUnderTheBridge(t *testing.T) {
-	s, err := sim.New(sim.Options{Token: "tok", Seed: 5, SeedItems: 20, Resources: []string{"tasks"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(s)
-	defer api.Close()
-	client, _ := rockety.New(api.URL+sim.BasePath, rockety.WithToken("tok"), rockety.WithAllowInsecure(true))
+	s := lab.NewSim(t, sim.Options{Seed: 5, SeedItems: 20, Resources: []string{"tasks"}})
+	client := lab.Serve(t, s)
 	ns := natstest.Start(t)
 	js, _ := jetstream.New(ns.Connect(t))
 	runBridge(t, app.Options{Client: client, Conn: ns.Connect(t), InitialSync: poller.SyncBaseline})
@@ -39,7 +33,7 @@ func TestEventsStreamDeletedUnderTheBridge(t *testing.T) {
 		return err == nil
 	}
 	// Past the baseline: the first cycle runs once the lease is taken.
-	waitFor(t, "the baseline", 10*time.Second, func() bool {
+	lab.WaitFor(t, "the baseline", 10*time.Second, func() bool {
 		kv, err := js.KeyValue(context.Background(), subjects.CheckpointsBucket())
 		if err != nil {
 			return false
@@ -48,24 +42,13 @@ func TestEventsStreamDeletedUnderTheBridge(t *testing.T) {
 		return err == nil
 	})
 	_ = s.Update("tasks", "3", map[string]any{"status": "done"})
-	waitFor(t, "the first update", 10*time.Second, func() bool { return eventFor("3") })
+	lab.WaitFor(t, "the first update", 10*time.Second, func() bool { return eventFor("3") })
 
 	if err := js.DeleteStream(context.Background(), subjects.EventsStream()); err != nil {
 		t.Fatal(err)
 	}
 	_ = s.Update("tasks", "4", map[string]any{"status": "done"})
-	waitFor(t, "the update after the stream was deleted", 20*time.Second, func() bool { return eventFor("4") })
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	lab.WaitFor(t, "the update after the stream was deleted", 20*time.Second, func() bool { return eventFor("4") })
 }
 
 // runBridge runs one bridge polling tasks every 200ms until the test ends.
