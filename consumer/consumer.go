@@ -269,16 +269,16 @@ func (c *Consumer) serve(ctx context.Context) error {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
-		busy = map[string][]jetstream.Msg{} // target -> commands waiting behind the running one
+		busy = map[string][]delivery{} // target -> commands waiting behind the running one
 	)
 	defer wg.Wait()
 	// runTarget executes msg, then whatever queued up behind it for the
 	// same target.
-	runTarget := func(target string, msg jetstream.Msg) {
+	runTarget := func(target string, d delivery) {
 		defer wg.Done()
 		defer func() { <-slots }()
 		for {
-			c.handle(work, msg)
+			c.handle(work, d)
 			mu.Lock()
 			queue := busy[target]
 			if len(queue) == 0 {
@@ -286,7 +286,7 @@ func (c *Consumer) serve(ctx context.Context) error {
 				mu.Unlock()
 				return
 			}
-			msg, busy[target] = queue[0], queue[1:]
+			d, busy[target] = queue[0], queue[1:]
 			mu.Unlock()
 		}
 	}
@@ -298,10 +298,11 @@ func (c *Consumer) serve(ctx context.Context) error {
 			}
 			return fmt.Errorf("consumer: reading commands: %w", err)
 		}
-		target := c.target(msg, n)
+		d := c.decode(msg)
+		target := d.target(n)
 		mu.Lock()
 		if queue, running := busy[target]; running {
-			busy[target] = append(queue, msg)
+			busy[target] = append(queue, d)
 			mu.Unlock()
 			continue
 		}
@@ -314,19 +315,31 @@ func (c *Consumer) serve(ctx context.Context) error {
 			return nil
 		}
 		wg.Add(1)
-		go runTarget(target, msg)
+		go runTarget(target, d)
 	}
 }
 
+// delivery is one delivered command, decoded once: its subject's tokens,
+// and the request it asks for or why it is rejected.
+type delivery struct {
+	msg              jetstream.Msg
+	resource, action string
+	req              Request
+	invalid          error
+}
+
+func (c *Consumer) decode(msg jetstream.Msg) delivery {
+	d := delivery{msg: msg}
+	d.resource, d.action = c.tokens(msg.Subject())
+	d.req, d.invalid = Validate(d.resource, d.action, msg.Data(), c.cfg.Resources, c.cfg.Allow)
+	return d
+}
+
 // target names the item a command writes to; a create, whose item does not
-// exist yet, gets a name of its own.
-func (c *Consumer) target(msg jetstream.Msg, n int) string {
-	var cmd struct {
-		ID rockety.ID `json:"id"`
-	}
-	resource, _ := c.tokens(msg.Subject())
-	if json.Unmarshal(msg.Data(), &cmd) == nil && cmd.ID != "" {
-		return resource + "/" + string(cmd.ID)
+// exist yet, and a command that names none get a name of their own.
+func (d delivery) target(n int) string {
+	if d.invalid == nil && d.req.ID != "" {
+		return d.resource + "/" + string(d.req.ID)
 	}
 	return "\x00" + strconv.Itoa(n)
 }
@@ -358,85 +371,116 @@ const (
 	stateDone    = "done"
 )
 
-// handle executes one command: look up its id; validate; record the
-// intent; write; record and publish the result; write through; ack.
-func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
+// claim is what the results bucket says of a command id before it runs.
+type claim struct {
+	id, key string
+	rev     uint64
+	// done is the stored result of a command executed before.
+	done *events.Result
+	// resumed: the intent was recorded by a bridge that stopped before
+	// the outcome; the write may or may not have landed.
+	resumed bool
+}
+
+// handle executes one command: claim its id → check it → execute it →
+// settle it (record, publish the result, acknowledge).
+func (c *Consumer) handle(ctx context.Context, d delivery) {
 	start := time.Now()
-	meta, err := msg.Metadata()
+	meta, err := d.msg.Metadata()
 	if err != nil {
 		c.cfg.Observer.Problem("command without JetStream metadata; terminated", "", err)
-		_ = msg.Term()
+		_ = d.msg.Term()
 		return
 	}
-	commandID := msg.Headers().Get(nats.MsgIdHdr)
-	if commandID == "" {
-		commandID = strconv.FormatUint(meta.Sequence.Stream, 10)
+	cl, ok := c.claim(ctx, d, meta)
+	if !ok {
+		return
 	}
-	resource, action := c.tokens(msg.Subject())
-	key := events.Escape(commandID)
+	if cl.done != nil {
+		// Executed before: the same result again, and no second write.
+		c.finish(ctx, d.msg, cl.id, *cl.done, start, false)
+		return
+	}
+	if res, refused := c.check(d, cl, meta.Timestamp); refused {
+		c.complete(ctx, d.msg, cl.key, cl.rev, cl.id, res, start)
+		return
+	}
+	c.execute(ctx, d, cl, start)
+}
 
+// claim records the intent under the command id, or reads what an earlier
+// delivery recorded there. Not ok means the command is retried later.
+func (c *Consumer) claim(ctx context.Context, d delivery, meta *jetstream.MsgMetadata) (claim, bool) {
+	cl := claim{id: d.msg.Headers().Get(nats.MsgIdHdr)}
+	if cl.id == "" {
+		cl.id = strconv.FormatUint(meta.Sequence.Stream, 10)
+	}
+	cl.key = events.Escape(cl.id)
 	// Most commands are new: claim the id first, and read the record only
 	// when someone has.
-	pendingRec, _ := events.EncodeJSON(record{State: statePending, Action: action})
-	rev, err := c.results.Create(ctx, key, pendingRec)
-	fresh := err == nil
-	var rec record
-	if !fresh {
-		if rec, rev, err = c.lookup(ctx, key); err != nil {
-			c.retryLater(msg, commandID, "reading the command's record", err)
-			return
-		}
+	pendingRec, _ := events.EncodeJSON(record{State: statePending, Action: d.action})
+	rev, err := c.results.Create(ctx, cl.key, pendingRec)
+	if err == nil {
+		cl.rev = rev
+		return cl, true
 	}
-	if rec.State == stateDone && rec.Result != nil {
-		// Executed before: the same result again, and no second write.
-		c.finish(ctx, msg, commandID, *rec.Result, start, false)
-		return
+	rec, rev, err := c.lookup(ctx, cl.key)
+	if err != nil {
+		c.retryLater(d.msg, cl.id, "reading the command's record", err)
+		return cl, false
 	}
+	cl.rev = rev
+	switch {
+	case rec.State == stateDone && rec.Result != nil:
+		cl.done = rec.Result
+	case rec.State == statePending:
+		cl.resumed = true
+	default:
+		// The record vanished between the two calls (its TTL ran out):
+		// let the redelivery claim the id afresh.
+		c.retryLater(d.msg, cl.id, "recording the command's intent", errors.New("the record of this command changed meanwhile"))
+		return cl, false
+	}
+	return cl, true
+}
 
-	resumed := !fresh && rec.State == statePending
-	if age := time.Since(meta.Timestamp); age > c.cfg.MaxAge {
-		res := events.Result{CommandID: commandID, Resource: resource, Action: action, Status: events.StatusRejected,
-			Error: expired(meta.Timestamp, age, c.cfg.MaxAge, resumed), Command: originalCommand(msg.Data())}
-		if resumed {
+// check decides whether a claimed command may run: not when it expired,
+// is invalid, or is a create whose earlier attempt has an unknown outcome.
+// It does no I/O.
+func (c *Consumer) check(d delivery, cl claim, published time.Time) (events.Result, bool) {
+	res := events.Result{CommandID: cl.id, Resource: d.resource, Action: d.action, Command: originalCommand(d.msg.Data())}
+	switch age := time.Since(published); {
+	case age > c.cfg.MaxAge:
+		res.Status, res.Error = events.StatusRejected, expired(published, age, c.cfg.MaxAge, cl.resumed)
+		if cl.resumed {
 			// It may have been sent before the bridge stopped: that much
 			// is unknown, but it is not sent again.
 			res.Status = events.StatusFailed
 		}
-		c.complete(ctx, msg, key, rev, commandID, res, start)
-		return
-	}
-
-	req, verr := Validate(resource, action, msg.Data(), c.cfg.Resources, c.cfg.Allow)
-	if verr != nil {
-		res := events.Result{CommandID: commandID, Resource: resource, Action: action, Status: events.StatusRejected,
-			Error: verr.Error(), Command: originalCommand(msg.Data())}
-		c.complete(ctx, msg, key, rev, commandID, res, start)
-		return
-	}
-
-	if resumed && req.Action == events.ActionCreate {
+	case d.invalid != nil:
+		res.Status, res.Error = events.StatusRejected, d.invalid.Error()
+	case cl.resumed && d.req.Action == events.ActionCreate:
 		// The bridge stopped between recording the intent and the outcome:
 		// the item may or may not exist. Sending it again could create it
 		// twice, so it is not sent.
-		res := events.Result{CommandID: commandID, Resource: resource, Action: action, Status: events.StatusFailed,
-			Error: "the outcome is unknown: the bridge stopped while this create was in flight, so Rockety may or may not " +
-				"have created the item; check before sending it again (a create is never sent twice)",
-			Command: originalCommand(msg.Data())}
-		c.complete(ctx, msg, key, rev, commandID, res, start)
-		return
+		res.Status = events.StatusFailed
+		res.Error = "the outcome is unknown: the bridge stopped while this create was in flight, so Rockety may or may not " +
+			"have created the item; check before sending it again (a create is never sent twice)"
+	default:
+		return events.Result{}, false
 	}
-	if !fresh && !resumed {
-		// The record vanished between the two calls (its TTL ran out):
-		// let the redelivery claim the id afresh.
-		c.retryLater(msg, commandID, "recording the command's intent", errors.New("the record of this command changed meanwhile"))
-		return
-	}
+	return res, true
+}
 
+// execute makes the API write, writes it through to the mirror and the
+// events stream, and records and publishes its result.
+func (c *Consumer) execute(ctx context.Context, d delivery, cl claim, start time.Time) {
+	req := d.req
 	var writeThrough func(context.Context, *rockety.Response) error
 	if c.wt != nil {
 		writeThrough = c.wt.Begin(ctx, req)
 	}
-	resp, werr := c.write(ctx, msg, req)
+	resp, werr := c.write(ctx, d.msg, req)
 	if werr != nil && ctx.Err() != nil {
 		// Cut short by shutdown: the outcome is not known, so nothing is
 		// recorded and the command stays unacknowledged. Its redelivery
@@ -446,32 +490,32 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 		return
 	}
-	res := resultOf(commandID, resource, action, resp, werr, msg.Data())
-	if werr != nil && resumed && req.Action == events.ActionDelete && errors.Is(werr, rockety.ErrNotFound) {
+	res := resultOf(cl.id, d.resource, d.action, resp, werr, d.msg.Data())
+	if werr != nil && cl.resumed && req.Action == events.ActionDelete && errors.Is(werr, rockety.ErrNotFound) {
 		// The delete landed before the bridge stopped: the item is gone,
 		// which is what a successful delete (204) means.
-		res = events.Result{CommandID: commandID, Resource: resource, Action: action, Status: events.StatusSucceeded,
+		res = events.Result{CommandID: cl.id, Resource: d.resource, Action: d.action, Status: events.StatusSucceeded,
 			HTTPStatus: http.StatusNoContent}
 	}
 	// The result is recorded while the write-through runs, and published
 	// after both: a service that has the result finds the change in the
 	// mirror and in the events stream already.
 	recorded := make(chan error, 1)
-	go func() { recorded <- c.record(ctx, msg, key, rev, res) }()
+	go func() { recorded <- c.record(ctx, d.msg, cl.key, cl.rev, res) }()
 	if writeThrough != nil {
 		var written *rockety.Response
 		if res.Status == events.StatusSucceeded && werr == nil {
 			written = &resp
 		}
 		if err := writeThrough(ctx, written); err != nil {
-			c.cfg.Observer.Problem("write-through failed; the next poll publishes the change instead", commandID, err)
+			c.cfg.Observer.Problem("write-through failed; the next poll publishes the change instead", cl.id, err)
 		}
 	}
 	if err := <-recorded; err != nil {
-		c.retryLater(msg, commandID, "recording the command's result", err)
+		c.retryLater(d.msg, cl.id, "recording the command's result", err)
 		return
 	}
-	c.finish(ctx, msg, commandID, res, start, true)
+	c.finish(ctx, d.msg, cl.id, res, start, true)
 }
 
 // expired says why a command too old to execute was not executed.
