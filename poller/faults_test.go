@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/rockety"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
@@ -60,72 +59,8 @@ func TestChurnUnderAPIFaults(t *testing.T) {
 	if repeated == 0 {
 		t.Error("no cycle met a repeated page: the repeat fault did not bite")
 	}
-	got := run.evs.next()
-	checkEvents(t, h, got, run.baseline, run.base)
+	got := run.judge(t)
 	t.Logf("%d cycles failed under the faults, %d of them on a repeated page; %d events checked", failed, repeated, len(got))
-}
-
-// checkEvents holds events to the simulator's log, as in the churn test.
-func checkEvents(t *testing.T, h *harness, all []events.Event, baseline map[string][]byte, base uint64) {
-	t.Helper()
-	states := map[string]map[string]bool{}
-	created, deleted := map[string]bool{}, map[string]bool{}
-	for id, raw := range baseline {
-		states[id] = map[string]bool{string(raw): true}
-	}
-	for _, m := range h.sim.MutationsSince(base) {
-		if states[m.ID] == nil {
-			states[m.ID] = map[string]bool{}
-		}
-		states[m.ID][string(m.Item)] = true
-		switch m.Op {
-		case sim.OpCreated:
-			created[m.ID] = true
-		case sim.OpDeleted:
-			deleted[m.ID] = true
-		}
-	}
-	byID := map[string][]events.Event{}
-	for _, e := range all {
-		byID[e.ID] = append(byID[e.ID], e)
-	}
-	for id, list := range byID {
-		prev, existed := baseline[id], baseline[id] != nil
-		for _, e := range list {
-			switch e.Op {
-			case events.OpCreated:
-				if existed || !created[id] {
-					t.Errorf("%s: created twice, or never created", id)
-				}
-				existed = true
-			case events.OpUpdated:
-				if !existed || string(e.Before) != string(prev) {
-					t.Errorf("%s: update out of step (a change lost or repeated)", id)
-				}
-			case events.OpDeleted:
-				if !existed || !deleted[id] {
-					t.Errorf("%s: a false or repeated delete", id)
-				}
-				existed = false
-			}
-			if e.After != nil {
-				if !states[id][string(e.After)] {
-					t.Errorf("%s: a state the item never had", id)
-				}
-				prev = e.After
-			}
-		}
-		final, ok := h.sim.Get("tasks", id)
-		if ok != existed || (ok && string(final) != string(prev)) {
-			t.Errorf("%s: the events end elsewhere than the API", id)
-		}
-	}
-	for _, id := range h.sim.IDs("tasks") {
-		final, _ := h.sim.Get("tasks", id)
-		if string(baseline[id]) != string(final) && len(byID[id]) == 0 {
-			t.Errorf("%s changed and no event says so", id)
-		}
-	}
 }
 
 // waitCycles waits until n more cycles have ended and minWait has passed,

@@ -2,8 +2,8 @@ package poller_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/internal/judge"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
@@ -36,20 +38,11 @@ type harness struct {
 
 func newHarness(t *testing.T, opts sim.Options, clientOpts ...rockety.Option) *harness {
 	t.Helper()
-	opts.Token = "test-token"
-	s, err := sim.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	srv := httptest.NewServer(s)
-	t.Cleanup(srv.Close)
-	url := srv.URL + sim.BasePath
-	client, err := rockety.New(url, append([]rockety.Option{rockety.WithToken("test-token"), rockety.WithAllowInsecure(true),
-		rockety.WithRetry(time.Millisecond, 10*time.Millisecond, 100*time.Millisecond)}, clientOpts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := lab.NewSim(t, opts)
+	client := lab.Serve(t, s, append([]rockety.Option{rockety.WithRetry(time.Millisecond, 10*time.Millisecond, 100*time.Millisecond)},
+		clientOpts...)...)
+	url := client.BaseURL()
+	var err error
 	ns := natstest.Start(t)
 	h := &harness{t: t, sim: s, url: url, client: client, nats: ns}
 	h.js, err = jetstream.New(ns.Connect(t))
@@ -184,26 +177,24 @@ func (r *recorder) count() int {
 // churnRun is a poller running on its own schedule, after a baseline
 // cycle, against a churning simulator.
 type churnRun struct {
-	h        *harness
-	rec      *recorder
-	evs      *stream
-	baseline map[string][]byte // tasks as the baseline saw them
-	base     uint64            // the simulator's log position at the baseline
-	cancel   context.CancelFunc
-	done     chan struct{}
+	h         *harness
+	rec       *recorder
+	baseline  map[judge.Key]json.RawMessage // tasks as the baseline saw them
+	base      uint64                        // the simulator's log position at the baseline
+	streamSeq uint64                        // the events stream's last sequence at the baseline
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 func startChurn(t *testing.T, h *harness) *churnRun {
 	t.Helper()
-	c := &churnRun{h: h, rec: &recorder{}, evs: h.stream(), baseline: map[string][]byte{}, done: make(chan struct{})}
+	c := &churnRun{h: h, rec: &recorder{}, done: make(chan struct{})}
 	deps := h.deps()
 	deps.Observer = c.rec
 	p := h.poller(poller.Config{Interval: 30 * time.Millisecond}, deps)
 	cycle(t, p)
-	c.base = h.sim.LastSeq()
-	for _, id := range h.sim.IDs("tasks") {
-		c.baseline[id], _ = h.sim.Get("tasks", id)
-	}
+	c.baseline, c.base = judge.Items(h.sim, "tasks")
+	c.streamSeq = lab.LastSeq(t, h.js, subjects)
 	var ctx context.Context
 	ctx, c.cancel = context.WithCancel(context.Background())
 	go func() {
@@ -228,4 +219,14 @@ func (c *churnRun) settle(t *testing.T) {
 	}
 	c.cancel()
 	<-c.done
+}
+
+// judge holds every event since the baseline to the simulator's log and
+// its tasks now, and returns the events.
+func (c *churnRun) judge(t *testing.T) []judge.Observed {
+	t.Helper()
+	evs := lab.Events(t, c.h.js, subjects, c.streamSeq)
+	final, _ := judge.Items(c.h.sim, "tasks")
+	judge.Fail(t, judge.Compare(judge.Truth{Baseline: c.baseline, Mutations: c.h.sim.MutationsSince(c.base), Final: final}, evs), nil)
+	return evs
 }
