@@ -6,11 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,64 +16,8 @@ import (
 
 	"github.com/rockety-io/rockety-bridge/command"
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 )
-
-// buildBinaries builds the project's binaries and nats-server once per
-// test run, into a temporary directory.
-func buildBinaries(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, pkg := range map[string]string{
-		"rockety-bridge": "github.com/rockety-io/rockety-bridge/cmd/rockety-bridge",
-		"rockety-sim":    "github.com/rockety-io/rockety-bridge/cmd/rockety-sim",
-		"nats-server":    "github.com/nats-io/nats-server/v2",
-	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("building %s: %v\n%s", name, err, out)
-		}
-	}
-	return dir
-}
-
-// process is a child process whose output the test keeps.
-type process struct {
-	cmd *exec.Cmd
-	out *syncBuffer
-}
-
-func start(t *testing.T, bin string, env []string, args ...string) *process {
-	t.Helper()
-	p := &process{cmd: exec.Command(bin, args...), out: &syncBuffer{}}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
-	})
-	return p
-}
-
-// stop sends SIGTERM and returns the exit code.
-func (p *process) stop(t *testing.T, timeout time.Duration) int {
-	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(timeout):
-		_ = p.cmd.Process.Kill()
-		<-done
-		t.Fatalf("%s did not exit within %s of SIGTERM:\n%s", p.cmd.Path, timeout, p.out.String())
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
 
 func apiDo(t *testing.T, method, url string, body any) map[string]any {
 	t.Helper()
@@ -112,11 +53,15 @@ func TestEndToEndProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds three binaries; skipped with -short")
 	}
-	bin := buildBinaries(t)
-	natsAddr, simAddr, httpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	bin, logs := t.TempDir(), t.TempDir()
+	lab.Build(t, bin)
+	start := func(name string, env []string, binary string, args ...string) *lab.Process {
+		return lab.Start(t, logs, name, env, filepath.Join(bin, binary), args...)
+	}
+	natsAddr, simAddr, httpAddr := lab.FreeAddr(t), lab.FreeAddr(t), lab.FreeAddr(t)
 	_, natsPort, _ := strings.Cut(natsAddr, ":")
-	natsSrv := start(t, filepath.Join(bin, "nats-server"), nil, "-js", "-a", "127.0.0.1", "-p", natsPort, "-sd", t.TempDir())
-	simProc := start(t, filepath.Join(bin, "rockety-sim"), nil, "-addr", simAddr, "-token", "e2e-token",
+	natsSrv := start("nats-server", nil, lab.NATSBin, "-js", "-a", "127.0.0.1", "-p", natsPort, "-sd", t.TempDir())
+	simProc := start("rockety-sim", nil, lab.SimBin, "-addr", simAddr, "-token", "e2e-token",
 		"-seed-items", "300", "-churn", "0", "-resources", "tasks")
 	api := "http://" + simAddr + "/api/v1"
 	natsURL := "nats://" + natsAddr
@@ -125,8 +70,8 @@ func TestEndToEndProcesses(t *testing.T) {
 		"ROCKETY_RESOURCES=tasks", "ROCKETY_POLL_INTERVAL=1s", "ROCKETY_PAGE_SIZE=10", "ROCKETY_PAGE_CONCURRENCY=1",
 		"NATS_URL=" + natsURL, "BRIDGE_HTTP_ADDR=" + httpAddr, "BRIDGE_INSTANCE_ID=e2e", "LOG_FORMAT=console",
 	}
-	bridge := start(t, filepath.Join(bin, "rockety-bridge"), bridgeEnv, "run")
-	waitFor(t, "the bridge's first cycle", 30*time.Second, func() bool {
+	bridge := start("bridge-1", bridgeEnv, lab.BridgeBin, "run")
+	lab.WaitFor(t, "the bridge's first cycle", 30*time.Second, func() bool {
 		_, body := get(t, "http://"+httpAddr+"/metrics")
 		return strings.Contains(body, `rockety_bridge_last_successful_cycle_timestamp_seconds{resource="tasks"}`)
 	})
@@ -193,24 +138,24 @@ func TestEndToEndProcesses(t *testing.T) {
 
 	// Slow the API down so a cycle (30 pages of 10) takes a few seconds,
 	// change items on every page, and stop the bridge in the middle.
-	if code := bridge.stop(t, 30*time.Second); code != 0 {
-		t.Fatalf("bridge exit %d:\n%s", code, bridge.out.String())
+	if code := bridge.Stop(30 * time.Second); code != 0 {
+		t.Fatalf("bridge exit %d:\n%s", code, bridge.Output())
 	}
-	simProc.stop(t, 10*time.Second)
-	start(t, filepath.Join(bin, "rockety-sim"), nil, "-addr", simAddr, "-token", "e2e-token",
+	simProc.Stop(10 * time.Second)
+	start("rockety-sim-2", nil, lab.SimBin, "-addr", simAddr, "-token", "e2e-token",
 		"-seed-items", "300", "-churn", "0", "-resources", "tasks", "-latency", "100ms")
-	waitFor(t, "the simulator", 10*time.Second, func() bool { c, _ := get(t, api+"/tasks/1"); return c == 401 })
+	lab.WaitFor(t, "the simulator", 10*time.Second, func() bool { c, _ := get(t, api+"/tasks/1"); return c == 401 })
 	t.Log("the restarted simulator has the seed data again: the bridge sees the test's changes undone")
 	// A short grace: the stop cuts the cycle short, after it published
 	// some of its events (every page changed) and before it stored them.
-	bridge = start(t, filepath.Join(bin, "rockety-bridge"), append(bridgeEnv, "BRIDGE_SHUTDOWN_GRACE=200ms"), "run")
+	bridge = start("bridge-2", append(bridgeEnv, "BRIDGE_SHUTDOWN_GRACE=200ms"), lab.BridgeBin, "run")
 	time.Sleep(2500 * time.Millisecond) // well into the slow first cycle
-	if code := bridge.stop(t, 30*time.Second); code != 0 {
-		t.Fatalf("bridge exit %d after SIGTERM mid-cycle:\n%s", code, bridge.out.String())
+	if code := bridge.Stop(30 * time.Second); code != 0 {
+		t.Fatalf("bridge exit %d after SIGTERM mid-cycle:\n%s", code, bridge.Output())
 	}
-	t.Logf("first run after the restart:\n%s", bridge.out.String())
-	bridge = start(t, filepath.Join(bin, "rockety-bridge"), bridgeEnv, "run")
-	defer bridge.stop(t, 30*time.Second)
+	t.Logf("first run after the restart:\n%s", bridge.Output())
+	bridge = start("bridge-3", bridgeEnv, lab.BridgeBin, "run")
+	defer bridge.Stop(30 * time.Second)
 	// The seed data is back: the created task is gone, task 5 is back to
 	// its seed state, task 7 exists again. Each of those three changes
 	// arrives once, however the stop cut the cycle.

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
@@ -65,7 +66,7 @@ func TestSubSecondInterval(t *testing.T) {
 	api := httptest.NewServer(s)
 	defer api.Close()
 	ns := natstest.Start(t)
-	httpAddr := freeAddr(t)
+	httpAddr := lab.FreeAddr(t)
 	startRun(t, map[string]string{
 		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
 		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "150ms", "ROCKETY_RATE_LIMIT": "0",
@@ -73,9 +74,9 @@ func TestSubSecondInterval(t *testing.T) {
 	})
 	base := "http://" + httpAddr
 	ok := `rockety_bridge_poll_cycles_total{outcome="ok",resource="tasks"}`
-	waitFor(t, "a first cycle", 15*time.Second, func() bool { return metricValue(t, base, ok) >= 1 })
+	lab.WaitFor(t, "a first cycle", 15*time.Second, func() bool { return metricValue(t, base, ok) >= 1 })
 	first := time.Now()
-	waitFor(t, "ten more cycles", 9*time.Second, func() bool { return metricValue(t, base, ok) >= 11 })
+	lab.WaitFor(t, "ten more cycles", 9*time.Second, func() bool { return metricValue(t, base, ok) >= 11 })
 	t.Logf("ten cycles in %s", time.Since(first).Round(time.Millisecond))
 }
 
@@ -97,7 +98,7 @@ func TestWrongTokenIsOneErrorAndNotReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := natstest.Start(t)
-	httpAddr := freeAddr(t)
+	httpAddr := lab.FreeAddr(t)
 	logs := startRun(t, map[string]string{
 		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN_FILE": tokenFile, "ROCKETY_ALLOW_INSECURE": "true",
 		"ROCKETY_RESOURCES": "tasks,users", "ROCKETY_POLL_INTERVAL": "150ms", "NATS_URL": ns.ClientURL(),
@@ -105,7 +106,7 @@ func TestWrongTokenIsOneErrorAndNotReady(t *testing.T) {
 	})
 	base := "http://" + httpAddr
 	refused := `rockety_bridge_poll_cycles_total{outcome="refused",resource="tasks"}`
-	waitFor(t, "several refused cycles", 20*time.Second, func() bool { return metricValue(t, base, refused) >= 4 })
+	lab.WaitFor(t, "several refused cycles", 20*time.Second, func() bool { return metricValue(t, base, refused) >= 4 })
 	code, body := get(t, base+"/readyz")
 	for _, want := range []string{"tasks: the API refused the token (401): check ROCKETY_API_TOKEN",
 		"users: the API refused the token (401)"} {
@@ -130,7 +131,7 @@ func TestWrongTokenIsOneErrorAndNotReady(t *testing.T) {
 	}
 	// Refused cycles back off up to a minute; a few refusals in, the next
 	// try is seconds away.
-	waitFor(t, "/readyz once the token is fixed", 40*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+	lab.WaitFor(t, "/readyz once the token is fixed", 40*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
 	if n := len(logLines(t, logs.String(), "info", "accepts this resource's requests again")); n != 2 {
 		t.Errorf("%d recovery lines, want one per resource", n)
 	}
@@ -159,7 +160,7 @@ func TestCommandConsumerDownFailsReadiness(t *testing.T) {
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "ROCKETY_COMMAND_RESULTS", Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
-	httpAddr := freeAddr(t)
+	httpAddr := lab.FreeAddr(t)
 	startRun(t, map[string]string{
 		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
 		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "200ms", "NATS_URL": ns.ClientURL(),
@@ -167,7 +168,7 @@ func TestCommandConsumerDownFailsReadiness(t *testing.T) {
 	})
 	base := "http://" + httpAddr
 	ok := `rockety_bridge_poll_cycles_total{outcome="ok",resource="tasks"}`
-	waitFor(t, "polling", 15*time.Second, func() bool { return metricValue(t, base, ok) >= 2 })
+	lab.WaitFor(t, "polling", 15*time.Second, func() bool { return metricValue(t, base, ok) >= 2 })
 	code, body := get(t, base+"/readyz")
 	if code != 503 || !strings.Contains(body, "command consumer: not running") {
 		t.Errorf("/readyz with the consumer down = %d %q", code, body)
@@ -175,7 +176,7 @@ func TestCommandConsumerDownFailsReadiness(t *testing.T) {
 	if err := js.DeleteKeyValue(ctx, "ROCKETY_COMMAND_RESULTS"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "/readyz once the consumer runs", 40*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+	lab.WaitFor(t, "/readyz once the consumer runs", 40*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
 }
 
 // TestSIGTERMWithNATSAndTheAPIGone: the process exits within
@@ -189,7 +190,7 @@ func TestSIGTERMWithNATSAndTheAPIGone(t *testing.T) {
 	}
 	api := httptest.NewServer(s)
 	ns := natstest.Start(t)
-	httpAddr := freeAddr(t)
+	httpAddr := lab.FreeAddr(t)
 	const grace = time.Second
 	for k, v := range map[string]string{
 		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
@@ -201,11 +202,11 @@ func TestSIGTERMWithNATSAndTheAPIGone(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := &syncBuffer{}
+	logs := &lab.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"run"}, io.Discard, logs) }()
 	base := "http://" + httpAddr
-	waitFor(t, "/readyz", 20*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+	lab.WaitFor(t, "/readyz", 20*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
 
 	// A command on its way when everything goes.
 	sender := ns.Connect(t)
@@ -245,13 +246,13 @@ func TestMadeUpCommandSubjectsDoNotGrowTheSeries(t *testing.T) {
 	api := httptest.NewServer(s)
 	defer api.Close()
 	ns := natstest.Start(t)
-	httpAddr := freeAddr(t)
+	httpAddr := lab.FreeAddr(t)
 	startRun(t, map[string]string{
 		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
 		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": ns.ClientURL(), "BRIDGE_HTTP_ADDR": httpAddr,
 	})
 	base := "http://" + httpAddr
-	waitFor(t, "/readyz", 20*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+	lab.WaitFor(t, "/readyz", 20*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
 	series := func() []string {
 		_, body := get(t, base+"/metrics")
 		var out []string

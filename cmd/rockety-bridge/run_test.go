@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -18,32 +17,15 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestDemoShowsChangesFlowing(t *testing.T) {
 	clearEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncBuffer
+	var out, errOut lab.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"demo", "-nats-port", "0", "-seed-items", "50", "-churn", "30"}, &out, &errOut)
@@ -97,17 +79,6 @@ func roundTrip(out string) string {
 	return ""
 }
 
-// freeAddr returns a loopback address nobody listens on (for a moment).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -117,17 +88,6 @@ func get(t *testing.T, url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func TestRunHealthReadinessAndMetrics(t *testing.T) {
@@ -141,7 +101,7 @@ func TestRunHealthReadinessAndMetrics(t *testing.T) {
 	defer api.Close()
 	defer s.Close()
 	ns := natstest.Start(t)
-	addr := freeAddr(t)
+	addr := lab.FreeAddr(t)
 	for k, v := range map[string]string{
 		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": token, "ROCKETY_ALLOW_INSECURE": "true",
 		"ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": ns.ClientURL(), "BRIDGE_HTTP_ADDR": addr,
@@ -150,7 +110,7 @@ func TestRunHealthReadinessAndMetrics(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
+	var logs lab.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"run"}, io.Discard, &logs) }()
 	defer func() {
@@ -163,13 +123,13 @@ func TestRunHealthReadinessAndMetrics(t *testing.T) {
 		}
 	}()
 	base := "http://" + addr
-	waitFor(t, "/healthz", 10*time.Second, func() bool { c, _ := get(t, base+"/healthz"); return c == 200 })
-	waitFor(t, "/readyz", 15*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+	lab.WaitFor(t, "/healthz", 10*time.Second, func() bool { c, _ := get(t, base+"/healthz"); return c == 200 })
+	lab.WaitFor(t, "/readyz", 15*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 
-	waitFor(t, "events in the metrics", 15*time.Second, func() bool {
+	lab.WaitFor(t, "events in the metrics", 15*time.Second, func() bool {
 		_, body := get(t, base+"/metrics")
 		return strings.Contains(body, `rockety_bridge_events_published_total{op="updated",resource="tasks"} `) &&
 			!strings.Contains(body, `rockety_bridge_events_published_total{op="updated",resource="tasks"} 0`)
@@ -199,7 +159,7 @@ func TestRunHealthReadinessAndMetrics(t *testing.T) {
 
 	// NATS goes away: not ready, saying why; it comes back: ready again.
 	ns.Stop()
-	waitFor(t, "/readyz to fail", 10*time.Second, func() bool {
+	lab.WaitFor(t, "/readyz to fail", 10*time.Second, func() bool {
 		c, b := get(t, base+"/readyz")
 		return c == 503 && strings.Contains(b, "NATS is not connected")
 	})
@@ -207,7 +167,7 @@ func TestRunHealthReadinessAndMetrics(t *testing.T) {
 		t.Errorf("/healthz = %d while NATS is away; the process itself is alive", c)
 	}
 	ns.Restart()
-	waitFor(t, "/readyz to recover", 20*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+	lab.WaitFor(t, "/readyz to recover", 20*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
 }
 
 // TestNATSUnreachableAtStart starts the bridge before its NATS server: it
@@ -220,7 +180,7 @@ func TestNATSUnreachableAtStart(t *testing.T) {
 	}
 	api := httptest.NewServer(s)
 	defer api.Close()
-	natsAddr, httpAddr := freeAddr(t), freeAddr(t)
+	natsAddr, httpAddr := lab.FreeAddr(t), lab.FreeAddr(t)
 	_, natsPort, _ := net.SplitHostPort(natsAddr)
 	logs := startRun(t, map[string]string{
 		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
@@ -228,7 +188,7 @@ func TestNATSUnreachableAtStart(t *testing.T) {
 		"BRIDGE_HTTP_ADDR": httpAddr, "BRIDGE_INSTANCE_ID": "early-pod",
 	})
 	base := "http://" + httpAddr
-	waitFor(t, "/healthz", 10*time.Second, func() bool { c, _ := get(t, base+"/healthz"); return c == 200 })
+	lab.WaitFor(t, "/healthz", 10*time.Second, func() bool { c, _ := get(t, base+"/healthz"); return c == 200 })
 	time.Sleep(1500 * time.Millisecond)
 	if c, body := get(t, base+"/readyz"); c != 503 || !strings.Contains(body, "waiting for NATS") {
 		t.Errorf("/readyz without NATS = %d %q", c, body)
@@ -241,7 +201,7 @@ func TestNATSUnreachableAtStart(t *testing.T) {
 	}
 	ns.Start()
 	defer ns.Shutdown()
-	waitFor(t, "/readyz once NATS is up", 30*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
+	lab.WaitFor(t, "/readyz once NATS is up", 30*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
 	if !strings.Contains(logs.String(), "NATS is not reachable yet; the bridge waits for it") {
 		t.Errorf("no log line says the bridge waits for NATS:\n%s", logs.String())
 	}
@@ -290,7 +250,7 @@ func TestTokenRotationThroughTheTokenFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := natstest.Start(t)
-	httpAddr := freeAddr(t)
+	httpAddr := lab.FreeAddr(t)
 	logs := startRun(t, map[string]string{
 		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN_FILE": tokenFile, "ROCKETY_ALLOW_INSECURE": "true",
 		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": ns.ClientURL(),
@@ -307,10 +267,10 @@ func TestTokenRotationThroughTheTokenFile(t *testing.T) {
 	}
 	ok := `rockety_bridge_api_requests_total{method="GET",resource="tasks",status="200"}`
 	refused := `rockety_bridge_api_requests_total{method="GET",resource="tasks",status="401"}`
-	waitFor(t, "a first cycle", 15*time.Second, func() bool { return metric(ok) != "" })
+	lab.WaitFor(t, "a first cycle", 15*time.Second, func() bool { return metric(ok) != "" })
 
 	auth.rotate("token-two")
-	waitFor(t, "the API to refuse the old token", 15*time.Second, func() bool { return metric(refused) != "" })
+	lab.WaitFor(t, "the API to refuse the old token", 15*time.Second, func() bool { return metric(refused) != "" })
 	if !strings.Contains(logs.String(), "check ROCKETY_API_TOKEN") {
 		t.Errorf("the logs do not say to check the token:\n%s", logs.String())
 	}
@@ -318,7 +278,7 @@ func TestTokenRotationThroughTheTokenFile(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("token-two\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "polling to resume with the new token", 30*time.Second, func() bool { return metric(ok) != before })
+	lab.WaitFor(t, "polling to resume with the new token", 30*time.Second, func() bool { return metric(ok) != before })
 	if strings.Contains(logs.String(), "token-one") || strings.Contains(logs.String(), "token-two") {
 		t.Error("a token appears in the logs")
 	}
@@ -326,13 +286,13 @@ func TestTokenRotationThroughTheTokenFile(t *testing.T) {
 
 // startRun runs `rockety-bridge run` in the test with env set, and at
 // cleanup stops it and checks it exited 0. It returns the logs.
-func startRun(t *testing.T, env map[string]string) *syncBuffer {
+func startRun(t *testing.T, env map[string]string) *lab.SyncBuffer {
 	t.Helper()
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
+	logs := &lab.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"run"}, io.Discard, logs) }()
 	t.Cleanup(func() {

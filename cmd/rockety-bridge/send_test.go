@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
@@ -25,18 +26,18 @@ func TestCommandSubcommand(t *testing.T) {
 	api := httptest.NewServer(s)
 	defer api.Close()
 	ns := natstest.Start(t)
-	httpAddr := freeAddr(t)
+	httpAddr := lab.FreeAddr(t)
 	startRun(t, map[string]string{
 		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
 		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": ns.ClientURL(),
 		"BRIDGE_HTTP_ADDR": httpAddr, "BRIDGE_INSTANCE_ID": "command-pod",
 		"BRIDGE_COMMAND_ALLOW": "tasks.update,tasks.create",
 	})
-	waitFor(t, "/readyz", 20*time.Second, func() bool { c, _ := get(t, "http://"+httpAddr+"/readyz"); return c == 200 })
+	lab.WaitFor(t, "/readyz", 20*time.Second, func() bool { c, _ := get(t, "http://"+httpAddr+"/readyz"); return c == 200 })
 
 	send := func(args ...string) (code int, stdout, stderr string) {
 		t.Helper()
-		var out, errOut syncBuffer
+		var out, errOut lab.SyncBuffer
 		code = run(context.Background(), append([]string{"command"}, args...), &out, &errOut)
 		return code, out.String(), errOut.String()
 	}
@@ -123,8 +124,8 @@ func TestCommandSubcommand(t *testing.T) {
 // after the whole timeout.
 func TestCommandWithoutNATS(t *testing.T) {
 	clearEnv(t)
-	t.Setenv("NATS_URL", "nats://"+freeAddr(t))
-	var out, errOut syncBuffer
+	t.Setenv("NATS_URL", "nats://"+lab.FreeAddr(t))
+	var out, errOut lab.SyncBuffer
 	start := time.Now()
 	code := run(context.Background(), []string{"command", "tasks", "delete", "1"}, &out, &errOut)
 	if code != 1 || !strings.Contains(errOut.String(), "is not reachable; set NATS_URL") {

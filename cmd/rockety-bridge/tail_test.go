@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/publisher"
 )
@@ -47,7 +48,7 @@ func TestTailPrintsEvents(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 		defer cancel()
-		var out, errOut syncBuffer
+		var out, errOut lab.SyncBuffer
 		done := make(chan int, 1)
 		go func() { done <- run(ctx, append([]string{"tail"}, args...), &out, &errOut) }()
 		time.Sleep(500 * time.Millisecond)
@@ -71,7 +72,7 @@ func TestTailPrintsEvents(t *testing.T) {
 	if since := tail("--since", "1h", "*.deleted"); !strings.Contains(since, "users.deleted.9") || strings.Contains(since, "tasks.") {
 		t.Errorf("tail --since 1h *.deleted:\n%s", since)
 	}
-	var out, errOut syncBuffer
+	var out, errOut lab.SyncBuffer
 	if code := run(context.Background(), []string{"tail", "--all", "--since", "1m"}, &out, &errOut); code != 2 {
 		t.Errorf("conflicting flags exit %d", code)
 	}
