@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -201,7 +202,8 @@ func (c *Consumer) Ready() error {
 // progress when ctx ends are finished (each is bounded by AckWait) before
 // Run returns.
 func (c *Consumer) Run(ctx context.Context) error {
-	wait := time.Second
+	retry := backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second),
+		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0))
 	for {
 		err := c.serve(ctx)
 		if err == nil || ctx.Err() != nil {
@@ -215,9 +217,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(wait):
+		case <-time.After(retry.NextBackOff()):
 		}
-		wait = min(2*wait, 30*time.Second)
 		if c.cfg.Reprovision != nil {
 			if err := c.cfg.Reprovision(ctx); err != nil {
 				c.cfg.Observer.Problem("recreating the streams", "", err)
@@ -595,8 +596,9 @@ func (c *Consumer) complete(ctx context.Context, msg jetstream.Msg, key string, 
 // the command again.
 func (c *Consumer) record(ctx context.Context, msg jetstream.Msg, key string, rev uint64, res events.Result) error {
 	data, _ := events.EncodeJSON(record{State: stateDone, Action: res.Action, Result: &res})
-	deadline := time.Now().Add(c.cfg.AckWait)
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+	retry := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(2*time.Second), backoff.WithMaxElapsedTime(c.cfg.AckWait))
+	return backoff.RetryNotify(func() error {
 		var err error
 		if rev == 0 {
 			_, err = c.results.Create(ctx, key, data)
@@ -610,16 +612,8 @@ func (c *Consumer) record(ctx context.Context, msg jetstream.Msg, key string, re
 		if rec, _, lerr := c.lookup(ctx, key); lerr == nil && rec.State == stateDone {
 			return nil
 		}
-		if time.Now().Add(wait).After(deadline) {
-			return err
-		}
-		_ = msg.InProgress()
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-	}
+		return err
+	}, backoff.WithContext(retry, ctx), func(error, time.Duration) { _ = msg.InProgress() })
 }
 
 // finish publishes a result recorded before and settles the command.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
@@ -128,23 +129,25 @@ func runUntilGrace(ctx context.Context, work func(context.Context) error, limit 
 // startBridge provisions the streams, waiting for NATS as long as it takes:
 // a bridge started before its NATS server is not an error, only not ready.
 func startBridge(ctx context.Context, opts app.Options, log *zap.Logger) (*app.Bridge, error) {
-	wait := time.Second
-	for {
-		b, err := app.New(ctx, opts)
-		if err == nil {
-			return b, nil
-		}
-		if ctx.Err() != nil {
-			return nil, nil
-		}
+	var b *app.Bridge
+	err := backoff.RetryNotify(func() error {
+		var err error
+		b, err = app.New(ctx, opts)
+		return err
+	}, backoff.WithContext(slowRetry(), ctx), func(err error, wait time.Duration) {
 		log.Warn("cannot provision the NATS streams yet; retrying", zap.Error(err), zap.Duration("retry_in", wait))
-		select {
-		case <-ctx.Done():
-			return nil, nil
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 30*time.Second)
+	})
+	if err != nil {
+		return nil, nil // ctx ended
 	}
+	return b, nil
+}
+
+// slowRetry waits 1s, then ever longer up to 30s, for ever: for what only
+// comes back when NATS does.
+func slowRetry() backoff.BackOff {
+	return backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second),
+		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0))
 }
 
 func newClient(cfg Config, obs rockety.Observer) (*rockety.Client, error) {
