@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"github.com/rockety-io/rockety-bridge/consumer"
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
@@ -74,29 +74,20 @@ var seedItems = 20
 
 func newHarness(t testing.TB, allow consumer.Allow) *harness {
 	t.Helper()
-	s, err := sim.New(sim.Options{Token: "tok", Seed: 3, SeedItems: seedItems, Resources: []string{"tasks", "users"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s := lab.NewSim(t, sim.Options{Seed: 3, SeedItems: seedItems, Resources: []string{"tasks", "users"}})
 	h := &harness{t: t, sim: s, fault: &faulty{next: s}}
-	api := httptest.NewServer(h.fault)
-	t.Cleanup(api.Close)
-	h.client, err = rockety.New(api.URL+sim.BasePath, rockety.WithToken("tok"), rockety.WithAllowInsecure(true),
-		rockety.WithRetry(time.Millisecond, 5*time.Millisecond, time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h.client = lab.Serve(t, h.fault, rockety.WithRetry(time.Millisecond, 5*time.Millisecond, time.Second))
 	h.nats = natstest.Start(t)
 	h.nc = h.nats.Connect(t)
 	h.js, _ = jetstream.New(h.nc)
 	ctx := context.Background()
+	var err error
 	if h.res, err = publisher.Provision(ctx, h.js, publisher.Config{Subjects: subjects}); err != nil {
 		t.Fatal(err)
 	}
 	h.store = publisher.NewStateStore(h.js, h.res.State)
 	pub, _ := publisher.NewPublisher(h.nc)
-	h.sink = publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: api.URL + sim.BasePath}
+	h.sink = publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: h.client.BaseURL()}
 	h.cmd, _ = command.New(h.nats.Connect(t), subjects)
 	h.start(allow)
 	return h

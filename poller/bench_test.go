@@ -2,12 +2,12 @@ package poller_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
@@ -25,16 +25,8 @@ import (
 // least, by the API.
 func BenchmarkCycle(b *testing.B) {
 	const n = 100_000
-	s, err := sim.New(sim.Options{Token: "t", Seed: 1, SeedItems: n, Resources: []string{"tasks"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(s)
-	defer srv.Close()
-	client, err := rockety.New(srv.URL+sim.BasePath, rockety.WithToken("t"), rockety.WithAllowInsecure(true), rockety.WithPageConcurrency(4))
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := lab.NewSim(b, sim.Options{Seed: 1, SeedItems: n, Resources: []string{"tasks"}})
+	client := lab.Serve(b, s, rockety.WithPageConcurrency(4))
 	ns := natstest.Start(b)
 	nc := ns.Connect(b)
 	js, _ := jetstream.New(nc)
@@ -46,7 +38,7 @@ func BenchmarkCycle(b *testing.B) {
 	store := publisher.NewStateStore(js, res.State)
 	p, err := poller.New(poller.Config{Resource: "tasks"}, poller.Deps{
 		Lister: client, Mirror: store, Checkpoints: publisher.NewCheckpoints(res.Checkpoints, res.State),
-		Sink: publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: srv.URL}, Journal: publisher.NewJournal(js, subjects),
+		Sink: publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: client.BaseURL()}, Journal: publisher.NewJournal(js, subjects),
 	})
 	if err != nil {
 		b.Fatal(err)

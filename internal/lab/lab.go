@@ -261,14 +261,7 @@ func Events(t testing.TB, js jetstream.JetStream, subjects events.Subjects, afte
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := js.Stream(ctx, subjects.EventsStream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, info := eventsStream(ctx, t, js, subjects)
 	var out []judge.Observed
 	for seq := max(after+1, info.State.FirstSeq); seq <= info.State.LastSeq; seq++ {
 		raw, err := st.GetMsg(ctx, seq)
@@ -299,6 +292,12 @@ func LastSeq(t testing.TB, js jetstream.JetStream, subjects events.Subjects) uin
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	_, info := eventsStream(ctx, t, js, subjects)
+	return info.State.LastSeq
+}
+
+func eventsStream(ctx context.Context, t testing.TB, js jetstream.JetStream, subjects events.Subjects) (jetstream.Stream, *jetstream.StreamInfo) {
+	t.Helper()
 	st, err := js.Stream(ctx, subjects.EventsStream())
 	if err != nil {
 		t.Fatal(err)
@@ -307,5 +306,5 @@ func LastSeq(t testing.TB, js jetstream.JetStream, subjects events.Subjects) uin
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.State.LastSeq
+	return st, info
 }

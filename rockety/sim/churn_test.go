@@ -7,20 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
-// waitFor polls cond until it holds or the deadline passes; churn runs on
-// wall-clock time, so this is the one place the tests wait.
+// waitFor waits for cond: churn runs on wall-clock time, so this is the
+// one place the tests wait.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	lab.WaitFor(t, what, 10*time.Second, cond)
 }
 
 func TestChurn(t *testing.T) {
