@@ -122,65 +122,91 @@ type configError []string
 func (e configError) Error() string { return strings.Join(e, "\n") }
 
 func (e env) parse(needToken bool) (Config, error) {
-	var problems configError
-	bad := func(v, format string, args ...any) {
-		problems = append(problems, v+": "+fmt.Sprintf(format, args...))
-	}
 	c := Config{
 		APIURL: strings.TrimSpace(e.APIURL), APIToken: strings.TrimSpace(e.APIToken), APITokenFile: e.APITokenFile,
 		DataDir: e.DataDir, HTTPAddr: e.HTTPAddr,
 		NATS: NATSConfig{URL: e.NATSURL, Creds: e.NATSCreds, NKeySeedFile: e.NATSNKeySeed, User: e.NATSUser,
 			Password: e.NATSPassword, Token: e.NATSToken, TLSCA: e.NATSTLSCA, TLSCert: e.NATSTLSCert, TLSKey: e.NATSTLSKey},
 	}
-	boolVar := func(v, s string, dst *bool) {
-		b, err := strconv.ParseBool(strings.TrimSpace(s))
-		if err != nil {
-			bad(v, "%q is not true or false", s)
-		}
-		*dst = b
+	var k checker
+	k.api(e, &c, needToken)
+	k.polling(e, &c)
+	k.bridge(e, &c)
+	k.commands(e, &c)
+	k.logging(e, &c)
+	k.nats(&c)
+	if len(k.problems) > 0 {
+		sort.Strings(k.problems)
+		return c, k.problems
 	}
-	durVar := func(v, s string, lo, hi time.Duration, dst *time.Duration) {
-		d, err := time.ParseDuration(strings.TrimSpace(s))
-		switch {
-		case err != nil:
-			bad(v, "%q is not a duration such as 30s or 5m", s)
-		case d < lo:
-			bad(v, "%s is too short; the least is %s", d, lo)
-		case d > hi:
-			bad(v, "%s is too long; the most is %s", d, hi)
-		}
-		*dst = d
-	}
-	intVar := func(v, s string, lo, hi int, dst *int) {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < lo || n > hi {
-			bad(v, "%q: want a whole number from %d to %d", s, lo, hi)
-		}
-		*dst = n
-	}
+	return c, nil
+}
 
+// checker gathers every problem of a configuration, each naming its
+// variable, so that one start reports them all.
+type checker struct{ problems configError }
+
+func (k *checker) bad(v, format string, args ...any) {
+	k.problems = append(k.problems, v+": "+fmt.Sprintf(format, args...))
+}
+
+func (k *checker) boolVar(v, s string, dst *bool) {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		k.bad(v, "%q is not true or false", s)
+	}
+	*dst = b
+}
+
+func (k *checker) durVar(v, s string, lo, hi time.Duration, dst *time.Duration) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	switch {
+	case err != nil:
+		k.bad(v, "%q is not a duration such as 30s or 5m", s)
+	case d < lo:
+		k.bad(v, "%s is too short; the least is %s", d, lo)
+	case d > hi:
+		k.bad(v, "%s is too long; the most is %s", d, hi)
+	}
+	*dst = d
+}
+
+func (k *checker) intVar(v, s string, lo, hi int, dst *int) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < lo || n > hi {
+		k.bad(v, "%q: want a whole number from %d to %d", s, lo, hi)
+	}
+	*dst = n
+}
+
+// api: ROCKETY_API_URL, ROCKETY_ALLOW_INSECURE and the token.
+func (k *checker) api(e env, c *Config, needToken bool) {
 	u, err := url.Parse(c.APIURL)
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		bad("ROCKETY_API_URL", "%q is not an absolute http(s) URL such as https://app.rockety.io/api/v1", rockety.RedactURL(c.APIURL))
+		k.bad("ROCKETY_API_URL", "%q is not an absolute http(s) URL such as https://app.rockety.io/api/v1", rockety.RedactURL(c.APIURL))
 	case u.User != nil:
-		bad("ROCKETY_API_URL", "must not contain credentials; put the token in ROCKETY_API_TOKEN")
+		k.bad("ROCKETY_API_URL", "must not contain credentials; put the token in ROCKETY_API_TOKEN")
 	}
-	boolVar("ROCKETY_ALLOW_INSECURE", e.AllowInsecure, &c.AllowInsecure)
+	k.boolVar("ROCKETY_ALLOW_INSECURE", e.AllowInsecure, &c.AllowInsecure)
 	if err == nil && u.Scheme == "http" && !c.AllowInsecure {
-		bad("ROCKETY_API_URL", "%s uses http://, which would send the token in clear text; use https:// or set ROCKETY_ALLOW_INSECURE=true", u.Redacted())
+		k.bad("ROCKETY_API_URL", "%s uses http://, which would send the token in clear text; use https:// or set ROCKETY_ALLOW_INSECURE=true", u.Redacted())
 	}
 	switch {
 	case c.APIToken != "" && c.APITokenFile != "":
-		bad("ROCKETY_API_TOKEN", "set either ROCKETY_API_TOKEN or ROCKETY_API_TOKEN_FILE, not both")
+		k.bad("ROCKETY_API_TOKEN", "set either ROCKETY_API_TOKEN or ROCKETY_API_TOKEN_FILE, not both")
 	case c.APITokenFile != "":
 		if _, err := readTokenFile(c.APITokenFile); err != nil {
-			bad("ROCKETY_API_TOKEN_FILE", "%v", err)
+			k.bad("ROCKETY_API_TOKEN_FILE", "%v", err)
 		}
 	case c.APIToken == "" && needToken:
-		bad("ROCKETY_API_TOKEN", "missing: set ROCKETY_API_TOKEN, or ROCKETY_API_TOKEN_FILE to a file holding the token")
+		k.bad("ROCKETY_API_TOKEN", "missing: set ROCKETY_API_TOKEN, or ROCKETY_API_TOKEN_FILE to a file holding the token")
 	}
+}
 
+// polling: the resources, their intervals, pages and the rate limit.
+func (k *checker) polling(e env, c *Config) {
+	var err error
 	seen := map[string]bool{}
 	for _, r := range strings.Split(e.Resources, ",") {
 		r = strings.TrimSpace(r)
@@ -188,7 +214,7 @@ func (e env) parse(needToken bool) (Config, error) {
 			continue
 		}
 		if err := events.ValidResource(r); err != nil {
-			bad("ROCKETY_RESOURCES", "%q: only letters, digits, '_' and '-' are allowed", r)
+			k.bad("ROCKETY_RESOURCES", "%q: only letters, digits, '_' and '-' are allowed", r)
 			continue
 		}
 		if !seen[r] {
@@ -197,9 +223,9 @@ func (e env) parse(needToken bool) (Config, error) {
 		}
 	}
 	if len(c.Resources) == 0 {
-		bad("ROCKETY_RESOURCES", "no resources; list at least one, e.g. projects,tasks,users")
+		k.bad("ROCKETY_RESOURCES", "no resources; list at least one, e.g. projects,tasks,users")
 	}
-	durVar("ROCKETY_POLL_INTERVAL", e.PollInterval, minPollInterval, maxPollInterval, &c.PollInterval)
+	k.durVar("ROCKETY_POLL_INTERVAL", e.PollInterval, minPollInterval, maxPollInterval, &c.PollInterval)
 	c.PollIntervals = map[string]time.Duration{}
 	for _, pair := range strings.Split(e.PollIntervals, ",") {
 		pair = strings.TrimSpace(pair)
@@ -208,86 +234,103 @@ func (e env) parse(needToken bool) (Config, error) {
 		}
 		name, d, ok := strings.Cut(pair, ":")
 		if !ok {
-			bad("ROCKETY_POLL_INTERVALS", "%q: want resource:duration, e.g. tasks:10s", pair)
+			k.bad("ROCKETY_POLL_INTERVALS", "%q: want resource:duration, e.g. tasks:10s", pair)
 			continue
 		}
 		if !seen[name] {
-			bad("ROCKETY_POLL_INTERVALS", "%q is not in ROCKETY_RESOURCES", name)
+			k.bad("ROCKETY_POLL_INTERVALS", "%q is not in ROCKETY_RESOURCES", name)
 			continue
 		}
 		var dur time.Duration
-		durVar("ROCKETY_POLL_INTERVALS", d, minPollInterval, maxPollInterval, &dur)
+		k.durVar("ROCKETY_POLL_INTERVALS", d, minPollInterval, maxPollInterval, &dur)
 		c.PollIntervals[name] = dur
 	}
 	if strings.EqualFold(strings.TrimSpace(e.PageSize), "max") {
 		c.PageSize = rockety.MaxPageSize
 		c.PageSizeMax = true
 	} else {
-		intVar("ROCKETY_PAGE_SIZE", e.PageSize, 1, rockety.MaxPageSize, &c.PageSize)
+		k.intVar("ROCKETY_PAGE_SIZE", e.PageSize, 1, rockety.MaxPageSize, &c.PageSize)
 	}
-	intVar("ROCKETY_PAGE_CONCURRENCY", e.PageConcurrency, 1, 64, &c.PageConcurrency)
+	k.intVar("ROCKETY_PAGE_CONCURRENCY", e.PageConcurrency, 1, 64, &c.PageConcurrency)
 	if c.RateLimit, err = strconv.ParseFloat(strings.TrimSpace(e.RateLimit), 64); err != nil || c.RateLimit < 0 {
-		bad("ROCKETY_RATE_LIMIT", "%q: want requests per second, 0 or more (0 = unlimited)", e.RateLimit)
+		k.bad("ROCKETY_RATE_LIMIT", "%q: want requests per second, 0 or more (0 = unlimited)", e.RateLimit)
 	}
+}
 
+// bridge: subjects, storage, endpoints, the first sync, the delete guard,
+// the replica's identity and lease, shutdown.
+func (k *checker) bridge(e env, c *Config) {
+	var err error
 	if c.Subjects, err = events.NewSubjects(strings.TrimSpace(e.SubjectPrefix)); err != nil {
-		bad("BRIDGE_SUBJECT_PREFIX", "%q: want dot-separated tokens of letters, digits, '_' and '-'", e.SubjectPrefix)
+		k.bad("BRIDGE_SUBJECT_PREFIX", "%q: want dot-separated tokens of letters, digits, '_' and '-'", e.SubjectPrefix)
 	}
 	if c.NATS.URL == "" && strings.TrimSpace(c.DataDir) == "" {
-		bad("BRIDGE_DATA_DIR", "empty; the embedded NATS server needs a directory")
+		k.bad("BRIDGE_DATA_DIR", "empty; the embedded NATS server needs a directory")
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		bad("BRIDGE_HTTP_ADDR", "%q is not host:port, e.g. :8080", c.HTTPAddr)
+		k.bad("BRIDGE_HTTP_ADDR", "%q is not host:port, e.g. :8080", c.HTTPAddr)
 	}
 	switch c.InitialSync = poller.InitialSync(strings.TrimSpace(e.InitialSync)); c.InitialSync {
 	case poller.SyncBaseline, poller.SyncSnapshot:
 	default:
-		bad("BRIDGE_INITIAL_SYNC", "%q: want baseline or snapshot", e.InitialSync)
+		k.bad("BRIDGE_INITIAL_SYNC", "%q: want baseline or snapshot", e.InitialSync)
 	}
 	if c.MaxDeleteRatio, err = strconv.ParseFloat(strings.TrimSpace(e.MaxDeleteRatio), 64); err != nil || c.MaxDeleteRatio <= 0 || c.MaxDeleteRatio > 1 {
-		bad("BRIDGE_MAX_DELETE_RATIO", "%q: want a fraction above 0 and at most 1, e.g. 0.5", e.MaxDeleteRatio)
+		k.bad("BRIDGE_MAX_DELETE_RATIO", "%q: want a fraction above 0 and at most 1, e.g. 0.5", e.MaxDeleteRatio)
 	}
-	boolVar("BRIDGE_COMMANDS", e.Commands, &c.Commands)
+	c.InstanceID = strings.TrimSpace(e.InstanceID)
+	if c.InstanceID == "" {
+		if c.InstanceID, err = os.Hostname(); err != nil || c.InstanceID == "" {
+			k.bad("BRIDGE_INSTANCE_ID", "empty, and the host name is unknown; set it")
+		}
+	}
+	k.durVar("BRIDGE_LEASE_TTL", e.LeaseTTL, time.Second, time.Hour, &c.LeaseTTL)
+	k.durVar("BRIDGE_SHUTDOWN_GRACE", e.ShutdownGrace, 0, time.Hour, &c.ShutdownGrace)
+	k.intVar("BRIDGE_STREAM_REPLICAS", e.StreamReplicas, 1, 5, &c.StreamReplicas)
+}
+
+// commands: the consumer, what it allows, how many at once, how old.
+func (k *checker) commands(e env, c *Config) {
+	k.boolVar("BRIDGE_COMMANDS", e.Commands, &c.Commands)
 	for _, pat := range strings.Split(e.CommandAllow, ",") {
 		pat = strings.TrimSpace(pat)
 		if pat == "" {
 			continue
 		}
 		if err := checkAllowPattern(pat); err != nil {
-			bad("BRIDGE_COMMAND_ALLOW", "%v", err)
+			k.bad("BRIDGE_COMMAND_ALLOW", "%v", err)
 			continue
 		}
 		c.CommandAllow = append(c.CommandAllow, pat)
 	}
-	c.InstanceID = strings.TrimSpace(e.InstanceID)
-	if c.InstanceID == "" {
-		if c.InstanceID, err = os.Hostname(); err != nil || c.InstanceID == "" {
-			bad("BRIDGE_INSTANCE_ID", "empty, and the host name is unknown; set it")
-		}
-	}
-	durVar("BRIDGE_LEASE_TTL", e.LeaseTTL, time.Second, time.Hour, &c.LeaseTTL)
-	durVar("BRIDGE_SHUTDOWN_GRACE", e.ShutdownGrace, 0, time.Hour, &c.ShutdownGrace)
 	// The results bucket keeps executed command ids 24 h: a command valid
 	// for longer could be delivered again after its record expired and be
 	// executed twice.
-	durVar("BRIDGE_COMMAND_MAX_AGE", e.CommandMaxAge, time.Second, 24*time.Hour, &c.CommandMaxAge)
-	intVar("BRIDGE_STREAM_REPLICAS", e.StreamReplicas, 1, 5, &c.StreamReplicas)
-	intVar("BRIDGE_COMMAND_CONCURRENCY", e.CommandConc, 1, 256, &c.CommandConc)
+	k.durVar("BRIDGE_COMMAND_MAX_AGE", e.CommandMaxAge, time.Second, 24*time.Hour, &c.CommandMaxAge)
+	k.intVar("BRIDGE_COMMAND_CONCURRENCY", e.CommandConc, 1, 256, &c.CommandConc)
+}
+
+// logging: LOG_LEVEL and LOG_FORMAT.
+func (k *checker) logging(e env, c *Config) {
 	switch c.LogLevel = strings.ToLower(strings.TrimSpace(e.LogLevel)); c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("LOG_LEVEL", "%q: want debug, info, warn or error", e.LogLevel)
+		k.bad("LOG_LEVEL", "%q: want debug, info, warn or error", e.LogLevel)
 	}
 	switch c.LogFormat = strings.ToLower(strings.TrimSpace(e.LogFormat)); c.LogFormat {
 	case "json", "console":
 	default:
-		bad("LOG_FORMAT", "%q: want json or console", e.LogFormat)
+		k.bad("LOG_FORMAT", "%q: want json or console", e.LogFormat)
 	}
+}
+
+// nats: the NATS credentials and TLS files go together and exist.
+func (k *checker) nats(c *Config) {
 	if (c.NATS.TLSCert == "") != (c.NATS.TLSKey == "") {
-		bad("NATS_TLS_CERT", "NATS_TLS_CERT and NATS_TLS_KEY go together; set both or neither")
+		k.bad("NATS_TLS_CERT", "NATS_TLS_CERT and NATS_TLS_KEY go together; set both or neither")
 	}
 	if c.NATS.Password != "" && c.NATS.User == "" {
-		bad("NATS_USER", "missing: NATS_PASSWORD is set without NATS_USER")
+		k.bad("NATS_USER", "missing: NATS_PASSWORD is set without NATS_USER")
 	}
 	for v, path := range map[string]string{"NATS_CREDS": c.NATS.Creds, "NATS_NKEY_SEED_FILE": c.NATS.NKeySeedFile,
 		"NATS_TLS_CA": c.NATS.TLSCA, "NATS_TLS_CERT": c.NATS.TLSCert, "NATS_TLS_KEY": c.NATS.TLSKey} {
@@ -295,14 +338,9 @@ func (e env) parse(needToken bool) (Config, error) {
 			continue
 		}
 		if _, err := os.Stat(path); err != nil {
-			bad(v, "cannot read %s: %v", path, errors.Unwrap(err))
+			k.bad(v, "cannot read %s: %v", path, errors.Unwrap(err))
 		}
 	}
-	if len(problems) > 0 {
-		sort.Strings(problems)
-		return c, problems
-	}
-	return c, nil
 }
 
 // checkAllowPattern accepts resource.action with * for either part.
