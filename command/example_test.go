@@ -67,10 +67,11 @@ func exampleBridge() (*nats.Conn, func()) {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithCancel(context.Background())
 	subjects := events.MustSubjects("rockety")
-	if _, err := publisher.Provision(ctx, js, publisher.Config{Subjects: subjects}); err != nil {
+	res, err := publisher.Provision(ctx, js, publisher.Config{Subjects: subjects})
+	if err != nil {
 		log.Fatal(err)
 	}
-	cons, err := consumer.New(ctx, js, client, nil, consumer.Config{Subjects: subjects, Allow: consumer.Allow{"*"}})
+	cons, err := consumer.New(ctx, js, res.CommandResults, client, nil, consumer.Config{Subjects: subjects, Allow: consumer.Allow{"*"}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -43,6 +43,24 @@ type WriteThrough interface {
 	Begin(ctx context.Context, req Request) func(ctx context.Context, written *rockety.Response) error
 }
 
+// Queue is what the consumer needs of JetStream for the commands
+// themselves: the durable consumer they are read from, and a way to send
+// results (jetstream.JetStream has both).
+type Queue interface {
+	CreateOrUpdateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
+	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+}
+
+// Records is the part of the results bucket (KV ROCKETY_COMMAND_RESULTS,
+// provisioned with the other buckets) the consumer uses: claim a command
+// id (Create fails when the id has a record), record its result (Update
+// at the claimed revision), and read what is known of an id.
+type Records interface {
+	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
+	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
+	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
+}
+
 // Observer is told the outcome of every command, and of problems that do
 // not change an outcome (a failed write-through, say).
 type Observer interface {
@@ -66,7 +84,8 @@ type Config struct {
 	AckWait time.Duration
 	// MaxDeliver bounds deliveries of one command.
 	MaxDeliver int
-	// ResultTTL is how long executed command ids and results are kept.
+	// ResultTTL is how long the results bucket keeps executed command ids
+	// (publisher.CommandResultTTL); a command may not stay valid longer.
 	ResultTTL time.Duration
 	// MaxAge is BRIDGE_COMMAND_MAX_AGE: a command stored longer ago than
 	// this when it is read is rejected as expired, not executed. Zero is 1h.
@@ -77,7 +96,6 @@ type Config struct {
 	// is told to stop; then they are cut short and left unacknowledged, so
 	// they are delivered again (and recognised) later. Zero is 10s.
 	ShutdownGrace time.Duration
-	Replicas      int
 	Observer      Observer
 	// Reprovision, when set, recreates the streams (the commands stream was
 	// deleted under the bridge, say) before the consumer is created again.
@@ -87,17 +105,18 @@ type Config struct {
 // Consumer executes commands from the commands stream.
 type Consumer struct {
 	cfg     Config
-	js      jetstream.JetStream
+	queue   Queue
 	cons    jetstream.Consumer
-	results jetstream.KeyValue
+	results Records
 	writer  Writer
 	wt      WriteThrough
 	// down is why commands are not being read, or nil while they are.
 	down atomic.Pointer[error]
 }
 
-// New creates (or updates) the durable consumer and the results bucket.
-func New(ctx context.Context, js jetstream.JetStream, w Writer, wt WriteThrough, cfg Config) (*Consumer, error) {
+// New creates (or updates) the durable consumer that reads commands from
+// queue; records is the results bucket; wt may be nil.
+func New(ctx context.Context, queue Queue, records Records, w Writer, wt WriteThrough, cfg Config) (*Consumer, error) {
 	if cfg.Durable == "" {
 		cfg.Durable = "rockety-bridge-commands"
 	}
@@ -112,9 +131,6 @@ func New(ctx context.Context, js jetstream.JetStream, w Writer, wt WriteThrough,
 	}
 	if cfg.ResultTTL == 0 {
 		cfg.ResultTTL = 24 * time.Hour
-	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 1
 	}
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = DefaultMaxAge
@@ -135,32 +151,19 @@ func New(ctx context.Context, js jetstream.JetStream, w Writer, wt WriteThrough,
 		return nil, fmt.Errorf("consumer: command max age %s (BRIDGE_COMMAND_MAX_AGE): want more than 0 and at most the result TTL %s",
 			cfg.MaxAge, cfg.ResultTTL)
 	}
-	c := &Consumer{cfg: cfg, js: js, writer: w, wt: wt}
+	c := &Consumer{cfg: cfg, queue: queue, results: records, writer: w, wt: wt}
 	notYet := errors.New("not reading commands yet")
 	c.down.Store(&notYet)
 	if err := c.ensure(ctx); err != nil {
 		return nil, err
 	}
-	s := cfg.Subjects
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      ResultsBucket(s),
-		Description: "Executed command ids and their results (rockety-bridge)",
-		History:     1,
-		TTL:         cfg.ResultTTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("consumer: provisioning KV bucket %s: %w", ResultsBucket(s), err)
-	}
-	c.results = kv
 	return c, nil
 }
 
 // ensure creates or updates the durable consumer all replicas share.
 func (c *Consumer) ensure(ctx context.Context) error {
 	cfg, s := c.cfg, c.cfg.Subjects
-	cons, err := c.js.CreateOrUpdateConsumer(ctx, s.CommandsStream(), jetstream.ConsumerConfig{
+	cons, err := c.queue.CreateOrUpdateConsumer(ctx, s.CommandsStream(), jetstream.ConsumerConfig{
 		Durable:       cfg.Durable,
 		Description:   "rockety-bridge: commands to Rockety API writes",
 		FilterSubject: s.Commands(),
@@ -180,12 +183,6 @@ func (c *Consumer) ensure(ctx context.Context) error {
 
 // DefaultMaxAge is how long a command stays valid unless configured.
 const DefaultMaxAge = time.Hour
-
-// ResultsBucket is the KV bucket of executed commands, e.g.
-// ROCKETY_COMMAND_RESULTS.
-func ResultsBucket(s events.Subjects) string {
-	return strings.TrimSuffix(s.StateBucket(), "_STATE") + "_COMMAND_RESULTS"
-}
 
 // Ready reports why commands are not being read (the stream or the
 // consumer is gone and being recreated, say), or nil while they are.
@@ -630,7 +627,7 @@ func (c *Consumer) publishResult(commandID string, res events.Result) (jetstream
 	if err != nil {
 		return nil, err
 	}
-	return c.js.PublishMsgAsync(out)
+	return c.queue.PublishMsgAsync(out)
 }
 
 // settle waits until the result is stored, then acknowledges the command

@@ -107,7 +107,7 @@ func (h *harness) start(allow consumer.Allow) {
 func (h *harness) startWith(cfg consumer.Config) {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := consumer.New(ctx, h.js, h.client, app.WriteThrough{Store: h.store, Sink: h.sink}, cfg)
+	c, err := consumer.New(ctx, h.js, h.res.CommandResults, h.client, app.WriteThrough{Store: h.store, Sink: h.sink}, cfg)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -303,7 +303,7 @@ func TestRestartAfterTheWriteBeforeTheAck(t *testing.T) {
 	h := newHarness(t, consumer.Allow{"*"})
 	h.stop()
 	ctx := context.Background()
-	kv, err := h.js.KeyValue(ctx, consumer.ResultsBucket(subjects))
+	kv, err := h.js.KeyValue(ctx, subjects.CommandResultsBucket())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +468,11 @@ func TestCreateAcrossNATSOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := consumer.New(ctx, js, h.client, app.WriteThrough{Store: h.store, Sink: h.sink},
+	records, err := js.KeyValue(ctx, subjects.CommandResultsBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := consumer.New(ctx, js, records, h.client, app.WriteThrough{Store: h.store, Sink: h.sink},
 		consumer.Config{Subjects: subjects, Resources: []string{"tasks"}, Allow: consumer.Allow{"*"}, AckWait: 10 * time.Second,
 			Observer: logObserver{t}})
 	if err != nil {

@@ -254,6 +254,10 @@ func (s Subjects) StateBucket() string { return s.upper + "_STATE" }
 // LeasesBucket is the KV bucket of poller leases, e.g. ROCKETY_LEASES.
 func (s Subjects) LeasesBucket() string { return s.upper + "_LEASES" }
 
+// CommandResultsBucket is the KV bucket of executed command ids and their
+// results, e.g. ROCKETY_COMMAND_RESULTS.
+func (s Subjects) CommandResultsBucket() string { return s.upper + "_COMMAND_RESULTS" }
+
 // CheckpointsBucket is the KV bucket of the bridge's own bookkeeping per
 // resource, e.g. ROCKETY_CHECKPOINTS; the mirror holds items only.
 func (s Subjects) CheckpointsBucket() string { return s.upper + "_CHECKPOINTS" }

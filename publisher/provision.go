@@ -23,6 +23,10 @@ const (
 	DefaultLeaseTTL        = 15 * time.Second
 	// DefaultCommandRetention is the default command validity (1h) and a day.
 	DefaultCommandRetention = 25 * time.Hour
+	// CommandResultTTL is how long an executed command id and its result
+	// are kept: a command re-sent or redelivered within it is not executed
+	// again.
+	CommandResultTTL = 24 * time.Hour
 	// MinDuplicateWindow is the shortest dedupe window allowed: a crashed
 	// bridge that republishes within it cannot produce a duplicate.
 	MinDuplicateWindow = 10 * time.Minute
@@ -91,11 +95,13 @@ type Resources struct {
 	Leases   jetstream.KeyValue
 	// Checkpoints is the bridge's bookkeeping per resource.
 	Checkpoints jetstream.KeyValue
+	// CommandResults holds executed command ids and their results.
+	CommandResults jetstream.KeyValue
 }
 
 // Provision creates the streams ROCKETY_EVENTS and ROCKETY_COMMANDS and the
-// buckets ROCKETY_STATE, ROCKETY_CHECKPOINTS and ROCKETY_LEASES (names
-// follow the prefix), or
+// buckets ROCKETY_STATE, ROCKETY_CHECKPOINTS, ROCKETY_COMMAND_RESULTS and
+// ROCKETY_LEASES (names follow the prefix), or
 // updates them to cfg. It is idempotent, and it never deletes a stream or a
 // bucket: a change the server refuses (storage type, retention) is an error
 // that names the stream and says what to do.
@@ -149,6 +155,17 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config) (Resourc
 		Bucket:      s.CheckpointsBucket(),
 		Description: "Per resource: events-stream checkpoint, incremental cursor, last full traversal (rockety-bridge)",
 		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return res, err
+	}
+	res.CommandResults, err = ensureBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      s.CommandResultsBucket(),
+		Description: "Executed command ids and their results (rockety-bridge)",
+		History:     1,
+		TTL:         CommandResultTTL,
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 	})

@@ -251,7 +251,6 @@ func (b *Bridge) runCommands(ctx context.Context) error {
 		ShutdownGrace: b.opts.ShutdownGrace,
 		AckWait:       o.AckWait,
 		Observer:      CommandObserver{Log: b.log, Metrics: b.opts.Metrics, Also: o.Observer},
-		Replicas:      b.opts.Replicas,
 		// Recreates the commands stream if it is deleted under us.
 		Reprovision: b.Reprovision,
 	}
@@ -261,7 +260,7 @@ func (b *Bridge) runCommands(ctx context.Context) error {
 		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0)), ctx)
 	err := backoff.RetryNotify(func() error {
 		var err error
-		c, err = consumer.New(ctx, b.js, o.Writer, wt, cfg)
+		c, err = consumer.New(ctx, b.js, b.resources.CommandResults, o.Writer, wt, cfg)
 		return err
 	}, retry, func(err error, wait time.Duration) {
 		notStarted := fmt.Errorf("not running: %w", err)
