@@ -59,11 +59,11 @@ type State struct {
 func (s State) Live() bool { return s.Revision != 0 && !s.Deleted }
 
 // Write is one compare-and-set change of the mirror: Value nil deletes.
-// LastRevision is the revision it replaces, the one an event id is made of.
+// Replaces is the revision it replaces, the one an event id is made of.
 type Write struct {
-	ID           string
-	Value        []byte
-	LastRevision uint64
+	ID       string
+	Value    []byte
+	Replaces uint64
 }
 
 // Committed is the outcome of one Write.
@@ -125,11 +125,12 @@ type Observation struct {
 	Value []byte
 	// Sync is how a listed item is recorded (Listed).
 	Sync Sync
-	// Suspected is the revision at which a Gone item was last seen live: a
-	// stored revision that moved on since then means someone else stored a
-	// newer state, which is judged again rather than deleted. 0 accepts
-	// any stored revision (a command's delete).
-	Suspected uint64
+	// Replaces is the revision a Gone item's delete replaces, the one it
+	// was last seen live at: a stored revision that moved on since then
+	// means someone else stored a newer state, which is judged again
+	// rather than deleted. 0 accepts any stored revision (a command's
+	// delete).
+	Replaces uint64
 	// Event is the replayed event (Replayed).
 	Event events.Event
 }
@@ -175,7 +176,7 @@ func Decide(resource string, stored State, obs Observation, now time.Time) Decis
 }
 
 func listed(resource string, s State, obs Observation, now time.Time) Decision {
-	write := &Write{ID: s.ID, Value: obs.Value, LastRevision: s.Revision}
+	write := &Write{ID: s.ID, Value: obs.Value, Replaces: s.Revision}
 	live := s.Live()
 	var changed []string
 	if live && s.Value != nil {
@@ -209,14 +210,14 @@ func listed(resource string, s State, obs Observation, now time.Time) Decision {
 }
 
 func gone(resource string, s State, obs Observation, now time.Time) Decision {
-	if obs.Suspected != 0 && s.Revision != obs.Suspected {
+	if obs.Replaces != 0 && s.Revision != obs.Replaces {
 		return Decision{Outcome: Stale}
 	}
 	if !s.Live() {
 		return Decision{Outcome: Unchanged}
 	}
 	return Decision{Outcome: Deleted, Event: event(resource, events.OpDeleted, s, s.Value, nil, nil, now),
-		Write: &Write{ID: s.ID, LastRevision: s.Revision}}
+		Write: &Write{ID: s.ID, Replaces: s.Revision}}
 }
 
 // replayed finishes the commit of an event published before a stop: it is
@@ -240,7 +241,7 @@ func replayed(s State, e events.Event) Decision {
 	default:
 		return Decision{Outcome: Unchanged}
 	}
-	return Decision{Outcome: Recovered, Write: &Write{ID: s.ID, Value: e.After, LastRevision: s.Revision}}
+	return Decision{Outcome: Recovered, Write: &Write{ID: s.ID, Value: e.After, Replaces: s.Revision}}
 }
 
 // event builds the event that replaces the stored revision: its revision

@@ -62,13 +62,13 @@ func TestDecide(t *testing.T) {
 		{name: "first sync, snapshot over an older stored state", stored: liveA,
 			obs: plan.Observation{Kind: plan.Listed, Value: b, Sync: plan.FirstSnapshot}, outcome: plan.Snapshot, op: events.OpSnapshot,
 			replaced: 7, writeValue: b},
-		{name: "deleted: a confirmed 404", stored: liveA, obs: plan.Observation{Kind: plan.Gone, Suspected: 7},
+		{name: "deleted: a confirmed 404", stored: liveA, obs: plan.Observation{Kind: plan.Gone, Replaces: 7},
 			outcome: plan.Deleted, op: events.OpDeleted, replaced: 7, before: a, deleteWrite: true},
 		{name: "deleted by a command (any revision)", stored: liveA, obs: plan.Observation{Kind: plan.Gone},
 			outcome: plan.Deleted, op: events.OpDeleted, replaced: 7, before: a, deleteWrite: true},
 		{name: "gone and not live: nothing", stored: gone, obs: plan.Observation{Kind: plan.Gone}, outcome: plan.Unchanged, noWrite: true},
 		{name: "gone, but someone stored a newer state since: judged again", stored: liveA,
-			obs: plan.Observation{Kind: plan.Gone, Suspected: 5}, outcome: plan.Stale, noWrite: true},
+			obs: plan.Observation{Kind: plan.Gone, Replaces: 5}, outcome: plan.Stale, noWrite: true},
 		{name: "replayed create of a new item: recovered", stored: none, obs: replay(events.OpCreated, 1, b),
 			outcome: plan.Recovered, replaced: 0, writeValue: b},
 		{name: "replayed update: recovered", stored: liveA, obs: replay(events.OpUpdated, 8, b),
@@ -109,7 +109,7 @@ func TestDecide(t *testing.T) {
 				}
 			case d.Write == nil:
 				t.Fatal("no write")
-			case d.Write.ID != "1" || d.Write.LastRevision != tt.replaced:
+			case d.Write.ID != "1" || d.Write.Replaces != tt.replaced:
 				t.Errorf("write %+v, want id 1 replacing %d", d.Write, tt.replaced)
 			case tt.deleteWrite && d.Write.Value != nil:
 				t.Errorf("write value %s, want a delete", d.Write.Value)
@@ -168,7 +168,7 @@ func TestEventIDsOfARoundTrip(t *testing.T) {
 // state of the event that JetStream kept (the write-through's C, not the
 // cycle's D), or the delete it said.
 func TestAdopt(t *testing.T) {
-	w := plan.Write{ID: "1", Value: []byte(`{"v":"D"}`), LastRevision: 4}
+	w := plan.Write{ID: "1", Value: []byte(`{"v":"D"}`), Replaces: 4}
 	tests := []struct {
 		name    string
 		stored  events.Event
@@ -187,7 +187,7 @@ func TestAdopt(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err %v", err)
 			}
-			if err == nil && (string(got.Value) != tt.want || got.LastRevision != 4 || got.ID != "1") {
+			if err == nil && (string(got.Value) != tt.want || got.Replaces != 4 || got.ID != "1") {
 				t.Errorf("Adopt = %+v, want value %s replacing 4", got, tt.want)
 			}
 		})

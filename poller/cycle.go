@@ -157,7 +157,7 @@ func (c *cycle) publish(batch []Change) error {
 		}
 		p.mu.Lock()
 		for i, s := range stored {
-			if s.Revision != batch[i].Replaced {
+			if s.Revision != batch[i].Replaces {
 				p.refreshLocked(s)
 			}
 		}
@@ -166,7 +166,7 @@ func (c *cycle) publish(batch []Change) error {
 		// The first sync publishes no `before`: what the index loaded is
 		// all it needs to know.
 		for i, ch := range batch {
-			stored[i] = plan.State{ID: ch.ID, Revision: ch.Replaced, Deleted: ch.Op != events.OpUpdated}
+			stored[i] = plan.State{ID: ch.ID, Revision: ch.Replaces, Deleted: ch.Op != events.OpUpdated}
 		}
 	}
 	now := p.deps.Now()
@@ -363,7 +363,7 @@ func (c *cycle) publishDeletes(gone []Suspect) error {
 	out := make([]plan.Outgoing, 0, len(gone))
 	writes := make([]plan.Write, 0, len(gone))
 	for i, s := range gone {
-		d := plan.Decide(p.cfg.Resource, stored[i], plan.Observation{Kind: plan.Gone, Suspected: s.Rev}, now)
+		d := plan.Decide(p.cfg.Resource, stored[i], plan.Observation{Kind: plan.Gone, Replaces: s.Replaces}, now)
 		if d.Event == nil {
 			p.mu.Lock()
 			p.refreshLocked(stored[i]) // someone else stored a newer state; judge it next cycle

@@ -214,9 +214,9 @@ type Change struct {
 	Hash uint64 // of the canonical JSON
 	// RawHash is of the bytes as sent.
 	RawHash uint64
-	// Replaced is the revision this change replaces: the live state's for
+	// Replaces is the revision this change replaces: the live state's for
 	// an update, the delete marker's (or 0) for a create.
-	Replaced uint64
+	Replaces uint64
 }
 
 // Diff compares one page of items with the index and marks each item seen
@@ -254,9 +254,9 @@ func (ix *Index) Diff(cycle uint32, items []rockety.Item) (changes []Change, dup
 		}
 		switch {
 		case e.dead():
-			changes = append(changes, Change{Op: events.OpCreated, ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaced: e.rev()})
+			changes = append(changes, Change{Op: events.OpCreated, ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaces: e.rev()})
 		case e.hash != h:
-			changes = append(changes, Change{Op: events.OpUpdated, ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaced: e.rev()})
+			changes = append(changes, Change{Op: events.OpUpdated, ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaces: e.rev()})
 		default:
 			// Only the formatting changed: remember these bytes so the
 			// next cycle takes the fast path.
@@ -270,8 +270,8 @@ func (ix *Index) Diff(cycle uint32, items []rockety.Item) (changes []Change, dup
 // Suspect is a live item that a complete traversal did not see: deleted,
 // or moved between pages while they were read.
 type Suspect struct {
-	ID  string
-	Rev uint64
+	ID       string
+	Replaces uint64
 }
 
 // suspect: live, stored, and not seen in cycle.
@@ -284,17 +284,17 @@ func (ix *Index) Missing(cycle uint32) []Suspect {
 	var out []Suspect
 	for n, e := range ix.dense {
 		if e != (entry{}) && e.suspect(cycle) {
-			out = append(out, Suspect{ID: strconv.Itoa(n), Rev: e.rev()})
+			out = append(out, Suspect{ID: strconv.Itoa(n), Replaces: e.rev()})
 		}
 	}
 	for n, e := range ix.nums {
 		if e.suspect(cycle) {
-			out = append(out, Suspect{ID: strconv.FormatUint(n, 10), Rev: e.rev()})
+			out = append(out, Suspect{ID: strconv.FormatUint(n, 10), Replaces: e.rev()})
 		}
 	}
 	for id, e := range ix.strs {
 		if e.suspect(cycle) {
-			out = append(out, Suspect{ID: id, Rev: e.rev()})
+			out = append(out, Suspect{ID: id, Replaces: e.rev()})
 		}
 	}
 	slices.SortFunc(out, func(a, b Suspect) int {

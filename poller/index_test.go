@@ -67,7 +67,7 @@ func TestIndexDiff(t *testing.T) {
 			}
 			var got []want
 			for _, c := range changes {
-				got = append(got, want{c.Op, c.ID, c.Replaced})
+				got = append(got, want{c.Op, c.ID, c.Replaces})
 			}
 			if !slices.Equal(got, tt.want) || dupes != tt.wantDupes {
 				t.Errorf("changes %v dupes %d, want %v dupes %d", got, dupes, tt.want, tt.wantDupes)
@@ -87,7 +87,7 @@ func TestIndexMissingAndCommit(t *testing.T) {
 	if _, _, err := ix.Diff(1, items(`{"id":"a"}`, `{"id":"new"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if got := ix.Missing(1); !slices.Equal(got, []Suspect{{ID: "b", Rev: 11}}) {
+	if got := ix.Missing(1); !slices.Equal(got, []Suspect{{ID: "b", Replaces: 11}}) {
 		t.Errorf("missing = %v, want b only (new is not committed, c is deleted)", got)
 	}
 	if ix.Live() != 2 {
@@ -101,7 +101,7 @@ func TestIndexMissingAndCommit(t *testing.T) {
 	if rev, live := ix.Revision("new"); rev != 13 || !live || ix.Live() != 2 || ix.Len() != 4 {
 		t.Errorf("new = %d live %v; live count %d, len %d", rev, live, ix.Live(), ix.Len())
 	}
-	if got := ix.Missing(2); !slices.Equal(got, []Suspect{{ID: "a", Rev: 10}, {ID: "new", Rev: 13}}) {
+	if got := ix.Missing(2); !slices.Equal(got, []Suspect{{ID: "a", Replaces: 10}, {ID: "new", Replaces: 13}}) {
 		t.Errorf("missing in the next cycle = %v", got)
 	}
 }

@@ -284,7 +284,7 @@ func (s *StateStore) Commit(ctx context.Context, resource string, writes []plan.
 		} else {
 			m.Data = w.Value
 		}
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.LastRevision, 10))
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.Replaces, 10))
 		fut, err := s.js.PublishMsgAsync(m)
 		if err != nil {
 			return nil, fmt.Errorf("publisher: committing %s %s: %w", resource, w.ID, err)
@@ -306,7 +306,7 @@ func (s *StateStore) Commit(ctx context.Context, resource string, writes []plan.
 		case ack := <-fut.Ok():
 			out[i].Revision = ack.Sequence
 		case err := <-fut.Err():
-			if conflict := s.writeError("committing", resource, writes[i].ID, writes[i].LastRevision, err); errors.Is(conflict, ErrConflict) {
+			if conflict := s.writeError("committing", resource, writes[i].ID, writes[i].Replaces, err); errors.Is(conflict, ErrConflict) {
 				out[i].Conflict = true
 			} else {
 				errs = append(errs, conflict)

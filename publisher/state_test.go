@@ -237,8 +237,8 @@ func TestLookupCommitAndCheckpoint(t *testing.T) {
 	}
 	// A stale write conflicts without failing the others.
 	again, err := store.Commit(ctx, "tasks", []plan.Write{
-		{ID: "id.0", Value: []byte(`{"n":"stale"}`), LastRevision: 0},
-		{ID: "id.1", LastRevision: done[1].Revision}, // delete
+		{ID: "id.0", Value: []byte(`{"n":"stale"}`), Replaces: 0},
+		{ID: "id.1", Replaces: done[1].Revision}, // delete
 	})
 	if err != nil || !again[0].Conflict || again[1].Conflict || again[1].Revision <= done[1].Revision {
 		t.Fatalf("commit = %+v, %v", again, err)
