@@ -352,10 +352,11 @@ func TestDuplicateWithAnotherState(t *testing.T) {
 		return raw
 	}
 	c, d := withTitle("C"), withTitle("D")
-	entry, err := publisher.NewStateStore(h.js, h.res.State).Get(context.Background(), "tasks", id)
+	stored, err := publisher.NewStateStore(h.js, h.res.State).Lookup(context.Background(), "tasks", []string{id})
 	if err != nil {
 		t.Fatal(err)
 	}
+	entry := stored[0]
 	e := events.Event{Resource: "tasks", ID: id, Op: events.OpUpdated, Revision: events.ChangeRevision(entry.Revision),
 		Before: a, After: c, Changed: []string{"title"}, DetectedAt: time.Now().UTC()}
 	taken := []plan.Outgoing{{EventID: events.EventID("tasks", id, events.OpUpdated, entry.Revision), Event: e}}

@@ -21,8 +21,6 @@ import (
 // revision the caller expected.
 var ErrConflict = errors.New("publisher: state changed by another writer")
 
-// ErrNoState means the mirror has no live entry for an item.
-var ErrNoState = errors.New("publisher: no state for item")
 
 // StateStore is the live mirror: KV ROCKETY_STATE, key <resource>.<id>,
 // value the item's JSON. It is also the bridge's snapshot, so a restarted
@@ -90,52 +88,6 @@ func (s *StateStore) Load(ctx context.Context, resource string, fn func(plan.Sta
 			}
 		}
 	}
-}
-
-// Get reads one item's live state; a missing or deleted item is ErrNoState.
-func (s *StateStore) Get(ctx context.Context, resource, id string) (plan.State, error) {
-	kve, err := s.kv.Get(ctx, events.StateKey(resource, id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return plan.State{}, fmt.Errorf("%w: %s %s", ErrNoState, resource, id)
-	}
-	if err != nil {
-		return plan.State{}, fmt.Errorf("publisher: reading state of %s %s: %w", resource, id, err)
-	}
-	return plan.State{ID: id, Value: kve.Value(), Revision: kve.Revision()}, nil
-}
-
-// Put stores an item's state if its revision is still lastRevision (0: the
-// item has never had state) and returns the new revision. A concurrent
-// writer makes it fail with ErrConflict.
-func (s *StateStore) Put(ctx context.Context, resource, id string, value []byte, lastRevision uint64) (uint64, error) {
-	key := events.StateKey(resource, id)
-	var rev uint64
-	var err error
-	if lastRevision == 0 {
-		rev, err = s.kv.Create(ctx, key, value)
-	} else {
-		rev, err = s.kv.Update(ctx, key, value, lastRevision)
-	}
-	if err != nil {
-		return 0, s.writeError("storing", resource, id, lastRevision, err)
-	}
-	return rev, nil
-}
-
-// Delete marks an item deleted if its revision is still lastRevision and
-// returns the revision of the delete marker.
-func (s *StateStore) Delete(ctx context.Context, resource, id string, lastRevision uint64) (uint64, error) {
-	// The KV API's Delete does not return the marker's revision, which the
-	// next create of the same id must replace; the KV protocol is a plain
-	// publish, so publish the marker directly.
-	m := nats.NewMsg("$KV." + s.bucket + "." + events.StateKey(resource, id))
-	m.Header.Set("KV-Operation", "DEL")
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(lastRevision, 10))
-	ack, err := s.js.PublishMsg(ctx, m)
-	if err != nil {
-		return 0, s.writeError("deleting", resource, id, lastRevision, err)
-	}
-	return ack.Sequence, nil
 }
 
 func (s *StateStore) writeError(verb, resource, id string, lastRevision uint64, err error) error {

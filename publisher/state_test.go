@@ -29,44 +29,44 @@ func TestStateRoundTrip(t *testing.T) {
 	ids := []string{"42", "a.b", "x y", "=", "ünï/cödé", "-_"}
 	revs := map[string]uint64{}
 	for _, id := range ids {
-		rev, err := store.Put(ctx, "tasks", id, []byte(fmt.Sprintf(`{"id":%q}`, id)), 0)
+		rev, err := commitOne(ctx, store, "tasks", id, []byte(fmt.Sprintf(`{"id":%q}`, id)), 0)
 		if err != nil {
 			t.Fatalf("put %q: %v", id, err)
 		}
 		revs[id] = rev
 	}
 	for _, id := range ids {
-		e, err := store.Get(ctx, "tasks", id)
+		e, err := stateOf(ctx, store, "tasks", id)
 		if err != nil || string(e.Value) != fmt.Sprintf(`{"id":%q}`, id) || e.Revision != revs[id] || e.ID != id {
 			t.Errorf("get %q = %+v, %v", id, e, err)
 		}
 	}
 
 	// Compare-and-set: a stale revision is a conflict and changes nothing.
-	if _, err := store.Put(ctx, "tasks", "42", []byte(`{"id":"42","v":2}`), revs["42"]+100); !errors.Is(err, publisher.ErrConflict) {
+	if _, err := commitOne(ctx, store, "tasks", "42", []byte(`{"id":"42","v":2}`), revs["42"]+100); !errors.Is(err, publisher.ErrConflict) {
 		t.Errorf("stale put err = %v, want ErrConflict", err)
 	}
-	if _, err := store.Put(ctx, "tasks", "42", []byte(`{"id":"42"}`), 0); !errors.Is(err, publisher.ErrConflict) {
+	if _, err := commitOne(ctx, store, "tasks", "42", []byte(`{"id":"42"}`), 0); !errors.Is(err, publisher.ErrConflict) {
 		t.Errorf("create over a live item err = %v, want ErrConflict", err)
 	}
-	rev2, err := store.Put(ctx, "tasks", "42", []byte(`{"id":"42","v":2}`), revs["42"])
+	rev2, err := commitOne(ctx, store, "tasks", "42", []byte(`{"id":"42","v":2}`), revs["42"])
 	if err != nil || rev2 <= revs["42"] {
 		t.Fatalf("update = %d, %v; want a larger revision than %d", rev2, err, revs["42"])
 	}
 
 	// Delete leaves a tombstone whose revision a re-create replaces.
-	if _, err := store.Delete(ctx, "tasks", "a.b", revs["42"]); !errors.Is(err, publisher.ErrConflict) {
+	if _, err := commitOne(ctx, store, "tasks", "a.b", nil, revs["42"]); !errors.Is(err, publisher.ErrConflict) {
 		t.Errorf("stale delete err = %v, want ErrConflict", err)
 	}
-	tomb, err := store.Delete(ctx, "tasks", "a.b", revs["a.b"])
+	tomb, err := commitOne(ctx, store, "tasks", "a.b", nil, revs["a.b"])
 	if err != nil || tomb <= revs["a.b"] {
 		t.Fatalf("delete = %d, %v", tomb, err)
 	}
-	if _, err := store.Get(ctx, "tasks", "a.b"); !errors.Is(err, publisher.ErrNoState) {
-		t.Errorf("get deleted err = %v, want ErrNoState", err)
+	if st, err := stateOf(ctx, store, "tasks", "a.b"); err != nil || !st.Deleted || st.Value != nil || st.Revision != tomb {
+		t.Errorf("deleted item = %+v, %v; want a delete marker at %d", st, err, tomb)
 	}
 	// Another resource with the same ids does not leak into tasks.
-	if _, err := store.Put(ctx, "users", "42", []byte(`{"id":42}`), 0); err != nil {
+	if _, err := commitOne(ctx, store, "users", "42", []byte(`{"id":42}`), 0); err != nil {
 		t.Fatal(err)
 	}
 
@@ -99,7 +99,7 @@ func TestStateRoundTrip(t *testing.T) {
 		}
 	}
 
-	again, err := store.Put(ctx, "tasks", "a.b", []byte(`{"id":"a.b"}`), tomb)
+	again, err := commitOne(ctx, store, "tasks", "a.b", []byte(`{"id":"a.b"}`), tomb)
 	if err != nil || again <= tomb {
 		t.Errorf("re-create after delete = %d, %v", again, err)
 	}
@@ -365,4 +365,26 @@ func newMutingProxy(t *testing.T, server string) *mutingProxy {
 		}
 	}()
 	return p
+}
+
+// commitOne writes one item through Commit, as the bridge does (a nil
+// value deletes), and reports a conflict as publisher.ErrConflict.
+func commitOne(ctx context.Context, store *publisher.StateStore, resource, id string, value []byte, replaces uint64) (uint64, error) {
+	res, err := store.Commit(ctx, resource, []plan.Write{{ID: id, Value: value, Replaces: replaces}})
+	if err != nil {
+		return 0, err
+	}
+	if res[0].Conflict {
+		return 0, publisher.ErrConflict
+	}
+	return res[0].Revision, nil
+}
+
+// stateOf reads one item's stored state.
+func stateOf(ctx context.Context, store *publisher.StateStore, resource, id string) (plan.State, error) {
+	st, err := store.Lookup(ctx, resource, []string{id})
+	if err != nil {
+		return plan.State{}, err
+	}
+	return st[0], nil
 }

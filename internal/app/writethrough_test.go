@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"testing"
 	"time"
 
@@ -78,9 +77,11 @@ func TestWriteThrough(t *testing.T) {
 			sink := publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: "https://api.example/v1"}
 			var rev uint64
 			if tc.stored != "" {
-				if rev, err = store.Put(ctx, "tasks", "7", []byte(tc.stored), 0); err != nil {
+				done, err := store.Commit(ctx, "tasks", []plan.Write{{ID: "7", Value: []byte(tc.stored)}})
+				if err != nil || done[0].Conflict {
 					t.Fatal(err)
 				}
+				rev = done[0].Revision
 			}
 			if tc.pollPublished {
 				e := events.Event{Resource: "tasks", ID: "7", Op: events.OpUpdated, Revision: events.ChangeRevision(rev),
@@ -125,10 +126,11 @@ func TestWriteThrough(t *testing.T) {
 					t.Fatalf("published %+v, want one %s event with revision %d", got, tc.wantOp, events.ChangeRevision(rev))
 				}
 			}
-			entry, err := store.Get(ctx, "tasks", "7")
-			if err != nil && !errors.Is(err, publisher.ErrNoState) {
+			stored, err := store.Lookup(ctx, "tasks", []string{"7"})
+			if err != nil {
 				t.Fatal(err)
 			}
+			entry := stored[0]
 			mirror := string(entry.Value)
 			if mirror != tc.wantMirror {
 				t.Errorf("mirror holds %q, want %q", mirror, tc.wantMirror)
