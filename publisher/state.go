@@ -21,7 +21,6 @@ import (
 // revision the caller expected.
 var ErrConflict = errors.New("publisher: state changed by another writer")
 
-
 // StateStore is the live mirror: KV ROCKETY_STATE, key <resource>.<id>,
 // value the item's JSON. It is also the bridge's snapshot, so a restarted
 // or moved bridge neither repeats nor loses changes.
