@@ -275,24 +275,32 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if c.token == nil {
 		return nil, fmt.Errorf("%w: no API token; set ROCKETY_API_TOKEN or ROCKETY_API_TOKEN_FILE", ErrInvalidOption)
 	}
-	u, err := url.Parse(strings.TrimRight(strings.TrimSpace(baseURL), "/"))
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, fmt.Errorf("%w: ROCKETY_API_URL %q: want an absolute https:// URL such as https://app.rockety.io/api/v1",
-			ErrInvalidOption, RedactURL(baseURL))
-	}
-	if u.User != nil {
-		return nil, fmt.Errorf("%w: ROCKETY_API_URL must not contain credentials; put the token in ROCKETY_API_TOKEN", ErrInvalidOption)
-	}
-	if u.Scheme == "http" && !c.allowInsecure {
-		return nil, fmt.Errorf("%w: ROCKETY_API_URL %s uses http://, which would send the token in clear text; use https:// or set ROCKETY_ALLOW_INSECURE=true",
-			ErrInvalidOption, u.Redacted())
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("%w: ROCKETY_API_URL %s: must not have a query or fragment", ErrInvalidOption, u.Redacted())
+	u, err := ParseBaseURL(baseURL, c.allowInsecure)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	c.base = u
 	c.basePath = u.Path
 	return c, nil
+}
+
+// ParseBaseURL is the one rule for ROCKETY_API_URL: an absolute https://
+// URL without credentials, query or fragment; http:// only when
+// allowInsecure (ROCKETY_ALLOW_INSECURE). Errors name the variable and
+// never contain a secret.
+func ParseBaseURL(raw string, allowInsecure bool) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimRight(strings.TrimSpace(raw), "/"))
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return nil, fmt.Errorf("ROCKETY_API_URL %q: want an absolute https:// URL such as https://app.rockety.io/api/v1", RedactURL(raw))
+	case u.User != nil:
+		return nil, errors.New("ROCKETY_API_URL must not contain credentials; put the token in ROCKETY_API_TOKEN")
+	case u.Scheme == "http" && !allowInsecure:
+		return nil, fmt.Errorf("ROCKETY_API_URL %s uses http://, which would send the token in clear text; use https:// or set ROCKETY_ALLOW_INSECURE=true", u.Redacted())
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("ROCKETY_API_URL %s: must not have a query or fragment", u.Redacted())
+	}
+	return u, nil
 }
 
 // BaseURL is the API base URL, without a trailing slash.

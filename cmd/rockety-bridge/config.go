@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"reflect"
 	"sort"
@@ -181,16 +180,10 @@ func (k *checker) intVar(v, s string, lo, hi int, dst *int) {
 
 // api: ROCKETY_API_URL, ROCKETY_ALLOW_INSECURE and the token.
 func (k *checker) api(e env, c *Config, needToken bool) {
-	u, err := url.Parse(c.APIURL)
-	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		k.bad("ROCKETY_API_URL", "%q is not an absolute http(s) URL such as https://app.rockety.io/api/v1", rockety.RedactURL(c.APIURL))
-	case u.User != nil:
-		k.bad("ROCKETY_API_URL", "must not contain credentials; put the token in ROCKETY_API_TOKEN")
-	}
 	k.boolVar("ROCKETY_ALLOW_INSECURE", e.AllowInsecure, &c.AllowInsecure)
-	if err == nil && u.Scheme == "http" && !c.AllowInsecure {
-		k.bad("ROCKETY_API_URL", "%s uses http://, which would send the token in clear text; use https:// or set ROCKETY_ALLOW_INSECURE=true", u.Redacted())
+	if _, err := rockety.ParseBaseURL(c.APIURL, c.AllowInsecure); err != nil {
+		msg, _ := strings.CutPrefix(err.Error(), "ROCKETY_API_URL")
+		k.bad("ROCKETY_API_URL", "%s", strings.TrimLeft(msg, " :"))
 	}
 	switch {
 	case c.APIToken != "" && c.APITokenFile != "":

@@ -300,9 +300,9 @@ func (d *demoSender) mirroredTask(ctx context.Context) (plan.State, bool) {
 		if id == d.keep {
 			continue
 		}
-		e, err := d.mirror.Get(ctx, "tasks", id)
-		if err == nil {
-			return e, true
+		stored, err := d.mirror.Lookup(ctx, "tasks", []string{id})
+		if err == nil && stored[0].Live() {
+			return stored[0], true
 		}
 	}
 	return plan.State{}, false
