@@ -14,6 +14,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -33,27 +34,9 @@ import (
 // Rockety with steady churn, the bridge, and a live view of the events,
 // with nothing to install.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	seedItems := fs.Int("seed-items", 200, "items per resource at the start")
-	churn := fs.Float64("churn", 3, "simulated creates, updates and deletes per second")
-	interval := fs.Duration("interval", time.Second, "poll interval")
-	natsPort := fs.Int("nats-port", embeddedPort, "port of the embedded NATS server (0: any free port)")
-	httpAddr := fs.String("http-addr", "127.0.0.1:0", "where to serve /metrics, /healthz and /readyz (port 0: any free port)")
-	every := fs.Duration("command-interval", 4*time.Second, "how often the demo sends a command through NATS (0: never)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usageError{err}
-	}
-	switch {
-	case fs.NArg() > 0:
-		return usageError{fmt.Errorf("demo takes no arguments, got %q", fs.Arg(0))}
-	case *seedItems < 0 || *churn < 0 || *interval < 100*time.Millisecond:
-		return usageError{errors.New("demo: -seed-items and -churn must not be negative, -interval at least 100ms")}
-	case *every < 0:
-		return usageError{errors.New("demo: -command-interval must not be negative (0 sends no commands)")}
+	f, err := parseDemoFlags(args, stderr)
+	if err != nil || f == nil {
+		return err
 	}
 	start := time.Now()
 
@@ -62,9 +45,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ns, err := startEmbedded(dir, *natsPort)
-	if err != nil && *natsPort != 0 {
-		fmt.Fprintf(stderr, "port %d is taken; the demo's NATS server takes a free port instead\n", *natsPort)
+	ns, err := startEmbedded(dir, f.natsPort)
+	if err != nil && f.natsPort != 0 {
+		fmt.Fprintf(stderr, "port %d is taken; the demo's NATS server takes a free port instead\n", f.natsPort)
 		ns, err = startEmbedded(dir, 0)
 	}
 	if err != nil {
@@ -72,8 +55,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 
-	const token = "demo-token"
-	simulator, err := sim.New(sim.Options{Token: token, Seed: time.Now().UnixNano(), SeedItems: *seedItems, Churn: *churn})
+	simulator, err := sim.New(sim.Options{Token: demoToken, Seed: time.Now().UnixNano(), SeedItems: f.seedItems, Churn: f.churn})
 	if err != nil {
 		return err
 	}
@@ -92,60 +74,29 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer nc.Close()
 	metrics := app.NewMetrics(buildVersion())
-	client, err := rockety.New(apiURL, rockety.WithToken(token), rockety.WithAllowInsecure(true), rockety.WithRateLimit(0),
-		rockety.WithObserver(metrics))
+	bridge, err := newDemoBridge(ctx, f, apiURL, nc, log, metrics)
 	if err != nil {
 		return err
 	}
-	subjects := events.MustSubjects(events.DefaultPrefix)
-	opts := app.Options{Client: client, Conn: nc, Subjects: subjects, InitialSync: poller.SyncBaseline,
-		MaxDeleteRatio: 0.5, InstanceID: "demo", LeaseTTL: 5 * time.Second, Logger: log, Metrics: metrics, ShutdownGrace: 2 * time.Second}
-	for _, r := range sim.DefaultResources {
-		opts.Resources = append(opts.Resources, app.Resource{Name: r, Interval: *interval})
-	}
-	// The demo's own configuration, not the environment's: it runs the
-	// consumer the way `run` does with the defaults.
-	cfg := Config{Subjects: subjects, Resources: sim.DefaultResources, Commands: true, CommandAllow: []string{"*"},
-		CommandConc: 16, StreamReplicas: 1, CommandMaxAge: consumer.DefaultMaxAge}
-	opts.Commands = commands(cfg, client)
-	bridge, err := app.New(ctx, opts)
+	httpLn, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
-		return err
-	}
-	httpLn, err := net.Listen("tcp", *httpAddr)
-	if err != nil {
-		return fmt.Errorf("demo: -http-addr %s: %w", *httpAddr, err)
+		return fmt.Errorf("demo: -http-addr %s: %w", f.httpAddr, err)
 	}
 	stopHTTP := serve(httpLn, httpHandler(metrics, bridge.Ready))
 	defer stopHTTP()
+	subjects := events.MustSubjects(events.DefaultPrefix)
 	cmds, err := command.New(nc, subjects)
 	if err != nil {
 		return err
 	}
-
-	js := bridge.JetStream()
-	cons, err := js.OrderedConsumer(ctx, subjects.EventsStream(), jetstream.OrderedConsumerConfig{
+	cons, err := bridge.JetStream().OrderedConsumer(ctx, subjects.EventsStream(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subjects.Events()}, DeliverPolicy: jetstream.DeliverNewPolicy})
 	if err != nil {
 		return err
 	}
 	v := newView(stdout)
-	natsURL, metricsURL := ns.ClientURL(), "http://"+httpLn.Addr().String()
-	fmt.Fprintf(stdout, "rockety-bridge demo: a simulated Rockety API with %d items per resource and %g changes a second,\n",
-		*seedItems, *churn)
-	fmt.Fprintf(stdout, "polled every %s, each change published to NATS JetStream (stream %s).\n", *interval, subjects.EventsStream())
-	fmt.Fprintf(stdout, "  Rockety API (simulated): %s   (curl -H 'Authorization: Bearer %s' %s/tasks)\n", apiURL, token, apiURL)
-	fmt.Fprintf(stdout, "  NATS:                    %s\n", natsURL)
-	fmt.Fprintf(stdout, "  Metrics:                 %s/metrics   (and /healthz, /readyz)\n", metricsURL)
-	fmt.Fprintf(stdout, "Watch the same events from another terminal:\n  nats sub '%s' --server %s\n", subjects.Events(), natsURL)
-	fmt.Fprintf(stdout, "  or: NATS_URL=%s go run ./cmd/rockety-bridge tail\n", natsURL)
-	if *every > 0 {
-		fmt.Fprintf(stdout, "Every %s the demo sends a command through NATS: → command, ← result, and its event marked ⇠ write-through.\n", *every)
-	}
 	example := exampleTask(simulator)
-	printCommandHelp(stdout, subjects, natsURL, example)
-	fmt.Fprintln(stdout, "Ctrl-C stops the demo.")
-	fmt.Fprintln(stdout)
+	printBanner(stdout, f, subjects, apiURL, ns.ClientURL(), "http://"+httpLn.Addr().String(), example)
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -154,7 +105,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	go func() { done <- printEvents(runCtx, cons, v, stderr) }()
 	sender := &demoSender{client: cmds, subjects: subjects, sim: simulator, mirror: bridge.Store(), view: v, keep: example,
 		rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))}
-	go func() { done <- sender.run(runCtx, *every) }()
+	go func() { done <- sender.run(runCtx, f.every) }()
 	if err := simulator.Start(runCtx); err != nil {
 		stop()
 		return errors.Join(err, <-done, <-done, <-done)
@@ -165,6 +116,86 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	_ = simulator.Close()
 	v.summary(stdout, time.Since(start))
 	return err
+}
+
+// demoToken is the simulated API's token: shown in the banner, so a
+// person can curl the API.
+const demoToken = "demo-token"
+
+// demoFlags are the demo's settings.
+type demoFlags struct {
+	seedItems int
+	churn     float64
+	interval  time.Duration
+	natsPort  int
+	httpAddr  string
+	every     time.Duration
+}
+
+// parseDemoFlags reads the demo's flags; nil without an error means -h.
+func parseDemoFlags(args []string, stderr io.Writer) (*demoFlags, error) {
+	var f demoFlags
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&f.seedItems, "seed-items", 200, "items per resource at the start")
+	fs.Float64Var(&f.churn, "churn", 3, "simulated creates, updates and deletes per second")
+	fs.DurationVar(&f.interval, "interval", time.Second, "poll interval")
+	fs.IntVar(&f.natsPort, "nats-port", embeddedPort, "port of the embedded NATS server (0: any free port)")
+	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:0", "where to serve /metrics, /healthz and /readyz (port 0: any free port)")
+	fs.DurationVar(&f.every, "command-interval", 4*time.Second, "how often the demo sends a command through NATS (0: never)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil
+		}
+		return nil, usageError{err}
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, usageError{fmt.Errorf("demo takes no arguments, got %q", fs.Arg(0))}
+	case f.seedItems < 0 || f.churn < 0 || f.interval < 100*time.Millisecond:
+		return nil, usageError{errors.New("demo: -seed-items and -churn must not be negative, -interval at least 100ms")}
+	case f.every < 0:
+		return nil, usageError{errors.New("demo: -command-interval must not be negative (0 sends no commands)")}
+	}
+	return &f, nil
+}
+
+// newDemoBridge builds the bridge the way `run` does with the defaults,
+// from the demo's own configuration, not the environment's.
+func newDemoBridge(ctx context.Context, f *demoFlags, apiURL string, nc *nats.Conn, log *zap.Logger, metrics *app.Metrics) (*app.Bridge, error) {
+	client, err := rockety.New(apiURL, rockety.WithToken(demoToken), rockety.WithAllowInsecure(true), rockety.WithRateLimit(0),
+		rockety.WithObserver(metrics))
+	if err != nil {
+		return nil, err
+	}
+	subjects := events.MustSubjects(events.DefaultPrefix)
+	opts := app.Options{Client: client, Conn: nc, Subjects: subjects, InitialSync: poller.SyncBaseline,
+		MaxDeleteRatio: 0.5, InstanceID: "demo", LeaseTTL: 5 * time.Second, Logger: log, Metrics: metrics, ShutdownGrace: 2 * time.Second}
+	for _, r := range sim.DefaultResources {
+		opts.Resources = append(opts.Resources, app.Resource{Name: r, Interval: f.interval})
+	}
+	cfg := Config{Subjects: subjects, Resources: sim.DefaultResources, Commands: true, CommandAllow: []string{"*"},
+		CommandConc: 16, StreamReplicas: 1, CommandMaxAge: consumer.DefaultMaxAge}
+	opts.Commands = commands(cfg, client)
+	return app.New(ctx, opts)
+}
+
+// printBanner says what runs where and how to look at it.
+func printBanner(w io.Writer, f *demoFlags, subjects events.Subjects, apiURL, natsURL, metricsURL, example string) {
+	fmt.Fprintf(w, "rockety-bridge demo: a simulated Rockety API with %d items per resource and %g changes a second,\n",
+		f.seedItems, f.churn)
+	fmt.Fprintf(w, "polled every %s, each change published to NATS JetStream (stream %s).\n", f.interval, subjects.EventsStream())
+	fmt.Fprintf(w, "  Rockety API (simulated): %s   (curl -H 'Authorization: Bearer %s' %s/tasks)\n", apiURL, demoToken, apiURL)
+	fmt.Fprintf(w, "  NATS:                    %s\n", natsURL)
+	fmt.Fprintf(w, "  Metrics:                 %s/metrics   (and /healthz, /readyz)\n", metricsURL)
+	fmt.Fprintf(w, "Watch the same events from another terminal:\n  nats sub '%s' --server %s\n", subjects.Events(), natsURL)
+	fmt.Fprintf(w, "  or: NATS_URL=%s go run ./cmd/rockety-bridge tail\n", natsURL)
+	if f.every > 0 {
+		fmt.Fprintf(w, "Every %s the demo sends a command through NATS: → command, ← result, and its event marked ⇠ write-through.\n", f.every)
+	}
+	printCommandHelp(w, subjects, natsURL, example)
+	fmt.Fprintln(w, "Ctrl-C stops the demo.")
+	fmt.Fprintln(w)
 }
 
 // serve serves h on ln until the returned function is called; that waits
