@@ -141,8 +141,8 @@ func TestWrongTokenIsOneErrorAndNotReady(t *testing.T) {
 }
 
 // TestCommandConsumerDownFailsReadiness: a command consumer that cannot
-// start (here its results bucket exists with settings JetStream will not
-// change) is named by /readyz, and readiness returns once it runs.
+// start (here its durable consumer exists with settings JetStream will
+// not change) is named by /readyz, and readiness returns once it runs.
 func TestCommandConsumerDownFailsReadiness(t *testing.T) {
 	clearEnv(t)
 	s, err := sim.New(sim.Options{Token: "tok", Seed: 1, SeedItems: 10, Resources: []string{"tasks"}})
@@ -155,9 +155,14 @@ func TestCommandConsumerDownFailsReadiness(t *testing.T) {
 	nc := ns.Connect(t)
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	// JetStream will not turn a memory bucket into the file bucket the
-	// consumer provisions.
-	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "ROCKETY_COMMAND_RESULTS", Storage: jetstream.MemoryStorage}); err != nil {
+	// The durable consumer exists with a setting JetStream will not
+	// change (its replay policy), so the bridge cannot create its own.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ROCKETY_COMMANDS", Subjects: []string{"rockety.commands.>"},
+		Retention: jetstream.WorkQueuePolicy, Duplicates: 10 * time.Minute, Discard: jetstream.DiscardNew, MaxAge: 25 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, "ROCKETY_COMMANDS", jetstream.ConsumerConfig{Durable: "rockety-bridge-commands",
+		AckPolicy: jetstream.AckExplicitPolicy, ReplayPolicy: jetstream.ReplayOriginalPolicy}); err != nil {
 		t.Fatal(err)
 	}
 	httpAddr := lab.FreeAddr(t)
@@ -173,7 +178,7 @@ func TestCommandConsumerDownFailsReadiness(t *testing.T) {
 	if code != 503 || !strings.Contains(body, "command consumer: not running") {
 		t.Errorf("/readyz with the consumer down = %d %q", code, body)
 	}
-	if err := js.DeleteKeyValue(ctx, "ROCKETY_COMMAND_RESULTS"); err != nil {
+	if err := js.DeleteConsumer(ctx, "ROCKETY_COMMANDS", "rockety-bridge-commands"); err != nil {
 		t.Fatal(err)
 	}
 	lab.WaitFor(t, "/readyz once the consumer runs", 40*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
