@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -58,21 +59,10 @@ func logLines(t *testing.T, logs string, level, msg string) []string {
 // (ten complete cycles within a time that a one-second floor could not
 // reach).
 func TestSubSecondInterval(t *testing.T) {
-	clearEnv(t)
-	s, err := sim.New(sim.Options{Token: "tok", Seed: 1, SeedItems: 10, Resources: []string{"tasks"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(s)
-	defer api.Close()
-	ns := natstest.Start(t)
-	httpAddr := lab.FreeAddr(t)
-	startRun(t, map[string]string{
-		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
-		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "150ms", "ROCKETY_RATE_LIMIT": "0",
-		"NATS_URL": ns.ClientURL(), "BRIDGE_HTTP_ADDR": httpAddr, "BRIDGE_COMMANDS": "false",
+	b := runOnSim(t, sim.Options{Token: "tok", Seed: 1, SeedItems: 10, Resources: []string{"tasks"}}, nil, nil, map[string]string{
+		"ROCKETY_POLL_INTERVAL": "150ms", "ROCKETY_RATE_LIMIT": "0", "BRIDGE_COMMANDS": "false",
 	})
-	base := "http://" + httpAddr
+	base := b.base
 	ok := `rockety_bridge_poll_cycles_total{outcome="ok",resource="tasks"}`
 	lab.WaitFor(t, "a first cycle", 15*time.Second, func() bool { return metricValue(t, base, ok) >= 1 })
 	first := time.Now()
@@ -85,26 +75,14 @@ func TestSubSecondInterval(t *testing.T) {
 // cycles count as refused, and fixing the token file heals it without a
 // restart.
 func TestWrongTokenIsOneErrorAndNotReady(t *testing.T) {
-	clearEnv(t)
-	s, err := sim.New(sim.Options{Seed: 1, SeedItems: 10, Resources: []string{"tasks", "users"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth := &rotatingAuth{next: s, accepted: "right-token"}
-	api := httptest.NewServer(auth)
-	defer api.Close()
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("wrong-token"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ns := natstest.Start(t)
-	httpAddr := lab.FreeAddr(t)
-	logs := startRun(t, map[string]string{
-		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN_FILE": tokenFile, "ROCKETY_ALLOW_INSECURE": "true",
-		"ROCKETY_RESOURCES": "tasks,users", "ROCKETY_POLL_INTERVAL": "150ms", "NATS_URL": ns.ClientURL(),
-		"BRIDGE_HTTP_ADDR": httpAddr, "BRIDGE_INSTANCE_ID": "refused-pod",
-	})
-	base := "http://" + httpAddr
+	b := runOnSim(t, sim.Options{Seed: 1, SeedItems: 10, Resources: []string{"tasks", "users"}},
+		func(h http.Handler) http.Handler { return &rotatingAuth{next: h, accepted: "right-token"} }, nil,
+		map[string]string{"ROCKETY_API_TOKEN_FILE": tokenFile, "ROCKETY_POLL_INTERVAL": "150ms", "BRIDGE_INSTANCE_ID": "refused-pod"})
+	base, logs := b.base, b.logs
 	refused := `rockety_bridge_poll_cycles_total{outcome="refused",resource="tasks"}`
 	lab.WaitFor(t, "several refused cycles", 20*time.Second, func() bool { return metricValue(t, base, refused) >= 4 })
 	code, body := get(t, base+"/readyz")
@@ -243,20 +221,9 @@ func TestSIGTERMWithNATSAndTheAPIGone(t *testing.T) {
 // resources and actions are rejected and counted under "other"; the
 // command series stay as many as before.
 func TestMadeUpCommandSubjectsDoNotGrowTheSeries(t *testing.T) {
-	clearEnv(t)
-	s, err := sim.New(sim.Options{Token: "tok", Seed: 1, SeedItems: 5, Resources: []string{"tasks"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(s)
-	defer api.Close()
-	ns := natstest.Start(t)
-	httpAddr := lab.FreeAddr(t)
-	startRun(t, map[string]string{
-		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
-		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": ns.ClientURL(), "BRIDGE_HTTP_ADDR": httpAddr,
-	})
-	base := "http://" + httpAddr
+	b := runOnSim(t, sim.Options{Token: "tok", Seed: 1, SeedItems: 5, Resources: []string{"tasks"}}, nil, nil,
+		map[string]string{"ROCKETY_POLL_INTERVAL": "1s"})
+	base, ns := b.base, b.ns
 	lab.WaitFor(t, "/readyz", 20*time.Second, func() bool { c, _ := get(t, base+"/readyz"); return c == 200 })
 	series := func() []string {
 		_, body := get(t, base+"/metrics")

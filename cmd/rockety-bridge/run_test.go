@@ -237,25 +237,15 @@ func (a *rotatingAuth) rotate(token string) {
 // (401, the cycles fail and readiness says why), a new token lands in the
 // file, and polling resumes without a restart.
 func TestTokenRotationThroughTheTokenFile(t *testing.T) {
-	clearEnv(t)
-	s, err := sim.New(sim.Options{Seed: 1, SeedItems: 10, Resources: []string{"tasks"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth := &rotatingAuth{next: s, accepted: "token-one"}
-	api := httptest.NewServer(auth)
-	defer api.Close()
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("token-one"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ns := natstest.Start(t)
-	httpAddr := lab.FreeAddr(t)
-	logs := startRun(t, map[string]string{
-		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN_FILE": tokenFile, "ROCKETY_ALLOW_INSECURE": "true",
-		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": ns.ClientURL(),
-		"BRIDGE_HTTP_ADDR": httpAddr, "BRIDGE_INSTANCE_ID": "rotating-pod",
-	})
+	var auth *rotatingAuth
+	b := runOnSim(t, sim.Options{Seed: 1, SeedItems: 10, Resources: []string{"tasks"}},
+		func(h http.Handler) http.Handler { auth = &rotatingAuth{next: h, accepted: "token-one"}; return auth }, nil,
+		map[string]string{"ROCKETY_API_TOKEN_FILE": tokenFile, "ROCKETY_POLL_INTERVAL": "1s", "BRIDGE_INSTANCE_ID": "rotating-pod"})
+	logs, httpAddr := b.logs, strings.TrimPrefix(b.base, "http://")
 	metric := func(series string) string {
 		_, body := get(t, "http://"+httpAddr+"/metrics")
 		for _, line := range strings.Split(body, "\n") {
@@ -282,6 +272,50 @@ func TestTokenRotationThroughTheTokenFile(t *testing.T) {
 	if strings.Contains(logs.String(), "token-one") || strings.Contains(logs.String(), "token-two") {
 		t.Error("a token appears in the logs")
 	}
+}
+
+// onSim is `rockety-bridge run` in the test against the simulator and an
+// embedded NATS server.
+type onSim struct {
+	sim  *sim.Server
+	ns   *natstest.Server
+	base string // http:// and BRIDGE_HTTP_ADDR
+	logs *lab.SyncBuffer
+}
+
+// runOnSim starts one. opts seeds the simulator; front, when set, stands in
+// front of it (an auth check, say); ns is the NATS server (nil: a new one);
+// env adds to and overrides the usual settings: the simulator's URL over
+// http, token "tok" (unless a token file is given), its resources, the
+// NATS server, a free HTTP address.
+func runOnSim(t *testing.T, opts sim.Options, front func(http.Handler) http.Handler, ns *natstest.Server, env map[string]string) onSim {
+	t.Helper()
+	clearEnv(t)
+	s, err := sim.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h http.Handler = s
+	if front != nil {
+		h = front(s)
+	}
+	api := httptest.NewServer(h)
+	t.Cleanup(api.Close)
+	if ns == nil {
+		ns = natstest.Start(t)
+	}
+	httpAddr := lab.FreeAddr(t)
+	vars := map[string]string{
+		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
+		"ROCKETY_RESOURCES": strings.Join(opts.Resources, ","), "NATS_URL": ns.ClientURL(), "BRIDGE_HTTP_ADDR": httpAddr,
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	if vars["ROCKETY_API_TOKEN_FILE"] != "" {
+		delete(vars, "ROCKETY_API_TOKEN")
+	}
+	return onSim{sim: s, ns: ns, base: "http://" + httpAddr, logs: startRun(t, vars)}
 }
 
 // startRun runs `rockety-bridge run` in the test with env set, and at

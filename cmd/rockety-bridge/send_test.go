@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/internal/lab"
-	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
@@ -18,22 +16,11 @@ import (
 // bridge in front of the simulator: one that succeeds, one the bridge
 // rejects, bad arguments, and the same command id twice.
 func TestCommandSubcommand(t *testing.T) {
-	clearEnv(t)
-	s, err := sim.New(sim.Options{Token: "tok", Seed: 1, SeedItems: 10, Resources: []string{"tasks"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(s)
-	defer api.Close()
-	ns := natstest.Start(t)
-	httpAddr := lab.FreeAddr(t)
-	startRun(t, map[string]string{
-		"ROCKETY_API_URL": api.URL + sim.BasePath, "ROCKETY_API_TOKEN": "tok", "ROCKETY_ALLOW_INSECURE": "true",
-		"ROCKETY_RESOURCES": "tasks", "ROCKETY_POLL_INTERVAL": "1s", "NATS_URL": ns.ClientURL(),
-		"BRIDGE_HTTP_ADDR": httpAddr, "BRIDGE_INSTANCE_ID": "command-pod",
-		"BRIDGE_COMMAND_ALLOW": "tasks.update,tasks.create",
+	b := runOnSim(t, sim.Options{Token: "tok", Seed: 1, SeedItems: 10, Resources: []string{"tasks"}}, nil, nil, map[string]string{
+		"ROCKETY_POLL_INTERVAL": "1s", "BRIDGE_INSTANCE_ID": "command-pod", "BRIDGE_COMMAND_ALLOW": "tasks.update,tasks.create",
 	})
-	lab.WaitFor(t, "/readyz", 20*time.Second, func() bool { c, _ := get(t, "http://"+httpAddr+"/readyz"); return c == 200 })
+	s := b.sim
+	lab.WaitFor(t, "/readyz", 20*time.Second, func() bool { c, _ := get(t, b.base+"/readyz"); return c == 200 })
 
 	send := func(args ...string) (code int, stdout, stderr string) {
 		t.Helper()
