@@ -364,6 +364,24 @@ func (c *cycle) publishDeletes(gone []Suspect) error {
 	writes := make([]plan.Write, 0, len(gone))
 	for i, s := range gone {
 		d := plan.Decide(p.cfg.Resource, stored[i], plan.Observation{Kind: plan.Gone, Replaces: s.Replaces}, now)
+		if d.Event != nil {
+			// A command's write-through may have published an update of
+			// this state and not stored it yet (it is in flight, or its
+			// bridge died in between): a delete replacing the same state
+			// would break the item's chain of events. Store that update
+			// instead, as a recovery would; the next cycle confirms the
+			// delete again, after it.
+			e, found, err := p.deps.Journal.Latest(c.ctx, p.cfg.Resource, s.ID, events.OpUpdated)
+			if err != nil {
+				return err
+			}
+			if found {
+				if r := plan.Decide(p.cfg.Resource, stored[i], plan.Observation{Kind: plan.Replayed, Event: e}, now); r.Write != nil {
+					writes = append(writes, *r.Write)
+					continue
+				}
+			}
+		}
 		if d.Event == nil {
 			p.mu.Lock()
 			p.refreshLocked(stored[i]) // someone else stored a newer state; judge it next cycle

@@ -62,6 +62,8 @@ type Sink interface {
 type Journal interface {
 	Replay(ctx context.Context, resource string, afterSeq uint64, fn func(seq uint64, e events.Event) error) (skipped int, err error)
 	Event(ctx context.Context, seq uint64) (events.Event, error)
+	// Latest reads the last event of op stored for one item.
+	Latest(ctx context.Context, resource, id string, op events.Op) (e events.Event, found bool, err error)
 }
 
 // InitialSync says what the first cycle of a resource publishes.

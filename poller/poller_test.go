@@ -386,3 +386,47 @@ func TestDuplicateWithAnotherState(t *testing.T) {
 		t.Error("a third cycle published more")
 	}
 }
+
+// TestDeleteAfterAnUncommittedUpdate: a command's write-through published
+// an update A→C of an item and did not store C (its bridge died between
+// the two); then the item was deleted. The cycle must not publish a
+// delete that replaces A as well (two events of one revision, the delete's
+// before A where subscribers last saw C): it stores C, as a recovery
+// would, and the next cycle deletes C.
+func TestDeleteAfterAnUncommittedUpdate(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 5, SeedItems: 20, Resources: []string{"tasks"}})
+	deps := h.deps()
+	p := h.poller(poller.Config{}, deps)
+	evs := h.stream()
+	cycle(t, p)
+	id := h.sim.IDs("tasks")[3]
+	a, _ := h.sim.Get("tasks", id)
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal(a, &m)
+	m["title"] = json.RawMessage(`"C"`)
+	c, _ := json.Marshal(m)
+	stored, err := publisher.NewStateStore(h.js, h.res.State).Lookup(context.Background(), "tasks", []string{id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	update := events.Event{Resource: "tasks", ID: id, Op: events.OpUpdated, Revision: events.ChangeRevision(stored[0].Revision),
+		Before: a, After: c, Changed: []string{"title"}, DetectedAt: time.Now().UTC()}
+	out := []plan.Outgoing{{EventID: events.EventID("tasks", id, events.OpUpdated, stored[0].Revision), Event: update}}
+	if err := deps.Sink.Publish(context.Background(), out, func(int, plan.Ack) {}); err != nil {
+		t.Fatal(err)
+	}
+	evs.next()
+	if err := h.sim.Delete("tasks", id); err != nil {
+		t.Fatal(err)
+	}
+
+	cycle(t, p)
+	if got := evs.next(); len(got) != 0 {
+		t.Fatalf("the cycle after the uncommitted update published %+v; want nothing until the update is stored", got)
+	}
+	cycle(t, p)
+	got := evs.next()
+	if len(got) != 1 || got[0].Op != events.OpDeleted || string(got[0].Before) != string(c) || got[0].Revision <= update.Revision {
+		t.Fatalf("then: %+v; want one delete of C, after revision %d", got, update.Revision)
+	}
+}

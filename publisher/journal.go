@@ -2,6 +2,7 @@ package publisher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -39,6 +40,27 @@ func (j *Journal) Event(ctx context.Context, seq uint64) (events.Event, error) {
 		return events.Event{}, fmt.Errorf("publisher: reading event %d: %w", seq, err)
 	}
 	return e, nil
+}
+
+// Latest reads the last event of op stored for one item; found is false
+// when there is none.
+func (j *Journal) Latest(ctx context.Context, resource, id string, op events.Op) (e events.Event, found bool, err error) {
+	st, err := j.js.Stream(ctx, j.subjects.EventsStream())
+	if err != nil {
+		return events.Event{}, false, fmt.Errorf("publisher: reading the last %s event of %s %s: %w", op, resource, id, err)
+	}
+	raw, err := st.GetLastMsgForSubject(ctx, j.subjects.Event(resource, op, id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return events.Event{}, false, nil
+	}
+	if err != nil {
+		return events.Event{}, false, fmt.Errorf("publisher: reading the last %s event of %s %s: %w", op, resource, id, err)
+	}
+	e, _, err = events.Decode(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
+	if err != nil {
+		return events.Event{}, false, fmt.Errorf("publisher: reading the last %s event of %s %s: %w", op, resource, id, err)
+	}
+	return e, true, nil
 }
 
 // Replay calls fn for every change event of resource stored after sequence
