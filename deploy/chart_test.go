@@ -959,6 +959,20 @@ func TestSubSecondPollInterval(t *testing.T) {
 	}
 }
 
+// TestLargestPageSize: ROCKETY_PAGE_SIZE=max, the largest page the API
+// grants, renders as the bridge reads it; another word is refused.
+func TestLargestPageSize(t *testing.T) {
+	t.Parallel()
+	r := newRendering(t, render(t, release, append(slices.Clone(requiredArgs), "--set", "config.pageSize=max")...))
+	if got := envMap(t, bridgeContainer(t, r.deployment(t)))["ROCKETY_PAGE_SIZE"].Value; got != "max" {
+		t.Errorf("ROCKETY_PAGE_SIZE=%q, want max", got)
+	}
+	r = newRendering(t, render(t, release, append(slices.Clone(requiredArgs), "--set", "config.pageSize=250")...))
+	if got := envMap(t, bridgeContainer(t, r.deployment(t)))["ROCKETY_PAGE_SIZE"].Value; got != "250" {
+		t.Errorf("ROCKETY_PAGE_SIZE=%q, want 250", got)
+	}
+}
+
 func TestSingleReplicaHasNoPDB(t *testing.T) {
 	t.Parallel()
 	r := newRendering(t, render(t, release, append(requiredArgs, "--set", "replicaCount=1")...))
@@ -984,6 +998,8 @@ func TestRefusals(t *testing.T) {
 			"rockety.apiToken and rockety.existingSecret are both set"},
 		{"http without allowInsecure", append(requiredArgs, "--set", "config.apiUrl=http://sim:8090/api/v1"),
 			"uses http://"},
+		{"a page size that is neither a number nor max", append(slices.Clone(requiredArgs), "--set", "config.pageSize=huge"),
+			"pageSize"},
 		{"grace too short", append(requiredArgs, "--set", "terminationGracePeriodSeconds=10"),
 			"terminationGracePeriodSeconds 10 must be larger than config.shutdownGrace"},
 		{"tls cert without key", append(requiredArgs, "--set", "nats.tls.cert.existingSecret=tls"),
