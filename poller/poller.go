@@ -60,7 +60,9 @@ type Sink interface {
 // bridge left undone, and to learn what an event that JetStream reports
 // as a duplicate said.
 type Journal interface {
-	Replay(ctx context.Context, resource string, afterSeq uint64, fn func(seq uint64, e events.Event) error) (skipped int, err error)
+	// Replay reads the events of resource stored after afterSeq, and
+	// those stored up to lookback before it.
+	Replay(ctx context.Context, resource string, afterSeq uint64, lookback time.Duration, fn func(seq uint64, e events.Event) error) (skipped int, err error)
 	Event(ctx context.Context, seq uint64) (events.Event, error)
 	// Latest reads the last event of op stored for one item.
 	Latest(ctx context.Context, resource, id string, op events.Op) (e events.Event, found bool, err error)
@@ -276,8 +278,8 @@ func (p *Poller) load(ctx context.Context) error {
 	p.checkpoint, p.synced = seq, synced
 
 	last := seq
-	_, err = p.deps.Journal.Replay(ctx, res, seq, func(at uint64, e events.Event) error {
-		last = at
+	_, err = p.deps.Journal.Replay(ctx, res, seq, recoveryLookback, func(at uint64, e events.Event) error {
+		last = max(last, at)
 		return p.recover(ctx, e)
 	})
 	if err != nil {
@@ -292,6 +294,12 @@ func (p *Poller) load(ctx context.Context) error {
 	p.loaded = true
 	return nil
 }
+
+// recoveryLookback is how far before the checkpoint a start replays: a
+// write-through's publish and commit are at most its publish timeout and
+// its commit's ack wait apart (30 s each), so a bridge killed between the
+// two left its event less than that before any checkpoint it set later.
+const recoveryLookback = 2 * time.Minute
 
 // recover commits one replayed event if it is the next change of its item
 // and the mirror does not have it yet.

@@ -64,10 +64,11 @@ func (j *Journal) Latest(ctx context.Context, resource, id string, op events.Op)
 }
 
 // Replay calls fn for every change event of resource stored after sequence
-// afterSeq, in stream order, up to the last one stored when Replay began.
+// afterSeq, and for those stored up to lookback before it (0: none), in
+// stream order, up to the last one stored when Replay began.
 // Messages that are not valid change events are skipped: the stream is
 // shared, and one bad message must not stop a bridge from starting.
-func (j *Journal) Replay(ctx context.Context, resource string, afterSeq uint64, fn func(seq uint64, e events.Event) error) (skipped int, err error) {
+func (j *Journal) Replay(ctx context.Context, resource string, afterSeq uint64, lookback time.Duration, fn func(seq uint64, e events.Event) error) (skipped int, err error) {
 	st, err := j.js.Stream(ctx, j.subjects.EventsStream())
 	if err != nil {
 		return 0, fmt.Errorf("publisher: replaying %s events: %w", resource, err)
@@ -77,19 +78,30 @@ func (j *Journal) Replay(ctx context.Context, resource string, afterSeq uint64, 
 		return 0, fmt.Errorf("publisher: replaying %s events: %w", resource, err)
 	}
 	last := info.State.LastSeq
-	if last <= afterSeq || info.State.Msgs == 0 {
+	if (last <= afterSeq && lookback == 0) || info.State.Msgs == 0 {
 		return 0, nil
 	}
-	start := max(afterSeq+1, info.State.FirstSeq)
-	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Description:   "rockety-bridge replay of " + resource,
 		FilterSubject: j.subjects.EventFilter(resource, ""),
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   start,
+		OptStartSeq:   max(afterSeq+1, info.State.FirstSeq),
 		AckPolicy:     jetstream.AckNonePolicy,
 		// Cleaned up by the server even if this process dies mid-replay.
 		InactiveThreshold: time.Minute,
-	})
+	}
+	if lookback > 0 && afterSeq >= info.State.FirstSeq {
+		// Start lookback before the event at afterSeq: a command's
+		// write-through may have published an event a little before it
+		// and died before storing its state, and the checkpoint (set by
+		// a cycle of the same bridge) passed it. Replaying more is safe:
+		// only an event that is the next change of an item is stored.
+		if at, err := st.GetMsg(ctx, afterSeq); err == nil {
+			since := at.Time.Add(-lookback)
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, 0, &since
+		}
+	}
+	cons, err := st.CreateConsumer(ctx, cfg)
 	if err != nil {
 		return 0, fmt.Errorf("publisher: replaying %s events: %w", resource, err)
 	}
