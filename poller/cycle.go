@@ -166,7 +166,7 @@ func (c *cycle) publish(batch []Change) error {
 		// The first sync publishes no `before`: what the index loaded is
 		// all it needs to know.
 		for i, ch := range batch {
-			stored[i] = plan.State{ID: ch.ID, Revision: ch.Replaces, Deleted: ch.Op != events.OpUpdated}
+			stored[i] = plan.State{ID: ch.ID, Revision: ch.Replaces, Deleted: !ch.Live}
 		}
 	}
 	now := p.deps.Now()

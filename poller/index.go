@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/rockety"
 )
@@ -205,10 +204,13 @@ func (ix *Index) hashOf(id string) uint64 {
 	return e.hash
 }
 
-// Change is a create or an update found by Diff, not yet published.
+// Change is an item whose state may have changed, found by Diff and not yet
+// published; which event it makes, if any, is plan.Decide's to say.
 type Change struct {
-	Op events.Op // OpCreated or OpUpdated
-	ID string
+	// Live: the index held the item live (its state differs); else the
+	// item is new or comes back after a delete.
+	Live bool
+	ID   string
 	// Raw is the item as the API returned it now.
 	Raw  json.RawMessage
 	Hash uint64 // of the canonical JSON
@@ -226,10 +228,10 @@ type Change struct {
 // The index's committed state does not change: that waits for Commit.
 //
 //	index                   page                   result
-//	(absent)                {"id":7,"t":"a"}       created 7, replaces 0
-//	7 dead at rev 12        {"id":7,"t":"a"}       created 7, replaces 12
+//	(absent)                {"id":7,"t":"a"}       change 7, not live, replaces 0
+//	7 dead at rev 12        {"id":7,"t":"a"}       change 7, not live, replaces 12
 //	7 live, hash(t:a), r5   {"t":"a","id":7}       nothing (key order)
-//	7 live, hash(t:a), r5   {"id":7,"t":"b"}       updated 7, replaces 5
+//	7 live, hash(t:a), r5   {"id":7,"t":"b"}       change 7, live, replaces 5
 //	7 seen this cycle       {"id":7,...}           skipped, dupes+1
 func (ix *Index) Diff(cycle uint32, items []rockety.Item) (changes []Change, dupes int, err error) {
 	for _, it := range items {
@@ -254,9 +256,9 @@ func (ix *Index) Diff(cycle uint32, items []rockety.Item) (changes []Change, dup
 		}
 		switch {
 		case e.dead():
-			changes = append(changes, Change{Op: events.OpCreated, ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaces: e.rev()})
+			changes = append(changes, Change{ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaces: e.rev()})
 		case e.hash != h:
-			changes = append(changes, Change{Op: events.OpUpdated, ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaces: e.rev()})
+			changes = append(changes, Change{Live: true, ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaces: e.rev()})
 		default:
 			// Only the formatting changed: remember these bytes so the
 			// next cycle takes the fast path.

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/rockety"
 )
@@ -30,9 +29,9 @@ func items(raws ...string) []rockety.Item {
 func TestIndexDiff(t *testing.T) {
 	sum := func(s string) uint64 { h, _ := plan.Hash([]byte(s)); return h }
 	type want struct {
-		op       events.Op
+		live     bool
 		id       string
-		replaced uint64
+		replaces uint64
 	}
 	tests := []struct {
 		name      string
@@ -42,17 +41,17 @@ func TestIndexDiff(t *testing.T) {
 		wantDupes int
 	}{
 		{name: "empty page", page: nil},
-		{name: "new item", page: items(`{"id":7,"t":"a"}`), want: []want{{events.OpCreated, "7", 0}}},
+		{name: "new item", page: items(`{"id":7,"t":"a"}`), want: []want{{false, "7", 0}}},
 		{name: "re-created after a delete", setup: func(ix *Index) { ix.Load("7", 0, 0, 12, true) },
-			page: items(`{"id":7,"t":"a"}`), want: []want{{events.OpCreated, "7", 12}}},
+			page: items(`{"id":7,"t":"a"}`), want: []want{{false, "7", 12}}},
 		{name: "unchanged, keys reordered", setup: func(ix *Index) { ix.Load("7", sum(`{"id":7,"t":"a"}`), 0, 5, false) },
 			page: items(`{"t":"a", "id":7}`)},
 		{name: "updated", setup: func(ix *Index) { ix.Load("7", sum(`{"id":7,"t":"a"}`), 0, 5, false) },
-			page: items(`{"id":7,"t":"b"}`), want: []want{{events.OpUpdated, "7", 5}}},
+			page: items(`{"id":7,"t":"b"}`), want: []want{{true, "7", 5}}},
 		{name: "same id twice in a cycle", page: items(`{"id":7}`, `{"id":8}`, `{"id":7}`),
-			want: []want{{events.OpCreated, "7", 0}, {events.OpCreated, "8", 0}}, wantDupes: 1},
+			want: []want{{false, "7", 0}, {false, "8", 0}}, wantDupes: 1},
 		{name: "string and number ids are the same id", page: items(`{"id":7}`, `{"id":"7"}`),
-			want: []want{{events.OpCreated, "7", 0}}, wantDupes: 1},
+			want: []want{{false, "7", 0}}, wantDupes: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,7 +66,7 @@ func TestIndexDiff(t *testing.T) {
 			}
 			var got []want
 			for _, c := range changes {
-				got = append(got, want{c.Op, c.ID, c.Replaces})
+				got = append(got, want{c.Live, c.ID, c.Replaces})
 			}
 			if !slices.Equal(got, tt.want) || dupes != tt.wantDupes {
 				t.Errorf("changes %v dupes %d, want %v dupes %d", got, dupes, tt.want, tt.wantDupes)
