@@ -144,7 +144,7 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 			Lister:      opts.Client,
 			Mirror:      b.store,
 			Checkpoints: publisher.NewCheckpoints(b.resources.Checkpoints, b.resources.State),
-			Sink:        b.Sink(),
+			Sink:        b.sink(),
 			Journal:     journal,
 			Lease:       leases.For(r.Name),
 			Observer:    (*observer)(b),
@@ -161,20 +161,20 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 	return b, nil
 }
 
-// Sink publishes events the way the pollers do; the command consumer uses
+// sink publishes events the way the pollers do; the command consumer uses
 // it for write-through events.
-func (b *Bridge) Sink() publisher.EventSink {
+func (b *Bridge) sink() publisher.EventSink {
 	return publisher.EventSink{Publisher: b.pub, Subjects: b.opts.Subjects, APIBaseURL: b.opts.Client.BaseURL(),
-		Timeout: publishTimeout, Reprovision: b.Reprovision}
+		Timeout: publishTimeout, Reprovision: b.reprovision}
 }
 
 // publishTimeout bounds one batch's wait for JetStream: a cycle that cannot
 // publish fails and is retried with backoff, rather than waiting for ever.
 const publishTimeout = 30 * time.Second
 
-// Reprovision creates the streams and buckets again after one vanished
+// reprovision creates the streams and buckets again after one vanished
 // under the bridge (deleted by hand, say). Existing ones are left as they are.
-func (b *Bridge) Reprovision(ctx context.Context) error {
+func (b *Bridge) reprovision(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	_, err := publisher.Provision(ctx, b.js, b.provisioning())
@@ -252,9 +252,9 @@ func (b *Bridge) runCommands(ctx context.Context) error {
 		AckWait:       o.AckWait,
 		Observer:      CommandObserver{Log: b.log, Metrics: b.opts.Metrics, Also: o.Observer},
 		// Recreates the commands stream if it is deleted under us.
-		Reprovision: b.Reprovision,
+		Reprovision: b.reprovision,
 	}
-	wt := WriteThrough{Store: b.store, Sink: b.Sink(), Metrics: b.opts.Metrics}
+	wt := WriteThrough{Store: b.store, Sink: b.sink(), Metrics: b.opts.Metrics}
 	var c *consumer.Consumer
 	retry := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second),
 		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0)), ctx)
