@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -18,6 +19,26 @@ import (
 type Journal struct {
 	js       jetstream.JetStream
 	subjects events.Subjects
+	// stream is the events stream, kept once looked up: asking for it
+	// costs a round trip, and Latest runs once per confirmed delete.
+	stream atomic.Pointer[jetstream.Stream]
+}
+
+func (j *Journal) eventsStream(ctx context.Context) (jetstream.Stream, error) {
+	if st := j.stream.Load(); st != nil {
+		return *st, nil
+	}
+	st, err := j.js.Stream(ctx, j.subjects.EventsStream())
+	if err != nil {
+		return nil, err
+	}
+	j.stream.Store(&st)
+	return st, nil
+}
+
+func decodeStored(raw *jetstream.RawStreamMsg) (events.Event, error) {
+	e, _, err := events.Decode(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
+	return e, err
 }
 
 // NewJournal reads the events stream of subjects.
@@ -27,40 +48,49 @@ func NewJournal(js jetstream.JetStream, subjects events.Subjects) *Journal {
 
 // Event reads the change event stored at seq.
 func (j *Journal) Event(ctx context.Context, seq uint64) (events.Event, error) {
-	st, err := j.js.Stream(ctx, j.subjects.EventsStream())
-	if err != nil {
-		return events.Event{}, fmt.Errorf("publisher: reading event %d: %w", seq, err)
-	}
-	raw, err := st.GetMsg(ctx, seq)
-	if err != nil {
-		return events.Event{}, fmt.Errorf("publisher: reading event %d: %w", seq, err)
-	}
-	e, _, err := events.Decode(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
+	e, err := j.event(ctx, seq)
 	if err != nil {
 		return events.Event{}, fmt.Errorf("publisher: reading event %d: %w", seq, err)
 	}
 	return e, nil
 }
 
+func (j *Journal) event(ctx context.Context, seq uint64) (events.Event, error) {
+	st, err := j.eventsStream(ctx)
+	if err != nil {
+		return events.Event{}, err
+	}
+	raw, err := st.GetMsg(ctx, seq)
+	if err != nil {
+		return events.Event{}, err
+	}
+	return decodeStored(raw)
+}
+
 // Latest reads the last event of op stored for one item; found is false
 // when there is none.
 func (j *Journal) Latest(ctx context.Context, resource, id string, op events.Op) (e events.Event, found bool, err error) {
-	st, err := j.js.Stream(ctx, j.subjects.EventsStream())
+	e, found, err = j.latest(ctx, resource, id, op)
 	if err != nil {
 		return events.Event{}, false, fmt.Errorf("publisher: reading the last %s event of %s %s: %w", op, resource, id, err)
+	}
+	return e, found, nil
+}
+
+func (j *Journal) latest(ctx context.Context, resource, id string, op events.Op) (events.Event, bool, error) {
+	st, err := j.eventsStream(ctx)
+	if err != nil {
+		return events.Event{}, false, err
 	}
 	raw, err := st.GetLastMsgForSubject(ctx, j.subjects.Event(resource, op, id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return events.Event{}, false, nil
 	}
 	if err != nil {
-		return events.Event{}, false, fmt.Errorf("publisher: reading the last %s event of %s %s: %w", op, resource, id, err)
+		return events.Event{}, false, err
 	}
-	e, _, err = events.Decode(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
-	if err != nil {
-		return events.Event{}, false, fmt.Errorf("publisher: reading the last %s event of %s %s: %w", op, resource, id, err)
-	}
-	return e, true, nil
+	e, err := decodeStored(raw)
+	return e, err == nil, err
 }
 
 // Replay calls fn for every change event of resource stored after sequence
@@ -69,7 +99,7 @@ func (j *Journal) Latest(ctx context.Context, resource, id string, op events.Op)
 // Messages that are not valid change events are skipped: the stream is
 // shared, and one bad message must not stop a bridge from starting.
 func (j *Journal) Replay(ctx context.Context, resource string, afterSeq uint64, lookback time.Duration, fn func(seq uint64, e events.Event) error) (skipped int, err error) {
-	st, err := j.js.Stream(ctx, j.subjects.EventsStream())
+	st, err := j.eventsStream(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("publisher: replaying %s events: %w", resource, err)
 	}

@@ -74,26 +74,36 @@ func (e *APIError) Error() string {
 }
 
 func (e *APIError) hint() string {
-	switch e.StatusCode {
-	case http.StatusUnauthorized:
-		return "the API refused the token; check ROCKETY_API_TOKEN (or the file named by ROCKETY_API_TOKEN_FILE)"
-	case http.StatusForbidden:
-		return "the token is valid but may not do this; check the token's permissions in Rockety"
-	case http.StatusNotFound:
-		if path, _, _ := strings.Cut(e.Path, "?"); strings.Count(strings.Trim(path, "/"), "/") > 0 {
-			return "no such item: it does not exist, or was deleted"
-		}
-		return "check the resource name (ROCKETY_RESOURCES) and ROCKETY_API_URL"
-	case http.StatusTooManyRequests:
-		if e.RetryAfter > 0 {
-			return fmt.Sprintf("the API asked to wait %s; lower ROCKETY_RATE_LIMIT if this persists", e.RetryAfter)
-		}
-		return "lower ROCKETY_RATE_LIMIT if this persists"
+	if what, fix := e.refusal(); what != "" {
+		return what + "; " + fix
 	}
-	if e.StatusCode >= 500 {
+	switch {
+	case e.StatusCode == http.StatusTooManyRequests && e.RetryAfter > 0:
+		return fmt.Sprintf("the API asked to wait %s; lower ROCKETY_RATE_LIMIT if this persists", e.RetryAfter)
+	case e.StatusCode == http.StatusTooManyRequests:
+		return "lower ROCKETY_RATE_LIMIT if this persists"
+	case e.StatusCode >= 500:
 		return "the Rockety API failed; it is retried"
 	}
 	return ""
+}
+
+// refusal says what a refusal that a person must fix means, and the fix;
+// both empty for other statuses. Error and Summary word it their ways.
+func (e *APIError) refusal() (what, fix string) {
+	path, _, _ := strings.Cut(e.Path, "?")
+	switch e.StatusCode {
+	case http.StatusUnauthorized:
+		return "the API refused the token", "check ROCKETY_API_TOKEN or ROCKETY_API_TOKEN_FILE"
+	case http.StatusForbidden:
+		return "the token is valid but may not do this", "check the token's permissions in Rockety"
+	case http.StatusNotFound:
+		if strings.Count(strings.Trim(path, "/"), "/") > 0 {
+			return "no such item", "it does not exist, or was deleted"
+		}
+		return "the API has no " + path, "check ROCKETY_RESOURCES and ROCKETY_API_URL"
+	}
+	return "", ""
 }
 
 // Is makes errors.Is(err, ErrNotFound) and friends work on an *APIError.
@@ -122,14 +132,8 @@ func (e *APIError) Is(target error) bool {
 // Summary is the error in a few words for a readiness probe or a status
 // line: what the API said, its status, and what to check.
 func (e *APIError) Summary() string {
-	switch e.StatusCode {
-	case http.StatusUnauthorized:
-		return "the API refused the token (401): check ROCKETY_API_TOKEN or ROCKETY_API_TOKEN_FILE"
-	case http.StatusForbidden:
-		return "the token may not do this (403): check the token's permissions in Rockety"
-	case http.StatusNotFound:
-		path, _, _ := strings.Cut(e.Path, "?")
-		return fmt.Sprintf("the API has no %s (404): check ROCKETY_RESOURCES and ROCKETY_API_URL", path)
+	if what, fix := e.refusal(); what != "" {
+		return fmt.Sprintf("%s (%d): %s", what, e.StatusCode, fix)
 	}
 	s := fmt.Sprintf("the API answered %d %s to %s %s", e.StatusCode, http.StatusText(e.StatusCode), e.Method, e.Path)
 	if e.Message != "" {

@@ -40,19 +40,9 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	commandID := fs.String("command-id", "", "the command id, its idempotency key (default: a new one)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the result")
 	fs.Usage = func() { fmt.Fprintln(stderr, commandUsage) }
-	// Flags may come anywhere, as with tail: people add them last.
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return usageError{err}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	pos, help, err := parseAnywhere(fs, args)
+	if help || err != nil {
+		return err
 	}
 	if *timeout <= 0 {
 		return usageError{fmt.Errorf("command: --timeout must be positive, got %s", *timeout)}

@@ -31,22 +31,16 @@ filter is a resource, optionally with an op: tasks, tasks.updated, *.deleted.
 Without --since or --all, only new events are shown. NATS_URL and the NATS_*
 auth variables say where to connect (default nats://127.0.0.1:4222).`)
 	}
-	// Flags may come before or after the filter.
+	pos, help, err := parseAnywhere(fs, args)
+	if help || err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usageError{fmt.Errorf("tail takes one filter; got %q and %q", pos[0], pos[1])}
+	}
 	var filter string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return usageError{err}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		if filter != "" {
-			return usageError{fmt.Errorf("tail takes one filter; got %q and %q", filter, fs.Arg(0))}
-		}
-		filter, args = fs.Arg(0), fs.Args()[1:]
+	if len(pos) == 1 {
+		filter = pos[0]
 	}
 	if *since != 0 && *all {
 		return usageError{errors.New("tail: --since and --all do not go together")}
@@ -145,5 +139,23 @@ func printEvents(ctx context.Context, cons jetstream.Consumer, v *view, stderr i
 			continue
 		}
 		v.print(msg.Subject(), e)
+	}
+}
+
+// parseAnywhere parses fs's flags wherever they stand among the arguments
+// (people add them last) and returns the other arguments in order; help
+// is true after -h, which has printed the usage.
+func parseAnywhere(fs *flag.FlagSet, args []string) (positional []string, help bool, err error) {
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, true, nil
+			}
+			return nil, false, usageError{err}
+		}
+		if fs.NArg() == 0 {
+			return positional, false, nil
+		}
+		positional, args = append(positional, fs.Arg(0)), fs.Args()[1:]
 	}
 }
