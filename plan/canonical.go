@@ -245,3 +245,75 @@ func ChangedFields(before, after []byte) ([]string, error) {
 	slices.Sort(changed)
 	return changed, nil
 }
+
+// Field returns the value of item's top-level field name as it is written,
+// and whether item is an object that has it. It reads no further than the
+// field, and allocates nothing for names without escapes: it runs on every
+// item a cycle sees (the changed-at value, the soft-delete mark).
+func Field(item []byte, name string) (json.RawMessage, bool) {
+	i := skipSpace(item, 0)
+	if i >= len(item) || item[i] != '{' {
+		return nil, false
+	}
+	i = skipSpace(item, i+1)
+	for i < len(item) && item[i] == '"' {
+		keyEnd, plain := scanString(item, i)
+		key, err := unquote(item[i:keyEnd], plain)
+		if err != nil {
+			return nil, false
+		}
+		i = skipSpace(item, keyEnd)
+		if i >= len(item) || item[i] != ':' {
+			return nil, false
+		}
+		i = skipSpace(item, i+1)
+		end, ok := skipValue(item, i)
+		if !ok {
+			return nil, false
+		}
+		if string(key) == name {
+			return item[i:end], true
+		}
+		i = skipSpace(item, end)
+		if i >= len(item) || item[i] != ',' {
+			return nil, false
+		}
+		i = skipSpace(item, i+1)
+	}
+	return nil, false
+}
+
+// skipValue returns the index just past the JSON value at b[i]. It checks
+// only the nesting, which is all Field needs to find the next key.
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	switch b[i] {
+	case '"':
+		end, _ := scanString(b, i)
+		return end, end <= len(b) && b[end-1] == '"' && end-i >= 2
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				end, _ := scanString(b, i)
+				if end-i < 2 || b[end-1] != '"' {
+					return end, false
+				}
+				i = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, true
+				}
+			}
+		}
+		return i, false
+	}
+	end := skipScalar(b, i)
+	return end, end > i
+}

@@ -20,6 +20,11 @@
 //	any        listed B, first sync,    Snapshot      snapshot, after B, rev r+1      B at r
 //	           not the stored state     (snapshot)
 //	live A     gone (a confirmed 404)   Deleted       deleted, before A, rev r+1      delete at r
+//	live A     listed B, marked deleted Deleted       deleted, before A, rev r+1      delete at r
+//	           (ROCKETY_DELETED_FIELD)
+//	none/gone  listed B, marked deleted Unchanged     — (gone already, or never live) —
+//	live A     listed, marked deleted,  Baseline      — (BRIDGE_INITIAL_SYNC=baseline) delete at r
+//	           first sync
 //	none/gone  gone                     Unchanged     —                               —
 //	rev ≠ r    gone, suspected at r     Stale         — (judged again next cycle)     —
 //	rev r      replayed event of rev    Recovered     — (published before a stop)     its state at r
@@ -125,6 +130,10 @@ type Observation struct {
 	Value []byte
 	// Sync is how a listed item is recorded (Listed).
 	Sync Sync
+	// MarkedDeleted: the listed item is soft-deleted (its
+	// ROCKETY_DELETED_FIELD is set, see MarkedDeleted). It is a delete of
+	// the last live state, from any kind of cycle.
+	MarkedDeleted bool
 	// Replaces is the revision a Gone item's delete replaces, the one it
 	// was last seen live at: a stored revision that moved on since then
 	// means someone else stored a newer state, which is judged again
@@ -176,6 +185,14 @@ func Decide(resource string, stored State, obs Observation, now time.Time) Decis
 }
 
 func listed(resource string, s State, obs Observation, now time.Time) Decision {
+	if obs.MarkedDeleted {
+		// The API keeps listing it, but for subscribers it is gone, like a
+		// confirmed 404; a later listing without the mark is a create.
+		if obs.Sync == FirstBaseline && s.Live() {
+			return Decision{Outcome: Baseline, Write: &Write{ID: s.ID, Replaces: s.Revision}}
+		}
+		return gone(resource, s, Observation{Kind: Gone}, now)
+	}
 	write := &Write{ID: s.ID, Value: obs.Value, Replaces: s.Revision}
 	live := s.Live()
 	var changed []string
@@ -266,4 +283,38 @@ func Adopt(resource string, w Write, stored events.Event) (Write, error) {
 	}
 	w.Value = stored.After // nil for a delete
 	return w, nil
+}
+
+// MarkedDeleted reports whether item (a JSON object) is soft-deleted by
+// field: its value is true, or a non-empty string (a deletion time), or
+// any other value but false, null, "" and 0. A missing field, or a value
+// that is not an object, is not a mark.
+func MarkedDeleted(item []byte, field string) bool {
+	if field == "" {
+		return false
+	}
+	v, ok := Field(item, field)
+	if !ok {
+		return false
+	}
+	switch string(v) {
+	case "", "null", "false", `""`, "0":
+		return false
+	}
+	return true
+}
+
+// Bookmark is the bridge's bookkeeping for one resource (KV
+// ROCKETY_CHECKPOINTS), apart from the items: how far the events stream is
+// reflected in the mirror, and where incremental polling stands.
+type Bookmark struct {
+	// Checkpoint is the events-stream sequence up to which every event of
+	// the resource is reflected in the mirror.
+	Checkpoint uint64
+	// Cursor is the largest changed-at value (ROCKETY_CHANGED_AT_FIELD,
+	// the API's clock) among items of committed cycles; zero when none.
+	Cursor time.Time
+	// LastFull is when the last complete full traversal finished (the
+	// bridge's clock, for scheduling the next); zero when never.
+	LastFull time.Time
 }

@@ -1,6 +1,7 @@
 package plan_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
 	"testing"
@@ -84,6 +85,18 @@ func TestDecide(t *testing.T) {
 			outcome: plan.Unchanged, noWrite: true},
 		{name: "replayed update of a deleted item does not fit", stored: gone, obs: replay(events.OpUpdated, 10, b),
 			outcome: plan.Unchanged, noWrite: true},
+		{name: "soft-deleted: a delete of the last live state", stored: liveA,
+			obs:     plan.Observation{Kind: plan.Listed, Value: []byte(`{"id":1,"title":"old","deleted_at":"2026-12-01T12:00:00Z"}`), MarkedDeleted: true},
+			outcome: plan.Deleted, op: events.OpDeleted, replaced: 7, before: a, deleteWrite: true},
+		{name: "soft-deleted and gone already: nothing", stored: gone,
+			obs: plan.Observation{Kind: plan.Listed, Value: b, MarkedDeleted: true}, outcome: plan.Unchanged, noWrite: true},
+		{name: "soft-deleted and never seen live: nothing, in a first sync too", stored: none,
+			obs: plan.Observation{Kind: plan.Listed, Value: b, MarkedDeleted: true, Sync: plan.FirstSnapshot}, outcome: plan.Unchanged, noWrite: true},
+		{name: "soft-deleted in a first baseline sync: deleted silently", stored: liveA,
+			obs: plan.Observation{Kind: plan.Listed, Value: b, MarkedDeleted: true, Sync: plan.FirstBaseline}, outcome: plan.Baseline,
+			replaced: 7, deleteWrite: true},
+		{name: "back after a soft delete, unmarked: created", stored: gone, obs: plan.Observation{Kind: plan.Listed, Value: b},
+			outcome: plan.Created, op: events.OpCreated, replaced: 9, writeValue: b},
 		{name: "an unknown observation does nothing", stored: liveA, obs: plan.Observation{}, outcome: plan.Unchanged, noWrite: true},
 	}
 	for _, tt := range tests {
@@ -192,4 +205,101 @@ func TestAdopt(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestMarkedDeleted(t *testing.T) {
+	tests := []struct {
+		item  string
+		field string
+		want  bool
+	}{
+		{`{"id":1,"deleted_at":"2026-12-01T12:00:00Z"}`, "deleted_at", true},
+		{`{"id":1,"deleted":true}`, "deleted", true},
+		{`{"id":1,"deleted":1}`, "deleted", true},
+		{`{"id":1,"deleted":{"by":"ann"}}`, "deleted", true},
+		{`{"id":1,"deleted_at":null}`, "deleted_at", false},
+		{`{"id":1,"deleted":false}`, "deleted", false},
+		{`{"id":1,"deleted_at":""}`, "deleted_at", false},
+		{`{"id":1,"deleted":0}`, "deleted", false},
+		{`{"id":1}`, "deleted_at", false},
+		{`{"id":1,"meta":{"deleted_at":"x"}}`, "deleted_at", false}, // top level only
+		{`{"id":1,"deleted_at":"x"}`, "", false},                    // off
+		{`[{"deleted_at":"x"}]`, "deleted_at", false},
+		{`not json`, "deleted_at", false},
+	}
+	for _, tt := range tests {
+		if got := plan.MarkedDeleted([]byte(tt.item), tt.field); got != tt.want {
+			t.Errorf("MarkedDeleted(%s, %q) = %v, want %v", tt.item, tt.field, got, tt.want)
+		}
+	}
+}
+
+func TestField(t *testing.T) {
+	tests := []struct {
+		item, name, want string
+		found            bool
+	}{
+		{`{"id":1,"updated_at":"2026-12-01T12:00:00Z"}`, "updated_at", `"2026-12-01T12:00:00Z"`, true},
+		{` { "a" : [1,{"updated_at":"no"},"]"] , "updated_at" : 5 } `, "updated_at", `5`, true},
+		{`{"a":"x\"updated_at\":1","updated_at":null}`, "updated_at", `null`, true},
+		{`{"upd\u0061ted_at":"esc"}`, "updated_at", `"esc"`, true},
+		{`{"a":{"b":{"c":"}"}},"z":true}`, "z", `true`, true},
+		{`{"id":1}`, "updated_at", ``, false},
+		{`{}`, "id", ``, false},
+		{`[1,2]`, "id", ``, false},
+		{`{"id":`, "id", ``, false},
+		{`{"a":{"b":1}`, "z", ``, false},
+		{``, "id", ``, false},
+	}
+	for _, tt := range tests {
+		got, found := plan.Field([]byte(tt.item), tt.name)
+		if found != tt.found || string(got) != tt.want {
+			t.Errorf("Field(%s, %q) = %s, %v; want %s, %v", tt.item, tt.name, got, found, tt.want, tt.found)
+		}
+	}
+}
+
+// FuzzField holds Field to encoding/json: on every valid object, it finds
+// what a full decode finds.
+func FuzzField(f *testing.F) {
+	f.Add([]byte(`{"id":1,"updated_at":"2026-12-01T12:00:00Z"}`), "updated_at")
+	f.Add([]byte(`{"a":[{"b":"]}"}],"b":{"c":[1,2]},"c":"\u00e9"}`), "c")
+	f.Fuzz(func(t *testing.T, item []byte, name string) {
+		got, found := plan.Field(item, name)
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(item, &obj) != nil || obj == nil {
+			return // not an object: Field may say anything but must not panic
+		}
+		want, ok := obj[name]
+		if bytes.Count(item, []byte(`"`)) > 0 && hasDuplicateKeys(item) {
+			return // encoding/json keeps the last of duplicate keys, Field the first
+		}
+		if found != ok || (ok && !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(want))) {
+			t.Errorf("Field(%s, %q) = %s, %v; encoding/json finds %s, %v", item, name, got, found, want, ok)
+		}
+	})
+}
+
+func hasDuplicateKeys(item []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(item))
+	if _, err := dec.Token(); err != nil {
+		return false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		key, _ := k.(string)
+		if seen[key] {
+			return true
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return false
+		}
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/plan"
@@ -25,10 +26,68 @@ type cycle struct {
 	stats *CycleStats
 	// queued are changes found and not yet handed on; send, during a
 	// traversal, hands a batch to the background flusher.
-	queued  []Change
-	since   int64 // unix nanos of the oldest queued change
-	send    func([]Change) error
-	lastSeq uint64
+	queued   []Change
+	queuedAt int64 // unix nanos of the oldest queued change
+	send     func([]Change) error
+	lastSeq  uint64
+
+	kind  Kind
+	start time.Time
+	// since is what an incremental cycle's filter asks from.
+	since time.Time
+	// newest is the largest changed-at value the cycle saw, the cursor's
+	// next value once its changes are committed.
+	newest time.Time
+	// distrusted, when set, says how the API showed that it ignores the
+	// filter.
+	distrusted string
+}
+
+// futureSlack bounds how far ahead of the bridge's clock a changed-at
+// value may move the cursor: an item stamped years ahead by mistake would
+// otherwise leave every later change behind the filter.
+const futureSlack = 24 * time.Hour
+
+// note moves the cycle's newest changed-at value on, from item.
+func (c *cycle) note(t time.Time) {
+	if t.After(c.newest) && t.Before(c.start.Add(futureSlack)) {
+		c.newest = t
+	}
+}
+
+// readsEveryChangedAt: an incremental cycle checks every item against its
+// filter time, and the first full traversal of a resource sets the cursor
+// from all of them; later full traversals move it by their changes only
+// (the others are older than the cursor already), so they do not pay for
+// parsing every item.
+func (c *cycle) readsEveryChangedAt() bool {
+	return c.p.cfg.ChangedSince != "" && (c.kind == KindIncremental || c.p.bookmark.Cursor.IsZero())
+}
+
+// filters narrow an incremental cycle's list to the items changed since
+// its filter time.
+func (c *cycle) filters() []rockety.Filter {
+	if c.kind != KindIncremental {
+		return nil
+	}
+	return []rockety.Filter{{Param: c.p.cfg.ChangedSince, Value: c.since.Format(time.RFC3339)}}
+}
+
+// checkChangedAt reads the changed-at value of every item of a page: the
+// cursor's candidates, and the evidence that the filter works. An item
+// changed before the filter time means the API ignored the filter.
+func (c *cycle) checkChangedAt(items []rockety.Item) {
+	for _, it := range items {
+		t, ok := changedAt(it.Raw, c.p.cfg.ChangedAtField)
+		if !ok {
+			continue
+		}
+		if c.kind == KindIncremental && t.Before(c.since) && c.distrusted == "" {
+			c.distrusted = fmt.Sprintf("asked for items changed since %s (%s=%[1]s), the API listed item %s, changed at %s: it ignores the parameter",
+				c.since.Format(time.RFC3339), c.p.cfg.ChangedSince, it.ID, t.Format(time.RFC3339Nano))
+		}
+		c.note(t)
+	}
 }
 
 // traverse reads every page and diffs it, while a background flusher
@@ -74,7 +133,7 @@ func (c *cycle) traverse() error {
 		return errors.Join(err, flushErr)
 	}
 
-	for page, err := range p.deps.Lister.Pages(c.ctx, res) {
+	for page, err := range p.deps.Lister.Pages(c.ctx, res, c.filters()...) {
 		if err != nil {
 			// Publish what this cycle saw, then stop: never a delete.
 			return finish(fmt.Errorf("%w: %s: %w", ErrIncomplete, res, err))
@@ -82,6 +141,9 @@ func (c *cycle) traverse() error {
 		c.stats.Pages++
 		if page.Meta.Total >= 0 {
 			c.stats.Total = page.Meta.Total
+		}
+		if c.readsEveryChangedAt() {
+			c.checkChangedAt(page.Items)
 		}
 		p.mu.Lock()
 		changes, dupes, err := p.ix.Diff(p.cycle, page.Items)
@@ -94,6 +156,11 @@ func (c *cycle) traverse() error {
 		if err := c.add(changes); err != nil {
 			return finish(err)
 		}
+		if c.distrusted != "" {
+			// This page was true, and is published; the rest of a list
+			// the API did not filter is a full traversal's to read.
+			break
+		}
 	}
 	return finish(nil)
 }
@@ -104,15 +171,20 @@ func (c *cycle) traverse() error {
 func (c *cycle) add(changes []Change) error {
 	now := c.p.deps.Now().UnixNano()
 	for _, ch := range changes {
+		if c.p.cfg.ChangedSince != "" && !c.readsEveryChangedAt() {
+			if t, ok := changedAt(ch.Raw, c.p.cfg.ChangedAtField); ok {
+				c.note(t)
+			}
+		}
 		// Detach from the page's buffer so the page can be freed.
 		ch.Raw = bytes.Clone(ch.Raw)
 		if len(c.queued) == 0 {
-			c.since = now
+			c.queuedAt = now
 		}
 		c.queued = append(c.queued, ch)
 	}
 	if len(c.queued) >= c.p.cfg.FlushChanges ||
-		(len(c.queued) > 0 && now-c.since >= int64(c.p.cfg.FlushAfter)) {
+		(len(c.queued) > 0 && now-c.queuedAt >= int64(c.p.cfg.FlushAfter)) {
 		return c.flush()
 	}
 	return nil
@@ -172,22 +244,64 @@ func (c *cycle) publish(batch []Change) error {
 	now := p.deps.Now()
 	out := make([]plan.Outgoing, 0, len(batch))
 	writes := make([]plan.Write, 0, len(batch))
+	var n notes
 	for i, ch := range batch {
-		d := plan.Decide(p.cfg.Resource, stored[i], plan.Observation{Kind: plan.Listed, Value: ch.Raw, Sync: sync}, now)
+		marked := plan.MarkedDeleted(ch.Raw, p.cfg.DeletedField)
+		d := plan.Decide(p.cfg.Resource, stored[i], plan.Observation{Kind: plan.Listed, Value: ch.Raw, Sync: sync, MarkedDeleted: marked}, now)
+		if marked {
+			n.tombstone(ch)
+			if d.Write == nil {
+				p.mu.Lock()
+				p.ix.BuryListed(ch.ID, ch.Hash, ch.RawHash, stored[i].Revision)
+				p.mu.Unlock()
+			}
+		}
 		if d.Event != nil {
 			out = append(out, *d.Event)
+			if c.kind == KindFull && !p.covered.from.IsZero() {
+				if t, ok := changedAt(ch.Raw, p.cfg.ChangedAtField); ok && p.covered.covers(t) {
+					n.miss(ch.ID)
+				}
+			}
 		}
 		if d.Write != nil {
 			writes = append(writes, *d.Write)
 		}
 	}
-	return c.publishAndCommit(out, writes)
+	return c.publishAndCommit(out, writes, &n)
+}
+
+// notes are what a batch's commit needs to know beyond its writes.
+type notes struct {
+	// missed: changes an incremental cycle should have seen.
+	missed map[string]bool
+	// tombstones: soft-deleted items, still listed, whose delete is
+	// being written; the index keeps their hashes so that the next
+	// cycles find them unchanged.
+	tombstones map[string]Change
+}
+
+func (n *notes) miss(id string) {
+	if n.missed == nil {
+		n.missed = map[string]bool{}
+	}
+	n.missed[id] = true
+}
+
+func (n *notes) tombstone(ch Change) {
+	if n.tombstones == nil {
+		n.tombstones = map[string]Change{}
+	}
+	n.tombstones[ch.ID] = ch
 }
 
 // publishAndCommit publishes out and commits, for each acknowledged event,
 // its write; writes without an event (silent ones) are committed as well.
 // Writes are matched to events by item id.
-func (c *cycle) publishAndCommit(out []plan.Outgoing, writes []plan.Write) error {
+func (c *cycle) publishAndCommit(out []plan.Outgoing, writes []plan.Write, n *notes) error {
+	if n == nil {
+		n = &notes{}
+	}
 	if err := c.p.checkLease(); err != nil {
 		return err
 	}
@@ -206,6 +320,9 @@ func (c *cycle) publishAndCommit(out []plan.Outgoing, writes []plan.Write) error
 				return
 			}
 			c.count(out[i].Event.Op)
+			if n.missed[out[i].Event.ID] {
+				c.stats.Missed++
+			}
 		})
 	}
 	hasEvent := make(map[string]bool, len(out))
@@ -229,7 +346,7 @@ func (c *cycle) publishAndCommit(out []plan.Outgoing, writes []plan.Write) error
 	}
 	// Commit what was acknowledged even when part of the batch was not:
 	// the event is out, and its state must follow.
-	return errors.Join(pubErr, errors.Join(dupErrs...), c.commit(toCommit))
+	return errors.Join(pubErr, errors.Join(dupErrs...), c.commit(toCommit, n.tombstones))
 }
 
 // storedState turns w into the state of the event stored at seq, for an
@@ -255,7 +372,7 @@ func (c *cycle) count(op events.Op) {
 	}
 }
 
-func (c *cycle) commit(writes []plan.Write) error {
+func (c *cycle) commit(writes []plan.Write, tombstones map[string]Change) error {
 	if len(writes) == 0 {
 		return nil
 	}
@@ -266,7 +383,19 @@ func (c *cycle) commit(writes []plan.Write) error {
 	if err != nil {
 		return err
 	}
-	return c.p.apply(c.ctx, writes, res)
+	if err := c.p.apply(c.ctx, writes, res); err != nil {
+		return err
+	}
+	if len(tombstones) > 0 {
+		c.p.mu.Lock()
+		for i, w := range writes {
+			if ch, ok := tombstones[w.ID]; ok && w.Value == nil && !res[i].Conflict {
+				c.p.ix.BuryListed(w.ID, ch.Hash, ch.RawHash, res[i].Revision)
+			}
+		}
+		c.p.mu.Unlock()
+	}
+	return nil
 }
 
 // deletes confirms every live item the traversal did not see and publishes
@@ -391,5 +520,5 @@ func (c *cycle) publishDeletes(gone []Suspect) error {
 		out = append(out, *d.Event)
 		writes = append(writes, *d.Write)
 	}
-	return c.publishAndCommit(out, writes)
+	return c.publishAndCommit(out, writes, nil)
 }

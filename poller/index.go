@@ -181,6 +181,18 @@ func (ix *Index) Bury(id string, rev uint64) {
 	ix.set(id, e)
 }
 
+// BuryListed records that id is deleted although the API still lists it
+// (soft-deleted, ROCKETY_DELETED_FIELD): its delete marker is at rev (0
+// when it was never stored), and the hashes are of the listed item, so a
+// cycle that lists it unchanged finds nothing to do.
+func (ix *Index) BuryListed(id string, hash, raw, rev uint64) {
+	e, _ := ix.get(id)
+	e.hash, e.raw = hash, raw
+	e.setRev(rev)
+	e.setDead(true)
+	ix.set(id, e)
+}
+
 func (ix *Index) set(id string, e entry) {
 	old, ok := ix.get(id)
 	if ok && !old.dead() {
@@ -233,6 +245,7 @@ type Change struct {
 //	7 live, hash(t:a), r5   {"t":"a","id":7}       nothing (key order)
 //	7 live, hash(t:a), r5   {"id":7,"t":"b"}       change 7, live, replaces 5
 //	7 seen this cycle       {"id":7,...}           skipped, dupes+1
+//	7 dead, listed hash     the same item          nothing (still soft-deleted)
 func (ix *Index) Diff(cycle uint32, items []rockety.Item) (changes []Change, dupes int, err error) {
 	for _, it := range items {
 		id := string(it.ID)
@@ -246,7 +259,7 @@ func (ix *Index) Diff(cycle uint32, items []rockety.Item) (changes []Change, dup
 			e.setDead(true) // a new id counts as absent until its state is committed
 		}
 		raw := plan.RawHash(it.Raw)
-		if !e.dead() && e.raw == raw {
+		if e.raw == raw && (!e.dead() || e.hash != 0) {
 			ix.put(id, e)
 			continue
 		}
@@ -255,6 +268,8 @@ func (ix *Index) Diff(cycle uint32, items []rockety.Item) (changes []Change, dup
 			return changes, dupes, fmt.Errorf("item %s: %w", id, err)
 		}
 		switch {
+		case e.dead() && e.hash != 0 && e.hash == h:
+			e.raw = raw // a soft-deleted item listed again, formatted otherwise
 		case e.dead():
 			changes = append(changes, Change{ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaces: e.rev()})
 		case e.hash != h:

@@ -22,9 +22,9 @@ import (
 
 // Lister reads the Rockety API.
 type Lister interface {
-	// Pages traverses a resource in page order; it yields an error once and
-	// stops when a page cannot be read.
-	Pages(ctx context.Context, resource string) iter.Seq2[*rockety.Page, error]
+	// Pages traverses a resource in page order, narrowed by filters; it
+	// yields an error once and stops when a page cannot be read.
+	Pages(ctx context.Context, resource string, filters ...rockety.Filter) iter.Seq2[*rockety.Page, error]
 	// Get reads one item; a missing one matches rockety.ErrNotFound.
 	Get(ctx context.Context, resource string, id rockety.ID) (rockety.Item, error)
 }
@@ -41,11 +41,12 @@ type Mirror interface {
 }
 
 // Checkpoints remember, per resource, the events-stream sequence up to
-// which every event is reflected in the mirror, and so whether the
-// resource has been synchronised at all.
+// which every event is reflected in the mirror (and so whether the
+// resource has been synchronised at all), the incremental cursor and when
+// the last full traversal finished.
 type Checkpoints interface {
-	Checkpoint(ctx context.Context, resource string) (seq uint64, synced bool, err error)
-	SetCheckpoint(ctx context.Context, resource string, seq uint64) error
+	Bookmark(ctx context.Context, resource string) (b plan.Bookmark, synced bool, err error)
+	SetBookmark(ctx context.Context, resource string, b plan.Bookmark) error
 }
 
 // Sink publishes events and reports the acknowledged ones.
@@ -97,6 +98,26 @@ type Config struct {
 	// scattered changes does not pay a round trip per page.
 	FlushChanges int
 	FlushAfter   time.Duration
+
+	// ChangedSince turns incremental polling on: the list endpoint's
+	// filter parameter for items changed since a time
+	// (ROCKETY_CHANGED_SINCE), e.g. updated_since. Empty polls by full
+	// traversals only.
+	ChangedSince string
+	// ChangedAtField is the item field (RFC 3339) that says when it last
+	// changed (ROCKETY_CHANGED_AT_FIELD); default updated_at.
+	ChangedAtField string
+	// Lookback: the filter asks from the cursor minus this
+	// (ROCKETY_CHANGED_SINCE_LOOKBACK), for changes made in the same
+	// second as the cursor, shown to the filter late, or stamped by a
+	// server whose clock is behind.
+	Lookback time.Duration
+	// FullEvery: with ChangedSince, a full traversal at least this often
+	// (ROCKETY_FULL_SYNC_INTERVAL); default 15m.
+	FullEvery time.Duration
+	// DeletedField marks a soft-deleted item (ROCKETY_DELETED_FIELD),
+	// published as a delete from any cycle; empty is off.
+	DeletedField string
 }
 
 func (c *Config) setDefaults() error {
@@ -124,6 +145,12 @@ func (c *Config) setDefaults() error {
 	if c.FlushAfter == 0 {
 		c.FlushAfter = time.Second
 	}
+	if c.ChangedAtField == "" {
+		c.ChangedAtField = "updated_at"
+	}
+	if c.FullEvery == 0 {
+		c.FullEvery = 15 * time.Minute
+	}
 	switch {
 	case c.InitialSync != SyncBaseline && c.InitialSync != SyncSnapshot:
 		return fmt.Errorf("poller: initial sync %q (BRIDGE_INITIAL_SYNC): want baseline or snapshot", c.InitialSync)
@@ -131,6 +158,10 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("poller: max delete ratio %v (BRIDGE_MAX_DELETE_RATIO): want 0 to 1", c.MaxDeleteRatio)
 	case c.Jitter < 0 || c.Jitter >= 1:
 		return fmt.Errorf("poller: jitter %v: want 0 to 1", c.Jitter)
+	case c.Lookback < 0:
+		return fmt.Errorf("poller: lookback %s (ROCKETY_CHANGED_SINCE_LOOKBACK): want 0 or more", c.Lookback)
+	case c.FullEvery < 0:
+		return fmt.Errorf("poller: full sync interval %s (ROCKETY_FULL_SYNC_INTERVAL): want more than 0", c.FullEvery)
 	}
 	return nil
 }
@@ -165,10 +196,16 @@ type Poller struct {
 	mu sync.Mutex
 	ix *Index
 
-	loaded     bool
-	synced     bool
-	checkpoint uint64
-	cycle      uint32
+	loaded   bool
+	synced   bool
+	bookmark plan.Bookmark
+	cycle    uint32
+	// distrusted: an incremental cycle found the API ignoring the filter;
+	// the resource is polled by full traversals until restart.
+	distrusted bool
+	// covered is what incremental cycles asked about since the last full
+	// traversal.
+	covered coverage
 
 	leaseMu    sync.Mutex
 	leaseUntil time.Time
@@ -203,6 +240,7 @@ func (p *Poller) Tracked() int {
 
 // CycleStats describe one cycle.
 type CycleStats struct {
+	Kind     Kind
 	Pages    int
 	Seen     int // distinct items seen
 	Dupes    int // items seen twice (moved between pages)
@@ -215,13 +253,24 @@ type CycleStats struct {
 	Suspected, Confirmed, StillThere int
 	GuardTripped                     bool
 	Complete                         bool
+	// Missed counts the changes this full traversal published that an
+	// incremental cycle should have seen (incremental_missed_total).
+	Missed int
+	// Distrusted, when set, says how this incremental cycle found the API
+	// ignoring the filter (incremental_fallbacks_total); the resource is
+	// polled by full traversals from now on.
+	Distrusted string
+	// Cursor is the incremental cursor after the cycle; zero when none.
+	Cursor time.Time
 }
 
 // RunOnce runs one cycle: on the first, load the snapshot and finish what
-// a stopped bridge left undone; then traverse, diff, publish and commit
-// creates and updates page by page; then, after a complete traversal,
-// confirm and publish deletes; last, advance the checkpoint. A failed page
-// ends the traversal with ErrIncomplete and no deletes.
+// a stopped bridge left undone; then traverse (the whole list, or with
+// ROCKETY_CHANGED_SINCE the items changed since the cursor), diff, publish
+// and commit creates and updates page by page; then, after a complete
+// full traversal, confirm and publish deletes; last, advance the
+// checkpoint and the cursor. A failed page ends the traversal with
+// ErrIncomplete, no deletes, and the cursor where it was.
 func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 	stats := CycleStats{Total: -1}
 	if err := p.checkLease(); err != nil {
@@ -232,22 +281,56 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 			return stats, err
 		}
 	}
+	start := p.deps.Now()
+	stats.Kind = p.schedule().nextKind(start)
+	stats.Cursor = p.bookmark.Cursor
 	p.cycle++
-	c := &cycle{p: p, ctx: ctx, stats: &stats, lastSeq: p.checkpoint}
+	c := &cycle{p: p, ctx: ctx, stats: &stats, lastSeq: p.bookmark.Checkpoint, kind: stats.Kind, start: start}
+	if c.kind == KindIncremental {
+		c.since = filterTime(p.bookmark.Cursor, p.cfg.Lookback)
+	}
 	if err := c.traverse(); err != nil {
 		return stats, err
 	}
-	stats.Complete = true
-	if p.synced {
-		if err := c.deletes(); err != nil {
-			return stats, err
+	b := p.bookmark
+	b.Checkpoint = c.lastSeq
+	switch {
+	case c.distrusted != "":
+		// What it saw is published and committed; the cursor stays.
+		p.distrusted, stats.Distrusted = true, c.distrusted
+	case c.kind == KindIncremental:
+		stats.Complete = true
+		b.Cursor = later(b.Cursor, c.newest)
+		p.covered.add(c.since, start, b.Cursor, p.cfg.Lookback)
+	default:
+		stats.Complete = true
+		if p.synced {
+			if err := c.deletes(); err != nil {
+				return stats, err
+			}
 		}
+		b.Cursor = later(b.Cursor, c.newest)
+		b.LastFull = p.deps.Now()
+		p.covered = coverage{}
 	}
-	if err := p.deps.Checkpoints.SetCheckpoint(ctx, p.cfg.Resource, c.lastSeq); err != nil {
+	if err := p.deps.Checkpoints.SetBookmark(ctx, p.cfg.Resource, b); err != nil {
 		return stats, err
 	}
-	p.checkpoint, p.synced = c.lastSeq, true
+	p.bookmark, p.synced = b, true
+	stats.Cursor = b.Cursor
 	return stats, nil
+}
+
+func (p *Poller) schedule() schedule {
+	return schedule{incremental: p.cfg.ChangedSince != "", distrusted: p.distrusted, synced: p.synced,
+		initial: p.cfg.InitialSync, bookmark: p.bookmark, fullEvery: p.cfg.FullEvery}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // load reads the snapshot into the index, then replays the events
@@ -255,10 +338,11 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 // bridge stopped between publishing them and storing their state.
 func (p *Poller) load(ctx context.Context) error {
 	res := p.cfg.Resource
-	seq, synced, err := p.deps.Checkpoints.Checkpoint(ctx, res)
+	b, synced, err := p.deps.Checkpoints.Bookmark(ctx, res)
 	if err != nil {
 		return err
 	}
+	seq := b.Checkpoint
 	ix := NewIndex(1024)
 	err = p.deps.Mirror.Load(ctx, res, func(s plan.State) error {
 		if s.Deleted {
@@ -275,7 +359,7 @@ func (p *Poller) load(ctx context.Context) error {
 	p.mu.Lock()
 	p.ix = ix
 	p.mu.Unlock()
-	p.checkpoint, p.synced = seq, synced
+	p.bookmark, p.synced = b, synced
 
 	last := seq
 	_, err = p.deps.Journal.Replay(ctx, res, seq, recoveryLookback, func(at uint64, e events.Event) error {
@@ -286,10 +370,11 @@ func (p *Poller) load(ctx context.Context) error {
 		return fmt.Errorf("poller: replaying %s events after %d: %w", res, seq, err)
 	}
 	if last != seq {
-		if err := p.deps.Checkpoints.SetCheckpoint(ctx, res, last); err != nil {
+		b.Checkpoint = last
+		if err := p.deps.Checkpoints.SetBookmark(ctx, res, b); err != nil {
 			return err
 		}
-		p.checkpoint = last
+		p.bookmark = b
 	}
 	p.loaded = true
 	return nil

@@ -6,23 +6,33 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rockety-io/rockety-bridge/plan"
 )
 
 // Checkpoints is the bridge's bookkeeping per resource, in KV
 // ROCKETY_CHECKPOINTS under the resource's name, as JSON a person can
 // read: the events-stream sequence up to which every event is reflected in
-// the mirror. The mirror (ROCKETY_STATE) then holds Rockety items only.
+// the mirror, the incremental cursor and when the last full traversal
+// finished. The mirror (ROCKETY_STATE) then holds Rockety items only.
 type Checkpoints struct {
 	kv    jetstream.KeyValue
 	state jetstream.KeyValue
+
+	// rest holds, per resource, the fields of a newer bridge found in its
+	// record, so that writing one (every cycle) needs no read first.
+	mu   sync.Mutex
+	rest map[string]map[string]json.RawMessage
 }
 
 // NewCheckpoints wraps the checkpoints bucket; state is the mirror, where
 // older bridges kept checkpoints under "=checkpoint.<resource>".
 func NewCheckpoints(kv, state jetstream.KeyValue) *Checkpoints {
-	return &Checkpoints{kv: kv, state: state}
+	return &Checkpoints{kv: kv, state: state, rest: map[string]map[string]json.RawMessage{}}
 }
 
 // checkpoint is one resource's record. Fields are added, never renamed:
@@ -30,17 +40,26 @@ func NewCheckpoints(kv, state jetstream.KeyValue) *Checkpoints {
 type checkpoint struct {
 	// Seq is the events-stream checkpoint.
 	Seq uint64 `json:"checkpoint"`
-	// Rest keeps the fields of newer bridges (a cursor, the last full
-	// traversal) across a write by this one.
+	// Cursor and LastFull are incremental polling's (RFC 3339, absent
+	// when unset).
+	Cursor   time.Time `json:"cursor"`
+	LastFull time.Time `json:"last_full_traversal"`
+	// Rest keeps the fields of newer bridges across a write by this one.
 	Rest map[string]json.RawMessage `json:"-"`
 }
 
 func (c checkpoint) MarshalJSON() ([]byte, error) {
-	out := make(map[string]json.RawMessage, len(c.Rest)+1)
+	out := make(map[string]any, len(c.Rest)+3)
 	for k, v := range c.Rest {
 		out[k] = v
 	}
-	out["checkpoint"] = json.RawMessage(strconv.FormatUint(c.Seq, 10))
+	out["checkpoint"] = c.Seq
+	if !c.Cursor.IsZero() {
+		out["cursor"] = c.Cursor.UTC().Format(time.RFC3339Nano)
+	}
+	if !c.LastFull.IsZero() {
+		out["last_full_traversal"] = c.LastFull.UTC().Format(time.RFC3339Nano)
+	}
 	return json.Marshal(out)
 }
 
@@ -52,8 +71,26 @@ func (c *checkpoint) UnmarshalJSON(b []byte) error {
 	if !ok {
 		return errors.New(`no "checkpoint" field`)
 	}
-	delete(c.Rest, "checkpoint")
-	return json.Unmarshal(raw, &c.Seq)
+	if err := json.Unmarshal(raw, &c.Seq); err != nil {
+		return fmt.Errorf(`"checkpoint": %w`, err)
+	}
+	for key, dst := range map[string]*time.Time{"cursor": &c.Cursor, "last_full_traversal": &c.LastFull} {
+		raw, ok := c.Rest[key]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			return fmt.Errorf("%q: want an RFC 3339 time: %w", key, err)
+		}
+	}
+	for _, known := range []string{"checkpoint", "cursor", "last_full_traversal"} {
+		delete(c.Rest, known)
+	}
+	return nil
+}
+
+func (c checkpoint) bookmark() plan.Bookmark {
+	return plan.Bookmark{Checkpoint: c.Seq, Cursor: c.Cursor, LastFull: c.LastFull}
 }
 
 // errUnreadable: a checkpoint record that is not one; the next write
@@ -64,21 +101,24 @@ var errUnreadable = errors.New("publisher: unreadable checkpoint")
 // checkpoint in the mirror.
 func legacyKey(resource string) string { return "=checkpoint." + resource }
 
-// Checkpoint returns the events-stream sequence up to which every event of
-// resource is reflected in the mirror, and whether the resource has ever
-// completed a first synchronisation. A checkpoint still in the mirror
+// Bookmark returns resource's bookkeeping, and whether the resource has
+// ever completed a first synchronisation. A checkpoint still in the mirror
 // (an older bridge's) is moved here first.
-func (c *Checkpoints) Checkpoint(ctx context.Context, resource string) (seq uint64, synced bool, err error) {
+func (c *Checkpoints) Bookmark(ctx context.Context, resource string) (plan.Bookmark, bool, error) {
 	rec, found, err := c.read(ctx, resource)
 	if err != nil || found {
-		return rec.Seq, found, err
+		return rec.bookmark(), found, err
 	}
-	return c.migrate(ctx, resource)
+	seq, synced, err := c.migrate(ctx, resource)
+	return plan.Bookmark{Checkpoint: seq}, synced, err
 }
 
 func (c *Checkpoints) read(ctx context.Context, resource string) (checkpoint, bool, error) {
 	kve, err := c.kv.Get(ctx, resource)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		c.mu.Lock()
+		c.rest[resource] = nil
+		c.mu.Unlock()
 		return checkpoint{}, false, nil
 	}
 	if err != nil {
@@ -86,9 +126,15 @@ func (c *Checkpoints) read(ctx context.Context, resource string) (checkpoint, bo
 	}
 	var rec checkpoint
 	if err := json.Unmarshal(kve.Value(), &rec); err != nil {
+		c.mu.Lock()
+		c.rest[resource] = nil // replaced whole by the next write
+		c.mu.Unlock()
 		return checkpoint{}, false, fmt.Errorf("%w: the %s checkpoint %q in %s: %w; delete the key and the next cycle re-baselines silently",
 			errUnreadable, resource, kve.Value(), c.kv.Bucket(), err)
 	}
+	c.mu.Lock()
+	c.rest[resource] = rec.Rest
+	c.mu.Unlock()
 	return rec, true, nil
 }
 
@@ -107,7 +153,7 @@ func (c *Checkpoints) migrate(ctx context.Context, resource string) (uint64, boo
 	if err != nil {
 		return 0, false, fmt.Errorf("publisher: the %s checkpoint %q left in %s is not a sequence number", resource, kve.Value(), c.state.Bucket())
 	}
-	if err := c.SetCheckpoint(ctx, resource, seq); err != nil {
+	if err := c.SetBookmark(ctx, resource, plan.Bookmark{Checkpoint: seq}); err != nil {
 		return 0, false, err
 	}
 	if err := c.state.Purge(ctx, legacyKey(resource)); err != nil {
@@ -116,20 +162,30 @@ func (c *Checkpoints) migrate(ctx context.Context, resource string) (uint64, boo
 	return seq, true, nil
 }
 
-// SetCheckpoint records seq as resource's checkpoint, and with it that the
-// resource has been synchronised.
-func (c *Checkpoints) SetCheckpoint(ctx context.Context, resource string, seq uint64) error {
-	rec, _, err := c.read(ctx, resource)
-	if err != nil && !errors.Is(err, errUnreadable) {
-		return err
+// SetBookmark records resource's bookkeeping, and with it that the
+// resource has been synchronised. Fields of a newer bridge in the record
+// it read last are kept.
+func (c *Checkpoints) SetBookmark(ctx context.Context, resource string, b plan.Bookmark) error {
+	c.mu.Lock()
+	rest, known := c.rest[resource]
+	c.mu.Unlock()
+	if !known {
+		rec, _, err := c.read(ctx, resource)
+		if err != nil && !errors.Is(err, errUnreadable) {
+			return err
+		}
+		rest = rec.Rest
 	}
-	rec.Seq = seq
-	b, err := json.Marshal(rec)
+	rec := checkpoint{Seq: b.Checkpoint, Cursor: b.Cursor, LastFull: b.LastFull, Rest: rest}
+	out, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	if _, err := c.kv.Put(ctx, resource, b); err != nil {
+	if _, err := c.kv.Put(ctx, resource, out); err != nil {
 		return fmt.Errorf("publisher: storing the %s checkpoint: %w", resource, err)
 	}
+	c.mu.Lock()
+	c.rest[resource] = rest
+	c.mu.Unlock()
 	return nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -16,15 +18,15 @@ func TestCheckpointsLiveApartFromTheMirror(t *testing.T) {
 	ctx := context.Background()
 	_, _, js, res := setup(t)
 	cps := publisher.NewCheckpoints(res.Checkpoints, res.State)
-	seq, synced, err := cps.Checkpoint(ctx, "tasks")
-	if err != nil || synced || seq != 0 {
-		t.Fatalf("checkpoint before any = %d %v %v", seq, synced, err)
+	b, synced, err := cps.Bookmark(ctx, "tasks")
+	if err != nil || synced || b != (plan.Bookmark{}) {
+		t.Fatalf("checkpoint before any = %+v %v %v", b, synced, err)
 	}
-	if err := cps.SetCheckpoint(ctx, "tasks", 42); err != nil {
+	if err := cps.SetBookmark(ctx, "tasks", plan.Bookmark{Checkpoint: 42}); err != nil {
 		t.Fatal(err)
 	}
-	if seq, synced, err := cps.Checkpoint(ctx, "tasks"); err != nil || !synced || seq != 42 {
-		t.Fatalf("checkpoint = %d %v %v", seq, synced, err)
+	if b, synced, err := cps.Bookmark(ctx, "tasks"); err != nil || !synced || b.Checkpoint != 42 {
+		t.Fatalf("checkpoint = %+v %v %v", b, synced, err)
 	}
 	// A person reading the bucket sees JSON under the resource's name.
 	kve, err := res.Checkpoints.Get(ctx, "tasks")
@@ -32,15 +34,15 @@ func TestCheckpointsLiveApartFromTheMirror(t *testing.T) {
 		t.Errorf("stored record %q, %v", kve.Value(), err)
 	}
 	// Fields a newer bridge added survive this one's write.
-	if _, err := res.Checkpoints.Put(ctx, "users", []byte(`{"checkpoint":7,"cursor":"2026-12-01T10:00:00Z"}`)); err != nil {
+	if _, err := res.Checkpoints.Put(ctx, "users", []byte(`{"checkpoint":7,"lanes":{"x":1}}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := cps.SetCheckpoint(ctx, "users", 9); err != nil {
+	if err := cps.SetBookmark(ctx, "users", plan.Bookmark{Checkpoint: 9}); err != nil {
 		t.Fatal(err)
 	}
 	kve, _ = res.Checkpoints.Get(ctx, "users")
 	var rec map[string]any
-	if json.Unmarshal(kve.Value(), &rec) != nil || rec["checkpoint"] != 9.0 || rec["cursor"] != "2026-12-01T10:00:00Z" {
+	if json.Unmarshal(kve.Value(), &rec) != nil || rec["checkpoint"] != 9.0 || rec["lanes"] == nil {
 		t.Errorf("record after a write = %s", kve.Value())
 	}
 	// An unreadable record is an error that says what to do, and the next
@@ -48,14 +50,14 @@ func TestCheckpointsLiveApartFromTheMirror(t *testing.T) {
 	if _, err := res.Checkpoints.Put(ctx, "projects", []byte(`garbage`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := cps.Checkpoint(ctx, "projects"); err == nil {
+	if _, _, err := cps.Bookmark(ctx, "projects"); err == nil {
 		t.Error("an unreadable checkpoint was read")
 	}
-	if err := cps.SetCheckpoint(ctx, "projects", 3); err != nil {
+	if err := cps.SetBookmark(ctx, "projects", plan.Bookmark{Checkpoint: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if seq, _, err := cps.Checkpoint(ctx, "projects"); err != nil || seq != 3 {
-		t.Errorf("after replacing an unreadable record: %d, %v", seq, err)
+	if b, _, err := cps.Bookmark(ctx, "projects"); err != nil || b.Checkpoint != 3 {
+		t.Errorf("after replacing an unreadable record: %+v, %v", b, err)
 	}
 	// The mirror holds items only.
 	store := publisher.NewStateStore(js, res.State)
@@ -85,21 +87,56 @@ func TestCheckpointLeftInTheMirrorIsMovedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	cps := publisher.NewCheckpoints(res.Checkpoints, res.State)
-	seq, synced, err := cps.Checkpoint(ctx, "tasks")
-	if err != nil || !synced || seq != 1234 {
-		t.Fatalf("moved checkpoint = %d %v %v", seq, synced, err)
+	b, synced, err := cps.Bookmark(ctx, "tasks")
+	if err != nil || !synced || b.Checkpoint != 1234 {
+		t.Fatalf("moved checkpoint = %+v %v %v", b, synced, err)
 	}
 	if _, err := res.State.Get(ctx, "=checkpoint.tasks"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Errorf("the old key is still in the mirror: %v", err)
 	}
-	if seq, synced, err := publisher.NewCheckpoints(res.Checkpoints, res.State).Checkpoint(ctx, "tasks"); err != nil || !synced || seq != 1234 {
-		t.Errorf("after the move = %d %v %v", seq, synced, err)
+	if b, synced, err := publisher.NewCheckpoints(res.Checkpoints, res.State).Bookmark(ctx, "tasks"); err != nil || !synced || b.Checkpoint != 1234 {
+		t.Errorf("after the move = %+v %v %v", b, synced, err)
 	}
 	if kve, err := res.State.Get(ctx, "tasks.1"); err != nil || string(kve.Value()) != `{"id":1}` {
 		t.Errorf("an item was touched: %v", err)
 	}
 	// A resource without any checkpoint anywhere is not synced.
-	if _, synced, err := cps.Checkpoint(ctx, "users"); err != nil || synced {
+	if _, synced, err := cps.Bookmark(ctx, "users"); err != nil || synced {
 		t.Errorf("users: synced %v, %v", synced, err)
+	}
+}
+
+// TestBookmarkKeepsTheCursorAndTheLastFullTraversal: incremental polling's
+// bookkeeping round-trips through the record, readable as RFC 3339, and a
+// record without it (an older bridge's) reads as zero times.
+func TestBookmarkKeepsTheCursorAndTheLastFullTraversal(t *testing.T) {
+	ctx := context.Background()
+	_, _, _, res := setup(t)
+	cps := publisher.NewCheckpoints(res.Checkpoints, res.State)
+	want := plan.Bookmark{Checkpoint: 5,
+		Cursor:   time.Date(2026, 12, 1, 10, 0, 0, 123456000, time.UTC),
+		LastFull: time.Date(2026, 12, 1, 10, 5, 0, 0, time.UTC)}
+	if err := cps.SetBookmark(ctx, "tasks", want); err != nil {
+		t.Fatal(err)
+	}
+	got, synced, err := publisher.NewCheckpoints(res.Checkpoints, res.State).Bookmark(ctx, "tasks")
+	if err != nil || !synced || got.Checkpoint != 5 || !got.Cursor.Equal(want.Cursor) || !got.LastFull.Equal(want.LastFull) {
+		t.Fatalf("read back %+v %v %v, want %+v", got, synced, err, want)
+	}
+	kve, _ := res.Checkpoints.Get(ctx, "tasks")
+	if string(kve.Value()) != `{"checkpoint":5,"cursor":"2026-12-01T10:00:00.123456Z","last_full_traversal":"2026-12-01T10:05:00Z"}` {
+		t.Errorf("stored %s", kve.Value())
+	}
+	if _, err := res.Checkpoints.Put(ctx, "users", []byte(`{"checkpoint":7}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := cps.Bookmark(ctx, "users"); err != nil || !got.Cursor.IsZero() || !got.LastFull.IsZero() || got.Checkpoint != 7 {
+		t.Errorf("an older record reads as %+v, %v", got, err)
+	}
+	if _, err := res.Checkpoints.Put(ctx, "projects", []byte(`{"checkpoint":7,"cursor":"yesterday"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cps.Bookmark(ctx, "projects"); err == nil || !strings.Contains(err.Error(), "cursor") {
+		t.Errorf("a bad cursor reads as %v", err)
 	}
 }

@@ -566,11 +566,14 @@ func itemPath(resource string, id ID) string {
 }
 
 // FetchPage fetches and decodes one page of a list. Most callers want Pages.
-func (c *Client) FetchPage(ctx context.Context, resource string, page int) (PageBody, error) {
+func (c *Client) FetchPage(ctx context.Context, resource string, page int, filters ...Filter) (PageBody, error) {
 	if err := checkResource(resource); err != nil {
 		return PageBody{}, err
 	}
 	path := "/" + resource + "?page=" + strconv.Itoa(page) + "&per_page=" + strconv.Itoa(c.pageSize)
+	for _, f := range filters {
+		path += "&" + url.QueryEscape(f.Param) + "=" + url.QueryEscape(f.Value)
+	}
 	resp, err := c.do(ctx, call{method: http.MethodGet, resource: resource, path: path, ok: statusIs(http.StatusOK)})
 	if err != nil {
 		return PageBody{}, err

@@ -6,6 +6,12 @@ import (
 	"sync"
 )
 
+// Filter is one query parameter of a list request besides page and
+// per_page, such as updated_since=2026-12-01T12:00:00Z.
+type Filter struct {
+	Param, Value string
+}
+
 // Page is one page of a traversal, in page order.
 type Page struct {
 	Resource string
@@ -26,7 +32,10 @@ type Page struct {
 // the one before, a page with items beyond the page count its own metadata
 // gives, and more pages than the limit (WithMaxPages). Each is an error
 // matching ErrPagination.
-func (c *Client) Pages(ctx context.Context, resource string) iter.Seq2[*Page, error] {
+//
+// Filters narrow the list (incremental polling asks for items changed
+// since a time); pages are then those of the filtered list.
+func (c *Client) Pages(ctx context.Context, resource string, filters ...Filter) iter.Seq2[*Page, error] {
 	return func(yield func(*Page, error) bool) {
 		if err := checkResource(resource); err != nil {
 			yield(nil, err)
@@ -65,7 +74,7 @@ func (c *Client) Pages(ctx context.Context, resource string) iter.Seq2[*Page, er
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					body, err := c.FetchPage(ctx, resource, f.number)
+					body, err := c.FetchPage(ctx, resource, f.number, filters...)
 					f.done <- result{body, err}
 				}()
 				queue = append(queue, f)

@@ -87,9 +87,11 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 		MaxDeleteRatio: cfg.MaxDeleteRatio, InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL,
 		Logger: log, Metrics: metrics, ShutdownGrace: max(cfg.ShutdownGrace, time.Millisecond), Replicas: cfg.StreamReplicas,
 		CommandMaxAge: cfg.CommandMaxAge,
+		Incremental: app.Incremental{ChangedAtField: cfg.ChangedAtField, Lookback: cfg.Lookback,
+			FullEvery: cfg.FullSyncInterval, DeletedField: cfg.DeletedField},
 	}
 	for _, r := range cfg.Resources {
-		opts.Resources = append(opts.Resources, app.Resource{Name: r, Interval: cfg.Interval(r)})
+		opts.Resources = append(opts.Resources, app.Resource{Name: r, Interval: cfg.Interval(r), ChangedSince: cfg.ChangedSince[r]})
 	}
 	opts.Commands = commands(cfg, client)
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +35,11 @@ type env struct {
 	PageSize        string `envconfig:"ROCKETY_PAGE_SIZE" default:"100" desc:"per_page, 1 to 10000, or max for the largest page the API grants"`
 	PageConcurrency string `envconfig:"ROCKETY_PAGE_CONCURRENCY" default:"4" desc:"pages fetched in parallel"`
 	RateLimit       string `envconfig:"ROCKETY_RATE_LIMIT" default:"10" desc:"API requests per second, 0 = unlimited"`
+	ChangedSince    string `envconfig:"ROCKETY_CHANGED_SINCE" desc:"incremental polling: resource:parameter pairs, * for every resource, e.g. *:updated_since"`
+	ChangedAtField  string `envconfig:"ROCKETY_CHANGED_AT_FIELD" default:"updated_at" desc:"the item field (RFC 3339) that says when it last changed"`
+	Lookback        string `envconfig:"ROCKETY_CHANGED_SINCE_LOOKBACK" default:"1m" desc:"the filter asks from the cursor minus this (0 to 24h)"`
+	FullSync        string `envconfig:"ROCKETY_FULL_SYNC_INTERVAL" default:"15m" desc:"in incremental mode, a full traversal at least this often (100ms to 168h)"`
+	DeletedField    string `envconfig:"ROCKETY_DELETED_FIELD" desc:"a field that marks a soft-deleted item (true, or a non-null time)"`
 	NATSURL         string `envconfig:"NATS_URL" desc:"NATS servers; empty = embedded server with JetStream"`
 	NATSCreds       string `envconfig:"NATS_CREDS" desc:"NATS credentials file"`
 	NATSNKeySeed    string `envconfig:"NATS_NKEY_SEED_FILE" desc:"NATS nkey seed file"`
@@ -74,6 +80,13 @@ type Config struct {
 	PageSizeMax     bool
 	PageConcurrency int
 	RateLimit       float64
+	// ChangedSince maps each incrementally polled resource to its filter
+	// parameter (ROCKETY_CHANGED_SINCE).
+	ChangedSince     map[string]string
+	ChangedAtField   string
+	Lookback         time.Duration
+	FullSyncInterval time.Duration
+	DeletedField     string
 	NATS            NATSConfig
 	Subjects        events.Subjects
 	DataDir         string
@@ -130,6 +143,7 @@ func (e env) parse(needToken bool) (Config, error) {
 	var k checker
 	k.api(e, &c, needToken)
 	k.polling(e, &c)
+	k.incremental(e, &c)
 	k.bridge(e, &c)
 	k.commands(e, &c)
 	k.logging(e, &c)
@@ -250,6 +264,62 @@ func (k *checker) polling(e env, c *Config) {
 	}
 }
 
+// filterParam: a query parameter name as APIs spell them, such as
+// updated_since, updatedSince or filter[updated_at][gte].
+var filterParam = regexp.MustCompile(`^[A-Za-z0-9_.\-\[\]]+$`)
+
+// incremental: ROCKETY_CHANGED_SINCE and what goes with it.
+func (k *checker) incremental(e env, c *Config) {
+	c.ChangedSince = map[string]string{}
+	wildcard := ""
+	inResources := map[string]bool{}
+	for _, r := range c.Resources {
+		inResources[r] = true
+	}
+	for _, pair := range strings.Split(e.ChangedSince, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		name, param, ok := strings.Cut(pair, ":")
+		name, param = strings.TrimSpace(name), strings.TrimSpace(param)
+		switch {
+		case !ok || name == "" || param == "":
+			k.bad("ROCKETY_CHANGED_SINCE", "%q: want resource:parameter, e.g. tasks:updated_since, or *:updated_since for every resource", pair)
+			continue
+		case !filterParam.MatchString(param):
+			k.bad("ROCKETY_CHANGED_SINCE", "%q: the parameter %q may hold only letters, digits and _ . - [ ]", pair, param)
+			continue
+		case name == "*":
+			if wildcard != "" {
+				k.bad("ROCKETY_CHANGED_SINCE", "* is given twice")
+			}
+			wildcard = param
+			continue
+		case !inResources[name]:
+			k.bad("ROCKETY_CHANGED_SINCE", "%q is not in ROCKETY_RESOURCES", name)
+			continue
+		case c.ChangedSince[name] != "":
+			k.bad("ROCKETY_CHANGED_SINCE", "%q is given twice", name)
+			continue
+		}
+		c.ChangedSince[name] = param
+	}
+	if wildcard != "" {
+		for _, r := range c.Resources {
+			if c.ChangedSince[r] == "" {
+				c.ChangedSince[r] = wildcard
+			}
+		}
+	}
+	if c.ChangedAtField = strings.TrimSpace(e.ChangedAtField); c.ChangedAtField == "" {
+		k.bad("ROCKETY_CHANGED_AT_FIELD", "empty; name the item field that says when it last changed, e.g. updated_at")
+	}
+	k.durVar("ROCKETY_CHANGED_SINCE_LOOKBACK", e.Lookback, 0, 24*time.Hour, &c.Lookback)
+	k.durVar("ROCKETY_FULL_SYNC_INTERVAL", e.FullSync, minPollInterval, maxPollInterval, &c.FullSyncInterval)
+	c.DeletedField = strings.TrimSpace(e.DeletedField)
+}
+
 // bridge: subjects, storage, endpoints, the first sync, the delete guard,
 // the replica's identity and lease, shutdown.
 func (k *checker) bridge(e env, c *Config) {
@@ -362,6 +432,16 @@ func (c Config) Interval(resource string) time.Duration {
 	return c.PollInterval
 }
 
+// pairsText writes resource:value pairs sorted by resource.
+func pairsText(m map[string]string) string {
+	pairs := make([]string, 0, len(m))
+	for r, v := range m {
+		pairs = append(pairs, r+":"+v)
+	}
+	sort.Strings(pairs)
+	return strings.Join(pairs, ",")
+}
+
 func pageSizeText(c Config) string {
 	if c.PageSizeMax {
 		return "max"
@@ -378,11 +458,10 @@ func printConfig(w io.Writer, c Config) {
 		}
 		return "[redacted]"
 	}
-	intervals := make([]string, 0, len(c.PollIntervals))
+	intervals := map[string]string{}
 	for r, d := range c.PollIntervals {
-		intervals = append(intervals, r+":"+d.String())
+		intervals[r] = d.String()
 	}
-	sort.Strings(intervals)
 	nats := c.NATS.URL
 	if nats == "" {
 		nats = "(embedded, 127.0.0.1:4222)"
@@ -391,8 +470,11 @@ func printConfig(w io.Writer, c Config) {
 		{"ROCKETY_API_URL", rockety.RedactURL(c.APIURL)}, {"ROCKETY_API_TOKEN", secret(c.APIToken)},
 		{"ROCKETY_API_TOKEN_FILE", c.APITokenFile}, {"ROCKETY_ALLOW_INSECURE", strconv.FormatBool(c.AllowInsecure)},
 		{"ROCKETY_RESOURCES", strings.Join(c.Resources, ",")}, {"ROCKETY_POLL_INTERVAL", c.PollInterval.String()},
-		{"ROCKETY_POLL_INTERVALS", strings.Join(intervals, ",")}, {"ROCKETY_PAGE_SIZE", pageSizeText(c)},
+		{"ROCKETY_POLL_INTERVALS", pairsText(intervals)}, {"ROCKETY_PAGE_SIZE", pageSizeText(c)},
 		{"ROCKETY_PAGE_CONCURRENCY", strconv.Itoa(c.PageConcurrency)}, {"ROCKETY_RATE_LIMIT", strconv.FormatFloat(c.RateLimit, 'f', -1, 64)},
+		{"ROCKETY_CHANGED_SINCE", pairsText(c.ChangedSince)}, {"ROCKETY_CHANGED_AT_FIELD", c.ChangedAtField},
+		{"ROCKETY_CHANGED_SINCE_LOOKBACK", c.Lookback.String()}, {"ROCKETY_FULL_SYNC_INTERVAL", c.FullSyncInterval.String()},
+		{"ROCKETY_DELETED_FIELD", c.DeletedField},
 		{"NATS_URL", rockety.RedactURL(nats)}, {"NATS_CREDS", c.NATS.Creds}, {"NATS_NKEY_SEED_FILE", c.NATS.NKeySeedFile},
 		{"NATS_USER", c.NATS.User}, {"NATS_PASSWORD", secret(c.NATS.Password)}, {"NATS_TOKEN", secret(c.NATS.Token)},
 		{"NATS_TLS_CA", c.NATS.TLSCA}, {"NATS_TLS_CERT", c.NATS.TLSCert}, {"NATS_TLS_KEY", c.NATS.TLSKey},

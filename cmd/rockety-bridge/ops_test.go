@@ -63,7 +63,7 @@ func TestSubSecondInterval(t *testing.T) {
 		"ROCKETY_POLL_INTERVAL": "150ms", "ROCKETY_RATE_LIMIT": "0", "BRIDGE_COMMANDS": "false",
 	})
 	base := b.base
-	ok := `rockety_bridge_poll_cycles_total{outcome="ok",resource="tasks"}`
+	ok := `rockety_bridge_poll_cycles_total{kind="full",outcome="ok",resource="tasks"}`
 	lab.WaitFor(t, "a first cycle", 15*time.Second, func() bool { return metricValue(t, base, ok) >= 1 })
 	first := time.Now()
 	lab.WaitFor(t, "ten more cycles", 9*time.Second, func() bool { return metricValue(t, base, ok) >= 11 })
@@ -83,7 +83,7 @@ func TestWrongTokenIsOneErrorAndNotReady(t *testing.T) {
 		func(h http.Handler) http.Handler { return &rotatingAuth{next: h, accepted: "right-token"} }, nil,
 		map[string]string{"ROCKETY_API_TOKEN_FILE": tokenFile, "ROCKETY_POLL_INTERVAL": "150ms", "BRIDGE_INSTANCE_ID": "refused-pod"})
 	base, logs := b.base, b.logs
-	refused := `rockety_bridge_poll_cycles_total{outcome="refused",resource="tasks"}`
+	refused := `rockety_bridge_poll_cycles_total{kind="full",outcome="refused",resource="tasks"}`
 	lab.WaitFor(t, "several refused cycles", 20*time.Second, func() bool { return metricValue(t, base, refused) >= 4 })
 	code, body := get(t, base+"/readyz")
 	for _, want := range []string{"tasks: the API refused the token (401): check ROCKETY_API_TOKEN",
@@ -100,7 +100,7 @@ func TestWrongTokenIsOneErrorAndNotReady(t *testing.T) {
 	if n := len(logLines(t, logs.String(), "warn", "poll cycle failed")); n != 0 {
 		t.Errorf("%d warnings for refused cycles; a refusal is an error, logged once", n)
 	}
-	if metricValue(t, base, `rockety_bridge_poll_cycles_total{outcome="error",resource="tasks"}`) > 0 {
+	if metricValue(t, base, `rockety_bridge_poll_cycles_total{kind="full",outcome="error",resource="tasks"}`) > 0 {
 		t.Error("refused cycles counted as errors")
 	}
 
@@ -150,7 +150,7 @@ func TestCommandConsumerDownFailsReadiness(t *testing.T) {
 		"BRIDGE_HTTP_ADDR": httpAddr,
 	})
 	base := "http://" + httpAddr
-	ok := `rockety_bridge_poll_cycles_total{outcome="ok",resource="tasks"}`
+	ok := `rockety_bridge_poll_cycles_total{kind="full",outcome="ok",resource="tasks"}`
 	lab.WaitFor(t, "polling", 15*time.Second, func() bool { return metricValue(t, base, ok) >= 2 })
 	code, body := get(t, base+"/readyz")
 	if code != 503 || !strings.Contains(body, "command consumer: not running") {

@@ -139,7 +139,7 @@ func TestRunHealthReadinessAndMetrics(t *testing.T) {
 		t.Error("the token appears in the metrics")
 	}
 	for _, series := range []string{
-		"rockety_bridge_poll_cycles_total{outcome=\"ok\",resource=\"tasks\"}",
+		"rockety_bridge_poll_cycles_total{kind=\"full\",outcome=\"ok\",resource=\"tasks\"}",
 		"rockety_bridge_poll_cycle_duration_seconds_bucket",
 		"rockety_bridge_items_tracked{resource=\"users\"}",
 		"rockety_bridge_api_requests_total{method=\"GET\",resource=\"tasks\",status=\"200\"}",

@@ -28,6 +28,20 @@ import (
 type Resource struct {
 	Name     string
 	Interval time.Duration
+	// ChangedSince is the list filter of incremental polling
+	// (ROCKETY_CHANGED_SINCE); empty polls by full traversals only.
+	ChangedSince string
+}
+
+// Incremental configures incremental polling and soft deletes for every
+// resource (ROCKETY_CHANGED_AT_FIELD, ROCKETY_CHANGED_SINCE_LOOKBACK,
+// ROCKETY_FULL_SYNC_INTERVAL, ROCKETY_DELETED_FIELD); zero values are the
+// poller's defaults, and a zero lookback is none.
+type Incremental struct {
+	ChangedAtField string
+	Lookback       time.Duration
+	FullEvery      time.Duration
+	DeletedField   string
 }
 
 // Options configure a Bridge.
@@ -38,6 +52,7 @@ type Options struct {
 	Resources      []Resource
 	InitialSync    poller.InitialSync
 	MaxDeleteRatio float64
+	Incremental    Incremental
 	InstanceID     string
 	LeaseTTL       time.Duration
 	// Replicas of the streams and buckets (BRIDGE_STREAM_REPLICAS); 0 is 1.
@@ -104,6 +119,10 @@ type resourceStatus struct {
 	// refused is why the API refuses this resource's requests (a wrong
 	// token, say), from the first refusal until a complete cycle.
 	refused string
+	// changedSince is the resource's incremental filter, if any;
+	// warnedNoCursor, that its missing changed-at values were logged.
+	changedSince   string
+	warnedNoCursor bool
 }
 
 // New provisions the streams and buckets and builds the pollers.
@@ -140,6 +159,11 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 			Interval:       r.Interval,
 			InitialSync:    opts.InitialSync,
 			MaxDeleteRatio: opts.MaxDeleteRatio,
+			ChangedSince:   r.ChangedSince,
+			ChangedAtField: opts.Incremental.ChangedAtField,
+			Lookback:       opts.Incremental.Lookback,
+			FullEvery:      opts.Incremental.FullEvery,
+			DeletedField:   opts.Incremental.DeletedField,
 		}, poller.Deps{
 			Lister:      opts.Client,
 			Mirror:      b.store,
@@ -156,7 +180,7 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 		if opts.Metrics != nil {
 			opts.Metrics.InitResource(r.Name)
 		}
-		b.status[r.Name] = &resourceStatus{interval: r.Interval}
+		b.status[r.Name] = &resourceStatus{interval: r.Interval, changedSince: r.ChangedSince}
 	}
 	return b, nil
 }
@@ -367,7 +391,6 @@ func (o *observer) CycleDone(resource string, s poller.CycleStats, took time.Dur
 	case refused != "":
 		st.refused = refused
 	}
-	b.mu.Unlock()
 	tracked := 0
 	for _, p := range b.pollers {
 		if p.Resource() == resource {
@@ -377,10 +400,23 @@ func (o *observer) CycleDone(resource string, s poller.CycleStats, took time.Dur
 	if b.opts.Metrics != nil {
 		b.opts.Metrics.CycleDone(resource, s, took, err, tracked)
 	}
-	fields := []zap.Field{zap.String("resource", resource), zap.Duration("took", took), zap.Int("pages", s.Pages),
+	noCursor := st.changedSince != "" && err == nil && s.Complete && s.Kind != poller.KindIncremental &&
+		s.Cursor.IsZero() && !st.warnedNoCursor
+	if noCursor {
+		st.warnedNoCursor = true
+	}
+	b.mu.Unlock()
+	field := b.opts.Incremental.ChangedAtField
+	if field == "" {
+		field = "updated_at"
+	}
+	fields := []zap.Field{zap.String("resource", resource), zap.String("kind", string(s.Kind)), zap.Duration("took", took), zap.Int("pages", s.Pages),
 		zap.Int("seen", s.Seen), zap.Int("created", s.Created), zap.Int("updated", s.Updated),
 		zap.Int("deleted", s.Deleted), zap.Int("snapshot", s.Snapshot)}
 	switch {
+	case s.Distrusted != "":
+		b.log.Error("ROCKETY_CHANGED_SINCE: the API ignores this resource's filter; it is polled by full traversals only until the bridge restarts. Check the parameter's name in the API's documentation",
+			append(fields, zap.String("parameter", st.changedSince), zap.String("reason", s.Distrusted))...)
 	case s.GuardTripped:
 		b.log.Error("mass-delete guard: more than BRIDGE_MAX_DELETE_RATIO of the known items vanished in one cycle; no deletes published",
 			append(fields, zap.Int("vanished", s.Suspected), zap.Int("known", tracked+s.Deleted),
@@ -404,6 +440,14 @@ func (o *observer) CycleDone(resource string, s poller.CycleStats, took time.Dur
 		b.log.Info("poll cycle", fields...)
 	default:
 		b.log.Debug("poll cycle", fields...)
+	}
+	if noCursor {
+		b.log.Warn("ROCKETY_CHANGED_AT_FIELD: no item of this resource has an RFC 3339 time in the field, so incremental polling has no cursor and every cycle is a full traversal; name the field that says when an item last changed",
+			zap.String("resource", resource), zap.String("field", field))
+	}
+	if s.Missed > 0 {
+		b.log.Warn("a full traversal found changes the incremental filter should have listed and did not; they are published now. If this repeats, raise ROCKETY_CHANGED_SINCE_LOOKBACK or check the filter",
+			zap.String("resource", resource), zap.Int("missed", s.Missed), zap.String("parameter", st.changedSince))
 	}
 	if s.Total >= 0 && s.Complete && s.Seen < s.Total {
 		b.log.Debug("the traversal saw fewer items than the API's total; items moved between pages and suspected deletes are confirmed one by one",

@@ -28,6 +28,9 @@ type Metrics struct {
 	apiRetries    *prometheus.CounterVec
 	confirmations *prometheus.CounterVec
 	guardTrips    *prometheus.CounterVec
+	fallbacks     *prometheus.CounterVec
+	missed        *prometheus.CounterVec
+	cursorAge     *prometheus.GaugeVec
 	leaseHeld     *prometheus.GaugeVec
 	lastSuccess   *prometheus.GaugeVec
 	commands      *prometheus.CounterVec
@@ -51,7 +54,7 @@ func NewMetrics(version string) *Metrics {
 	m := &Metrics{
 		Registry: r,
 		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "poll_cycles_total",
-			Help: "Poll cycles by resource and outcome (ok, incomplete, error, lease_lost; refused: the API refused the request with a 4xx that retrying will not heal)."}, []string{"resource", "outcome"}),
+			Help: "Poll cycles by resource, kind (full, incremental, snapshot; none: failed before it began to read) and outcome (ok, incomplete, error, lease_lost; refused: the API refused the request with a 4xx that retrying will not heal)."}, []string{"resource", "kind", "outcome"}),
 		cycleDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "poll_cycle_duration_seconds",
 			Help: "Wall time of poll cycles.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}, []string{"resource"}),
 		itemsSeen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "poll_items_seen",
@@ -68,6 +71,12 @@ func NewMetrics(version string) *Metrics {
 			Help: "GETs confirming suspected deletes, by outcome (deleted, present, failed)."}, []string{"resource", "outcome"}),
 		guardTrips: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "mass_delete_guard_trips_total",
 			Help: "Cycles whose deletes were held back by BRIDGE_MAX_DELETE_RATIO."}, []string{"resource"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "incremental_fallbacks_total",
+			Help: "Times the API was found ignoring the ROCKETY_CHANGED_SINCE filter; the resource is then polled by full traversals until restart."}, []string{"resource"}),
+		missed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "incremental_missed_total",
+			Help: "Changes a full traversal found that an incremental cycle should have seen: the filter checked against the truth."}, []string{"resource"}),
+		cursorAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "incremental_cursor_age_seconds",
+			Help: "Age of the incremental cursor (the newest changed-at value committed) at the end of the last cycle; absent without ROCKETY_CHANGED_SINCE."}, []string{"resource"}),
 		leaseHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "lease_held",
 			Help: "1 while this instance holds the resource's poll lease."}, []string{"resource"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "last_successful_cycle_timestamp_seconds",
@@ -81,7 +90,7 @@ func NewMetrics(version string) *Metrics {
 		Help: "Build information; always 1."}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	r.MustRegister(m.cycles, m.cycleDuration, m.itemsSeen, m.tracked, m.published, m.apiRequests, m.apiRetries,
-		m.confirmations, m.guardTrips, m.leaseHeld, m.lastSuccess, m.commands, m.commandTime, buildInfo,
+		m.confirmations, m.guardTrips, m.fallbacks, m.missed, m.cursorAge, m.leaseHeld, m.lastSuccess, m.commands, m.commandTime, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -90,6 +99,8 @@ func NewMetrics(version string) *Metrics {
 // alerts see them before the first event.
 func (m *Metrics) InitResource(resource string) {
 	m.guardTrips.WithLabelValues(resource)
+	m.fallbacks.WithLabelValues(resource)
+	m.missed.WithLabelValues(resource)
 	m.apiRetries.WithLabelValues("GET", resource)
 	m.leaseHeld.WithLabelValues(resource)
 	for _, o := range []string{"deleted", "present", "failed"} {
@@ -146,7 +157,11 @@ func (m *Metrics) ObserveRequest(r rockety.RequestInfo) {
 
 // CycleDone records one cycle.
 func (m *Metrics) CycleDone(resource string, s poller.CycleStats, took time.Duration, err error, tracked int) {
-	m.cycles.WithLabelValues(resource, outcome(err)).Inc()
+	kind := string(s.Kind)
+	if kind == "" {
+		kind = "none"
+	}
+	m.cycles.WithLabelValues(resource, kind, outcome(err, s)).Inc()
 	m.cycleDuration.WithLabelValues(resource).Observe(took.Seconds())
 	m.tracked.WithLabelValues(resource).Set(float64(tracked))
 	for op, n := range map[events.Op]int{events.OpCreated: s.Created, events.OpUpdated: s.Updated,
@@ -163,6 +178,15 @@ func (m *Metrics) CycleDone(resource string, s poller.CycleStats, took time.Dura
 	}
 	if s.GuardTripped {
 		m.guardTrips.WithLabelValues(resource).Inc()
+	}
+	if s.Distrusted != "" {
+		m.fallbacks.WithLabelValues(resource).Inc()
+	}
+	if s.Missed > 0 {
+		m.missed.WithLabelValues(resource).Add(float64(s.Missed))
+	}
+	if !s.Cursor.IsZero() {
+		m.cursorAge.WithLabelValues(resource).Set(time.Since(s.Cursor).Seconds())
 	}
 	if err == nil && s.Complete {
 		m.itemsSeen.WithLabelValues(resource).Set(float64(s.Seen))
@@ -184,8 +208,10 @@ func (m *Metrics) PublishedWriteThrough(resource string, op events.Op) {
 	m.published.WithLabelValues(resource, string(op)).Inc()
 }
 
-func outcome(err error) string {
+func outcome(err error, s poller.CycleStats) string {
 	switch {
+	case err == nil && !s.Complete:
+		return "incomplete"
 	case err == nil:
 		return "ok"
 	case errors.Is(err, poller.ErrLeaseLost):
