@@ -87,22 +87,22 @@ type Config struct {
 	Lookback         time.Duration
 	FullSyncInterval time.Duration
 	DeletedField     string
-	NATS            NATSConfig
-	Subjects        events.Subjects
-	DataDir         string
-	HTTPAddr        string
-	InitialSync     poller.InitialSync
-	MaxDeleteRatio  float64
-	Commands        bool
-	CommandAllow    []string
-	CommandConc     int
-	InstanceID      string
-	LeaseTTL        time.Duration
-	StreamReplicas  int
-	ShutdownGrace   time.Duration
-	CommandMaxAge   time.Duration
-	LogLevel        string
-	LogFormat       string
+	NATS             NATSConfig
+	Subjects         events.Subjects
+	DataDir          string
+	HTTPAddr         string
+	InitialSync      poller.InitialSync
+	MaxDeleteRatio   float64
+	Commands         bool
+	CommandAllow     []string
+	CommandConc      int
+	InstanceID       string
+	LeaseTTL         time.Duration
+	StreamReplicas   int
+	ShutdownGrace    time.Duration
+	CommandMaxAge    time.Duration
+	LogLevel         string
+	LogFormat        string
 }
 
 // NATSConfig is how to reach NATS.
