@@ -302,6 +302,9 @@ type faultsJSON struct {
 	PagesUnderreport int           `json:"pages_underreport,omitempty"`
 	RepeatPageRate   float64       `json:"repeat_page_rate,omitempty"`
 	DriftInserts     int           `json:"drift,omitempty"`
+	ChangesLag       string        `json:"changes_lag,omitempty"`
+	IgnoreChanged    bool          `json:"ignore_changed_since,omitempty"`
+	SoftDelete       bool          `json:"soft_delete,omitempty"`
 }
 
 type failPageJSON struct {
@@ -315,14 +318,19 @@ type failPageJSON struct {
 // them: {"latency":"80ms","error_rate":0.1,"rate_limit_rate":0.2,
 // "retry_after":"1s","fail_page":{"resource":"tasks","page":2,"status":503,
 // "times":1},"truncate_rate":0,"html_rate":0,"pages_underreport":0,
-// "repeat_page_rate":0,"drift":0}, zero values left out.
+// "repeat_page_rate":0,"drift":0,"changes_lag":"2s",
+// "ignore_changed_since":false,"soft_delete":true}, zero values left out.
 func (f Faults) MarshalJSON() ([]byte, error) {
 	out := faultsJSON{
 		ErrorRate: f.ErrorRate, RateLimitRate: f.RateLimitRate, TruncateRate: f.TruncateRate, HTMLRate: f.HTMLRate,
 		PagesUnderreport: f.PagesUnderreport, RepeatPageRate: f.RepeatPageRate, DriftInserts: f.DriftInserts,
+		IgnoreChanged: f.IgnoreChangedSince, SoftDelete: f.SoftDelete,
 	}
 	if f.Latency != 0 {
 		out.Latency = f.Latency.String()
+	}
+	if f.ChangesLag != 0 {
+		out.ChangesLag = f.ChangesLag.String()
 	}
 	if f.RetryAfter != 0 {
 		out.RetryAfter = f.RetryAfter.String()
@@ -345,12 +353,13 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 	out := Faults{
 		ErrorRate: in.ErrorRate, RateLimitRate: in.RateLimitRate, TruncateRate: in.TruncateRate, HTMLRate: in.HTMLRate,
 		PagesUnderreport: in.PagesUnderreport, RepeatPageRate: in.RepeatPageRate, DriftInserts: in.DriftInserts,
+		IgnoreChangedSince: in.IgnoreChanged, SoftDelete: in.SoftDelete,
 	}
 	for _, d := range []struct {
 		name string
 		text string
 		dst  *time.Duration
-	}{{"latency", in.Latency, &out.Latency}, {"retry_after", in.RetryAfter, &out.RetryAfter}} {
+	}{{"latency", in.Latency, &out.Latency}, {"retry_after", in.RetryAfter, &out.RetryAfter}, {"changes_lag", in.ChangesLag, &out.ChangesLag}} {
 		if d.text == "" {
 			continue
 		}

@@ -29,7 +29,9 @@ func validChurn(rate float64) bool { return rate >= 0 && !math.IsInf(rate, 0) }
 
 // Start launches the churn goroutine, which mutates Options.Resources at the
 // current churn rate (creates, updates of 1-3 fields and deletes, about
-// 30/50/20) until ctx ends or Close is called. It returns an error if the
+// 30/50/20) until ctx ends or Close is called. With Faults.SoftDelete, its
+// deletes are soft, it updates and deletes live items only, and about one
+// mutation in 50 restores a soft-deleted item. It returns an error if the
 // server was started before or is closed.
 func (s *Server) Start(ctx context.Context) error {
 	s.runMu.Lock()
@@ -124,31 +126,62 @@ func (s *Server) churn(n int) {
 	if s.Churn() == 0 {
 		return // paused since the batch was counted
 	}
-	t := now()
+	t := s.now()
+	soft := s.softDelete()
 	for range n {
-		s.churnOnceLocked(t)
+		s.churnOnceLocked(t, soft)
 	}
 }
 
-func (s *Server) churnOnceLocked(t time.Time) {
+// restoreOdds makes restores rare next to soft deletes (a fifth of churn),
+// so that soft-deleted items pile up as they do in a real API, yet a test
+// under churn soon sees an item re-created under its old id.
+const restoreOdds = 50
+
+// livePicks is how many random picks churn makes for a live item to update
+// or delete before it creates one instead, when most items are soft-deleted.
+const livePicks = 8
+
+// churnOnceLocked makes one mutation. Its random draws, when no item is
+// soft-deleted and SoftDelete is off, are the same as before soft deletes
+// existed, so a seed churns as it always did.
+func (s *Server) churnOnceLocked(t time.Time, soft bool) {
 	resource := s.churned[s.rnd.IntN(len(s.churned))]
 	c, _ := s.collLocked(resource, true)
+	if soft && len(c.soft) > 0 && s.rnd.IntN(restoreOdds) == 0 {
+		rec := c.soft[s.rnd.IntN(len(c.soft))]
+		_, _ = s.updateLocked(resource, strconv.FormatInt(rec.id, 10), object{{deletedField, jsonNull}}, t)
+		return
+	}
 	roll := s.rnd.IntN(10)
-	if len(c.order) == 0 {
-		roll = 0
+	var rec *record
+	if roll >= 3 {
+		rec = s.liveLocked(c)
 	}
 	switch {
-	case roll < 3:
+	case rec == nil:
 		s.generateLocked(resource, false, t)
 	case roll < 8:
-		rec := c.order[s.rnd.IntN(len(c.order))]
 		fields := s.churnFieldsLocked(c.kind, rec.id)
 		// Generated values always pass validation, so this cannot fail.
 		_, _ = s.updateLocked(resource, strconv.FormatInt(rec.id, 10), fields, t)
 	default:
-		rec := c.order[s.rnd.IntN(len(c.order))]
 		_ = s.deleteLocked(resource, strconv.FormatInt(rec.id, 10), t)
 	}
+}
+
+// liveLocked picks a random item that is not soft-deleted, nil if none was
+// found.
+func (s *Server) liveLocked(c *collection) *record {
+	if len(c.order) == 0 {
+		return nil
+	}
+	for range livePicks {
+		if rec := c.order[s.rnd.IntN(len(c.order))]; !rec.softDeleted() {
+			return rec
+		}
+	}
+	return nil
 }
 
 // churnFieldsLocked picks 1 to 3 distinct fields of the kind and new values.

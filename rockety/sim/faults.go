@@ -47,6 +47,19 @@ type Faults struct {
 	// resource after each page of it is served, shifting every later page
 	// as a real API does when items are added while a client pages through.
 	DriftInserts int
+	// ChangesLag keeps a change out of lists filtered by updated_since
+	// until this long after its updated_at, as a search index that is
+	// eventually consistent does: an item whose newest change is younger
+	// is left out of them (the unfiltered list and GET show it at once).
+	ChangesLag time.Duration
+	// IgnoreChangedSince makes the server ignore updated_since, malformed
+	// or not, and answer the unfiltered list: an API without the filter.
+	IgnoreChangedSince bool
+	// SoftDelete is not a fault but a kind of API: a DELETE, from the API,
+	// churn or Delete, stamps the item's deleted_at and keeps it listed and
+	// readable; see the package documentation, "Soft deletes". Turning it
+	// off later leaves soft-deleted items as they are, still restorable.
+	SoftDelete bool
 }
 
 // FailPage fails the list requests of one page of one resource; a zero
@@ -77,6 +90,8 @@ func (f Faults) validate() error {
 		return fmt.Errorf("%w: negative pages underreport %d", ErrInvalid, f.PagesUnderreport)
 	case f.DriftInserts < 0:
 		return fmt.Errorf("%w: negative drift inserts %d", ErrInvalid, f.DriftInserts)
+	case f.ChangesLag < 0:
+		return fmt.Errorf("%w: negative changes lag %s", ErrInvalid, f.ChangesLag)
 	case f.FailPage.Resource != "" && f.FailPage.Page < 1:
 		return fmt.Errorf("%w: fail page %d: want >= 1", ErrInvalid, f.FailPage.Page)
 	case f.FailPage.Status != 0 && (f.FailPage.Status < 400 || f.FailPage.Status > 599):

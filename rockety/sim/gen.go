@@ -261,11 +261,11 @@ func kindOf(resource string) *kind {
 }
 
 // seedTimes gives a seeded item's created_at and updated_at, both before
-// seedBase and in order.
-func seedTimes(r *rand.Rand) (created, updated string) {
+// seedBase and in order, and updated_at in microseconds for the change index.
+func seedTimes(r *rand.Rand) (created, updated string, at int64) {
 	c := seedBase.Add(-time.Duration(r.Int64N(int64(seedSpan/time.Second))) * time.Second)
 	u := c.Add(time.Duration(r.Int64N(int64(seedBase.Sub(c)/time.Second)+1)) * time.Second)
-	return c.Format(time.RFC3339), u.Format(time.RFC3339)
+	return c.Format(time.RFC3339), u.Format(time.RFC3339), u.UnixMicro()
 }
 
 // seedKey derives the random stream of one resource from the seed and the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -133,18 +134,40 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// changeFilter is what a list filtered by updated_since shows: the items
+// changed at or after since and not after cutoff (math.MaxInt64: no
+// cut-off), in microseconds.
+type changeFilter struct {
+	since, cutoff int64
+}
+
 func (s *Server) list(w http.ResponseWriter, rq *request) {
 	page, perPage, err := pageParams(rq.query)
 	if err != nil {
 		s.fail(w, rq, http.StatusBadRequest, err.Error())
 		return
 	}
+	f := s.Faults()
+	var filter *changeFilter
+	if !f.IgnoreChangedSince {
+		since, ok, err := sinceParam(rq.query)
+		if err != nil {
+			s.fail(w, rq, http.StatusBadRequest, err.Error())
+			return
+		}
+		if ok {
+			filter = &changeFilter{since: since, cutoff: math.MaxInt64}
+			if f.ChangesLag > 0 {
+				filter.cutoff = s.now().Add(-f.ChangesLag).UnixMicro()
+			}
+			s.indexChanges(rq.resource)
+		}
+	}
 	status, retryAfter, drift := s.failPage(rq.resource, page)
 	if status != 0 {
 		s.failInjected(w, rq, status, retryAfter)
 		return
 	}
-	f := s.Faults()
 	if s.chance(f.HTMLRate) {
 		s.count(rq, http.StatusBadGateway)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -164,7 +187,7 @@ func (s *Server) list(w http.ResponseWriter, rq *request) {
 		served = page - 1
 	}
 	s.mu.RLock()
-	s.writePageLocked(buf, rq.resource, served, perPage, f.PagesUnderreport)
+	s.writePageLocked(buf, rq.resource, served, perPage, f.PagesUnderreport, filter)
 	s.mu.RUnlock()
 	body := buf.Bytes()
 	if s.chance(f.TruncateRate) {
@@ -174,7 +197,7 @@ func (s *Server) list(w http.ResponseWriter, rq *request) {
 	// is certain to see the shifted pages.
 	if drift > 0 {
 		s.mu.Lock()
-		t := now()
+		t := s.now()
 		for range drift {
 			s.generateLocked(rq.resource, true, t)
 		}
@@ -183,15 +206,35 @@ func (s *Server) list(w http.ResponseWriter, rq *request) {
 	s.writeJSON(w, rq, http.StatusOK, body)
 }
 
-func (s *Server) writePageLocked(buf *bytes.Buffer, resource string, page, perPage, underreport int) {
+// indexChanges builds a seeded resource's change index before its first
+// filtered list, under the exclusive lock that building needs, so that
+// pages are then served under the shared one.
+func (s *Server) indexChanges(resource string) {
+	s.mu.RLock()
+	c := s.colls[resource]
+	built := c == nil || c.changes != nil
+	s.mu.RUnlock()
+	if built {
+		// A collection made after this check is made with its index.
+		return
+	}
+	s.mu.Lock()
+	c.indexChanges()
+	s.mu.Unlock()
+}
+
+func (s *Server) writePageLocked(buf *bytes.Buffer, resource string, page, perPage, underreport int, filter *changeFilter) {
 	var items []*record
-	if c := s.colls[resource]; c != nil {
+	total := 0
+	if c := s.colls[resource]; c != nil && filter == nil {
 		start, end := c.window(page, perPage)
 		items = c.order[start:end]
-	}
-	total := 0
-	if c := s.colls[resource]; c != nil {
 		total = len(c.order)
+	} else if c != nil {
+		lo, hi := c.changes.bounds(filter.since, filter.cutoff)
+		start, end := window(hi-lo, page, perPage)
+		items = c.changes.appendRange(make([]*record, 0, end-start), lo+start, lo+end)
+		total = hi - lo
 	}
 	pages := max((total+perPage-1)/perPage-underreport, 0)
 
@@ -263,7 +306,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, rq *request) {
 		return
 	}
 	s.mu.Lock()
-	rec, err := s.createLocked(rq.resource, obj, now())
+	rec, err := s.createLocked(rq.resource, obj, s.now())
 	var raw []byte
 	if err == nil {
 		raw = rec.raw
@@ -282,7 +325,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, rq *request) {
 		return
 	}
 	s.mu.Lock()
-	rec, err := s.updateLocked(rq.resource, rq.id, obj, now())
+	rec, err := s.updateLocked(rq.resource, rq.id, obj, s.now())
 	var raw []byte
 	if err == nil {
 		raw = rec.raw
@@ -297,7 +340,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, rq *request) {
 
 func (s *Server) delete(w http.ResponseWriter, rq *request) {
 	s.mu.Lock()
-	err := s.deleteLocked(rq.resource, rq.id, now())
+	err := s.deleteLocked(rq.resource, rq.id, s.now())
 	s.mu.Unlock()
 	if err != nil {
 		s.failWrite(w, rq, err)

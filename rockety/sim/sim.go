@@ -164,6 +164,10 @@ type Options struct {
 	// LogLimit, when > 0, keeps only about the last LogLimit mutations, for a
 	// long-running server; 0 keeps them all, which is what tests want.
 	LogLimit int
+	// Clock is the API's clock: the updated_at of writes, the time of logged
+	// mutations and the cut-off of Faults.ChangesLag. nil means time.Now. A
+	// test sets it to step time instead of sleeping; it may go backwards.
+	Clock func() time.Time
 }
 
 // Mutation is one change of an item, from churn, the drift fault, the API or
@@ -176,9 +180,11 @@ type Mutation struct {
 	Time     time.Time `json:"time"`
 	Resource string    `json:"resource"`
 	ID       string    `json:"id"`
-	// Op is OpCreated, OpUpdated or OpDeleted.
+	// Op is OpCreated, OpUpdated or OpDeleted. A soft delete is OpDeleted
+	// and its restore OpCreated, under the same id.
 	Op string `json:"op"`
-	// Item is the item after the change; for a delete, its last state.
+	// Item is the item after the change; for a delete, its last state (for
+	// a soft delete, the item as it is now, deleted_at set).
 	Item json.RawMessage `json:"item"`
 }
 
@@ -190,6 +196,7 @@ type Server struct {
 	style     Style
 	churned   []string
 	logLimit  int
+	clock     func() time.Time
 
 	// mu guards the data, the log and rnd. Reads of pages take it shared;
 	// every mutation takes it exclusively so the log order is the order in
@@ -257,11 +264,15 @@ func New(opts Options) (*Server, error) {
 		style:     opts.Style,
 		churned:   slices.Clone(resources),
 		logLimit:  opts.LogLimit,
+		clock:     opts.Clock,
 		colls:     make(map[string]*collection, len(resources)),
 		rnd:       rand.New(rand.NewPCG(uint64(opts.Seed), 0x6368_7572_6e)),
 		faultRnd:  rand.New(rand.NewPCG(uint64(opts.Seed), 0x6661_756c_74)),
 		churnWake: make(chan struct{}, 1),
 		done:      make(chan struct{}),
+	}
+	if s.clock == nil {
+		s.clock = time.Now
 	}
 	s.setFaultsLocked(opts.Faults)
 	s.churnBits.Store(floatBits(opts.Churn))
@@ -281,6 +292,7 @@ func seed(resource string, seed int64, n int, seeded map[string]bool) *collectio
 	if n == 0 {
 		return c
 	}
+	c.changes = nil
 	recs := make([]record, n)
 	c.order = make([]*record, n)
 	base := seedKey(seed, resource)
@@ -308,12 +320,12 @@ func seed(resource string, seed int64, n int, seeded map[string]bool) *collectio
 					arena = make([]byte, 0, 1<<20)
 				}
 				id := int64(i + 1)
-				created, updated := seedTimes(r)
+				created, updated, at := seedTimes(r)
 				w.b = arena
 				k.build(&w, r, ref, id, created, updated)
 				start := len(arena)
 				arena = w.b
-				recs[i] = record{key: id, id: id, raw: arena[start:len(arena):len(arena)]}
+				recs[i] = record{key: id, id: id, at: at, raw: arena[start:len(arena):len(arena)]}
 				c.order[i] = &recs[i]
 			}
 		})
@@ -329,7 +341,7 @@ func seed(resource string, seed int64, n int, seeded map[string]bool) *collectio
 
 // now is the time of a runtime write, at microsecond precision so that
 // updated_at survives a round trip through RFC 3339 text unchanged.
-func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+func (s *Server) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
 
 func stamp(t time.Time) string { return t.Format(time.RFC3339Nano) }
 
@@ -399,6 +411,28 @@ func checkRequired(k *kind, obj object, creating bool) error {
 // serverFields are owned by the server: a write's values for them are ignored.
 var serverFields = []string{"id", "created_at", "updated_at"}
 
+// deletedField marks a soft-deleted item. With Faults.SoftDelete on it is
+// owned by the server too, so that only a DELETE deletes and only a restore
+// restores: a write that set it would change what the log calls the item.
+const deletedField = "deleted_at"
+
+// ownedField reports whether a write's value for key is ignored.
+func ownedField(key string, soft bool) bool {
+	return slices.Contains(serverFields, key) || soft && key == deletedField
+}
+
+// softDelete reports whether a DELETE keeps the item, as Faults.SoftDelete.
+func (s *Server) softDelete() bool {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	return s.faults.SoftDelete
+}
+
+// restoring reports whether a PUT's body asks to restore a soft-deleted item.
+func restoring(fields object) bool {
+	v, ok := fields.get(deletedField)
+	return ok && string(v) == "null"
+}
 func (s *Server) createLocked(resource string, body object, t time.Time) (*record, error) {
 	if !validResource(resource) {
 		return nil, invalidf("resource name %q: want [a-z][a-z0-9_-]*", resource)
@@ -411,32 +445,45 @@ func (s *Server) createLocked(resource string, body object, t time.Time) (*recor
 		return nil, err
 	}
 	id := c.newID()
+	soft := s.softDelete()
 	obj := make(object, 0, len(body)+3)
 	obj = append(obj, field{"id", json.RawMessage(strconv.FormatInt(id, 10))})
 	for _, f := range body {
-		if !slices.Contains(serverFields, f.key) {
+		if !ownedField(f.key, soft) {
 			obj = append(obj, f)
 		}
 	}
 	ts := appendString(nil, stamp(t))
 	obj = append(obj, field{"created_at", ts}, field{"updated_at", ts})
-	rec := &record{id: id, raw: obj.marshal()}
+	rec := &record{id: id, at: t.UnixMicro(), raw: obj.marshal()}
 	c.appendRec(rec)
 	s.appendLog(resource, id, OpCreated, rec.raw, t)
 	return rec, nil
 }
 
-func (s *Server) updateLocked(resource, id string, fields object, t time.Time) (*record, error) {
+// writableLocked returns the item a write may change: a soft-deleted item
+// is missing to every write but a restore.
+func (s *Server) writableLocked(resource, id string, restore bool) (*collection, *record, error) {
 	c, err := s.collLocked(resource, false)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var rec *record
 	if c != nil {
 		rec = c.get(id)
 	}
-	if rec == nil {
-		return nil, fmt.Errorf("%s %s: %w", resource, id, ErrNotFound)
+	if rec == nil || rec.softDeleted() && !restore {
+		return nil, nil, fmt.Errorf("%s %s: %w", resource, id, ErrNotFound)
+	}
+	return c, rec, nil
+}
+
+// updateLocked merges fields into an item; for a soft-deleted item whose
+// fields set deleted_at to null, it is the restore, logged OpCreated.
+func (s *Server) updateLocked(resource, id string, fields object, t time.Time) (*record, error) {
+	c, rec, err := s.writableLocked(resource, id, restoring(fields))
+	if err != nil {
+		return nil, err
 	}
 	if err := checkRequired(c.kind, fields, false); err != nil {
 		return nil, err
@@ -445,30 +492,50 @@ func (s *Server) updateLocked(resource, id string, fields object, t time.Time) (
 	if err != nil {
 		return nil, fmt.Errorf("stored %s %s: %w", resource, id, err)
 	}
+	restore := rec.softDeleted()
+	soft := s.softDelete() || restore
 	for _, f := range fields {
-		if !slices.Contains(serverFields, f.key) {
+		if !ownedField(f.key, soft) {
 			cur.set(f.key, f.val)
 		}
 	}
-	cur.set("updated_at", appendString(nil, stamp(bumped(cur, t))))
+	op := OpUpdated
+	if restore {
+		cur.set(deletedField, jsonNull)
+		c.restore(rec)
+		op = OpCreated
+	}
+	ts := bumped(cur, t)
+	cur.set("updated_at", appendString(nil, stamp(ts)))
 	rec.raw = cur.marshal()
-	s.appendLog(resource, rec.id, OpUpdated, rec.raw, t)
+	c.retime(rec, ts.UnixMicro())
+	s.appendLog(resource, rec.id, op, rec.raw, t)
 	return rec, nil
 }
 
+// deleteLocked removes an item or, with Faults.SoftDelete, stamps its
+// deleted_at and updated_at with the same time and keeps it listed.
 func (s *Server) deleteLocked(resource, id string, t time.Time) error {
-	c, err := s.collLocked(resource, false)
+	c, rec, err := s.writableLocked(resource, id, false)
 	if err != nil {
 		return err
 	}
-	var rec *record
-	if c != nil {
-		rec = c.get(id)
+	if !s.softDelete() {
+		c.remove(rec)
+		s.appendLog(resource, rec.id, OpDeleted, rec.raw, t)
+		return nil
 	}
-	if rec == nil {
-		return fmt.Errorf("%s %s: %w", resource, id, ErrNotFound)
+	cur, err := parseObject(rec.raw)
+	if err != nil {
+		return fmt.Errorf("stored %s %s: %w", resource, id, err)
 	}
-	c.remove(rec)
+	ts := bumped(cur, t)
+	stamped := appendString(nil, stamp(ts))
+	cur.set(deletedField, stamped)
+	cur.set("updated_at", stamped)
+	rec.raw = cur.marshal()
+	c.softDelete(rec)
+	c.retime(rec, ts.UnixMicro())
 	s.appendLog(resource, rec.id, OpDeleted, rec.raw, t)
 	return nil
 }
@@ -480,7 +547,7 @@ func (s *Server) generateLocked(resource string, front bool, t time.Time) *recor
 	ts := stamp(t)
 	var w objWriter
 	c.kind.build(&w, s.rnd, s.refLocked, id, ts, ts)
-	rec := &record{id: id, raw: w.b}
+	rec := &record{id: id, at: t.UnixMicro(), raw: w.b}
 	if front {
 		c.prependRec(rec)
 	} else {
@@ -518,7 +585,7 @@ func (s *Server) Create(resource string, obj map[string]any) (string, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, err := s.createLocked(resource, body, now())
+	rec, err := s.createLocked(resource, body, s.now())
 	if err != nil {
 		return "", fmt.Errorf("creating %s: %w", resource, err)
 	}
@@ -526,7 +593,8 @@ func (s *Server) Create(resource string, obj map[string]any) (string, error) {
 }
 
 // Update merges fields into an item as PUT would (nil sets a field to null)
-// and bumps updated_at. The error matches ErrNotFound or ErrInvalid.
+// and bumps updated_at; for a soft-deleted item, {"deleted_at": nil} restores
+// it. The error matches ErrNotFound or ErrInvalid.
 func (s *Server) Update(resource, id string, fields map[string]any) error {
 	body, err := mapObject(fields)
 	if err != nil {
@@ -534,23 +602,26 @@ func (s *Server) Update(resource, id string, fields map[string]any) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.updateLocked(resource, id, body, now()); err != nil {
+	if _, err := s.updateLocked(resource, id, body, s.now()); err != nil {
 		return fmt.Errorf("updating %s %s: %w", resource, id, err)
 	}
 	return nil
 }
 
-// Delete removes an item as DELETE would. The error matches ErrNotFound.
+// Delete removes an item as DELETE would, or soft-deletes it with
+// Faults.SoftDelete. The error matches ErrNotFound, also for an item that is
+// soft-deleted already.
 func (s *Server) Delete(resource, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.deleteLocked(resource, id, now()); err != nil {
+	if err := s.deleteLocked(resource, id, s.now()); err != nil {
 		return fmt.Errorf("deleting %s %s: %w", resource, id, err)
 	}
 	return nil
 }
 
-// Get returns a copy of an item's JSON as the API serves it.
+// Get returns a copy of an item's JSON as the API serves it; a soft-deleted
+// item is there, with its deleted_at.
 func (s *Server) Get(resource, id string) (json.RawMessage, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -565,7 +636,8 @@ func (s *Server) Get(resource, id string) (json.RawMessage, bool) {
 	return slices.Clone(rec.raw), true
 }
 
-// Count returns how many items a resource has now.
+// Count returns how many items a resource lists now, soft-deleted ones
+// included.
 func (s *Server) Count(resource string) int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -608,6 +680,9 @@ func (s *Server) Resources() []string {
 // raw must be a JSON object whose "id" is the item's id. It is logged as
 // OpUpdated only when its canonical JSON (sorted keys, no whitespace) differs
 // from the item's before, because only then did the item really change.
+// Its updated_at, as given, places the item in lists filtered by
+// updated_since; without one, the item is in none. A soft-deleted item is
+// ErrNotFound, as it is to PUT.
 func (s *Server) SetRaw(resource, id string, raw []byte) error {
 	obj, err := parseObject(raw)
 	if err != nil {
@@ -624,7 +699,7 @@ func (s *Server) SetRaw(resource, id string, raw []byte) error {
 	if c != nil {
 		rec = c.get(id)
 	}
-	if rec == nil {
+	if rec == nil || rec.softDeleted() {
 		return fmt.Errorf("setting %s %s: %w", resource, id, ErrNotFound)
 	}
 	if v, ok := obj.get("id"); !ok || string(v) != strconv.FormatInt(rec.id, 10) {
@@ -635,8 +710,9 @@ func (s *Server) SetRaw(resource, id string, raw []byte) error {
 		return fmt.Errorf("setting %s %s: stored item: %w", resource, id, err)
 	}
 	rec.raw = slices.Clone(raw)
+	c.retime(rec, itemTime(obj))
 	if string(oldCanon) != string(newCanon) {
-		s.appendLog(resource, rec.id, OpUpdated, rec.raw, now())
+		s.appendLog(resource, rec.id, OpUpdated, rec.raw, s.now())
 	}
 	return nil
 }

@@ -12,16 +12,28 @@ import (
 type record struct {
 	key int64 // position in list order
 	id  int64
+	at  int64 // updated_at in microseconds, the key of the change index
 	raw []byte
+	// soft is 1 + the record's place in collection.soft while it is
+	// soft-deleted, else 0.
+	soft int
 }
+
+func (r *record) softDeleted() bool { return r.soft > 0 }
 
 // collection holds one resource's items in list order plus an index by id.
 // The order is a slice sorted by key: a page is a sub-slice, found in O(1),
 // which is what keeps serving pages cheap with a million items.
 type collection struct {
-	kind   *kind
-	order  []*record
-	byID   map[int64]*record
+	kind  *kind
+	order []*record
+	byID  map[int64]*record
+	// changes orders the items for updated_since. A seeded collection
+	// builds it on its first filtered list, so that seeding stays as quick
+	// as before and a simulator nobody asks for changes never sorts.
+	changes *changeIndex
+	// soft holds the soft-deleted items, for churn to pick one to restore.
+	soft   []*record
 	nextID int64
 	// tailKey and headKey are the keys the next append and the next
 	// insert-at-front get; seeded items take 1..n.
@@ -30,7 +42,7 @@ type collection struct {
 }
 
 func newCollection(k *kind) *collection {
-	return &collection{kind: k, byID: make(map[int64]*record), nextID: 1, tailKey: 1, headKey: 0}
+	return &collection{kind: k, byID: make(map[int64]*record), changes: &changeIndex{}, nextID: 1, tailKey: 1, headKey: 0}
 }
 
 // parseID accepts only the canonical decimal form, so "007" is not item 7.
@@ -62,6 +74,9 @@ func (c *collection) appendRec(rec *record) {
 	c.tailKey++
 	c.order = append(c.order, rec)
 	c.byID[rec.id] = rec
+	if c.changes != nil {
+		c.changes.insert(rec)
+	}
 }
 
 func (c *collection) prependRec(rec *record) {
@@ -69,6 +84,9 @@ func (c *collection) prependRec(rec *record) {
 	c.headKey--
 	c.order = slices.Insert(c.order, 0, rec)
 	c.byID[rec.id] = rec
+	if c.changes != nil {
+		c.changes.insert(rec)
+	}
 }
 
 func (c *collection) remove(rec *record) {
@@ -77,11 +95,58 @@ func (c *collection) remove(rec *record) {
 		c.order = slices.Delete(c.order, i, i+1)
 	}
 	delete(c.byID, rec.id)
+	if c.changes != nil {
+		c.changes.remove(rec)
+	}
+	if rec.softDeleted() {
+		c.restore(rec)
+	}
+}
+
+// retime moves rec to its new place in the change index; every write that
+// changes updated_at goes through it.
+func (c *collection) retime(rec *record, at int64) {
+	if rec.at == at {
+		return
+	}
+	if c.changes != nil {
+		c.changes.remove(rec)
+	}
+	rec.at = at
+	if c.changes != nil {
+		c.changes.insert(rec)
+	}
+}
+
+// indexChanges builds the change index if it is not built yet. The caller
+// holds the server's lock exclusively.
+func (c *collection) indexChanges() {
+	if c.changes == nil {
+		c.changes = buildChangeIndex(c.order)
+	}
+}
+
+func (c *collection) softDelete(rec *record) {
+	c.soft = append(c.soft, rec)
+	rec.soft = len(c.soft)
+}
+
+func (c *collection) restore(rec *record) {
+	i := rec.soft - 1
+	last := c.soft[len(c.soft)-1]
+	c.soft[i], last.soft = last, i+1
+	c.soft[len(c.soft)-1] = nil
+	c.soft = c.soft[:len(c.soft)-1]
+	rec.soft = 0
 }
 
 // window returns the bounds of a page in order; past the end it is empty.
 func (c *collection) window(page, perPage int) (start, end int) {
-	n := len(c.order)
+	return window(len(c.order), page, perPage)
+}
+
+// window returns the bounds of a page of n items; past the end it is empty.
+func window(n, page, perPage int) (start, end int) {
 	if page-1 >= (n+perPage-1)/perPage {
 		return n, n
 	}
