@@ -48,6 +48,17 @@ func TestIndexDiff(t *testing.T) {
 			page: items(`{"t":"a", "id":7}`)},
 		{name: "updated", setup: func(ix *Index) { ix.Load("7", sum(`{"id":7,"t":"a"}`), 0, 5, false) },
 			page: items(`{"id":7,"t":"b"}`), want: []want{{true, "7", 5}}},
+		{name: "soft-deleted and listed unchanged: nothing",
+			setup: func(ix *Index) {
+				ix.BuryListed("7", sum(`{"id":7,"gone":true}`), plan.RawHash([]byte(`{"id":7,"gone":true}`)), 12)
+			},
+			page: items(`{"id":7,"gone":true}`)},
+		{name: "soft-deleted, listed with other formatting: nothing",
+			setup: func(ix *Index) { ix.BuryListed("7", sum(`{"id":7,"gone":true}`), 0, 12) },
+			page:  items(`{"gone":true,"id":7}`)},
+		{name: "soft-deleted, listed changed (restored): a create replacing the marker",
+			setup: func(ix *Index) { ix.BuryListed("7", sum(`{"id":7,"gone":true}`), 0, 12) },
+			page:  items(`{"id":7,"gone":null}`), want: []want{{false, "7", 12}}},
 		{name: "same id twice in a cycle", page: items(`{"id":7}`, `{"id":8}`, `{"id":7}`),
 			want: []want{{false, "7", 0}, {false, "8", 0}}, wantDupes: 1},
 		{name: "string and number ids are the same id", page: items(`{"id":7}`, `{"id":"7"}`),

@@ -52,6 +52,38 @@ func TestConfigRanges(t *testing.T) {
 		{"BRIDGE_COMMAND_MAX_AGE", "25h", false, nil},
 		{"BRIDGE_COMMAND_MAX_AGE", "500ms", false, nil},
 		{"BRIDGE_COMMAND_MAX_AGE", "soon", false, nil},
+		{"ROCKETY_CHANGED_SINCE", "", true, func(c Config) bool { return len(c.ChangedSince) == 0 }},
+		{"ROCKETY_CHANGED_SINCE", "tasks:updated_since", true, func(c Config) bool {
+			return c.ChangedSince["tasks"] == "updated_since" && c.ChangedSince["users"] == ""
+		}},
+		{"ROCKETY_CHANGED_SINCE", "*:updated_since,users:modified_after", true, func(c Config) bool {
+			return c.ChangedSince["tasks"] == "updated_since" && c.ChangedSince["projects"] == "updated_since" &&
+				c.ChangedSince["users"] == "modified_after"
+		}},
+		{"ROCKETY_CHANGED_SINCE", "tasks:filter[updated_at][gte]", true, func(c Config) bool {
+			return c.ChangedSince["tasks"] == "filter[updated_at][gte]"
+		}},
+		{"ROCKETY_CHANGED_SINCE", "updated_since", false, nil},
+		{"ROCKETY_CHANGED_SINCE", "tasks:", false, nil},
+		{"ROCKETY_CHANGED_SINCE", "widgets:updated_since", false, nil},
+		{"ROCKETY_CHANGED_SINCE", "tasks:a,tasks:b", false, nil},
+		{"ROCKETY_CHANGED_SINCE", "*:a,*:b", false, nil},
+		{"ROCKETY_CHANGED_SINCE", "tasks:updated since", false, nil},
+		{"ROCKETY_CHANGED_SINCE", "tasks:a&b=c", false, nil},
+		{"ROCKETY_CHANGED_AT_FIELD", "modified", true, func(c Config) bool { return c.ChangedAtField == "modified" }},
+		{"ROCKETY_CHANGED_AT_FIELD", " ", false, nil},
+		{"ROCKETY_CHANGED_SINCE_LOOKBACK", "0s", true, func(c Config) bool { return c.Lookback == 0 }},
+		{"ROCKETY_CHANGED_SINCE_LOOKBACK", "24h", true, nil},
+		{"ROCKETY_CHANGED_SINCE_LOOKBACK", "25h", false, nil},
+		{"ROCKETY_CHANGED_SINCE_LOOKBACK", "-1s", false, nil},
+		{"ROCKETY_FULL_SYNC_INTERVAL", "100ms", true, func(c Config) bool { return c.FullSyncInterval == 100*time.Millisecond }},
+		{"ROCKETY_FULL_SYNC_INTERVAL", "99ms", false, nil},
+		{"ROCKETY_FULL_SYNC_INTERVAL", "168h", true, nil},
+		{"ROCKETY_FULL_SYNC_INTERVAL", "169h", false, nil},
+		{"ROCKETY_DELETED_FIELD", "", true, func(c Config) bool { // the defaults of incremental polling
+			return c.DeletedField == "" && c.ChangedAtField == "updated_at" && c.Lookback == time.Minute && c.FullSyncInterval == 15*time.Minute
+		}},
+		{"ROCKETY_DELETED_FIELD", "deleted_at", true, func(c Config) bool { return c.DeletedField == "deleted_at" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.variable+"="+tt.value, func(t *testing.T) {
