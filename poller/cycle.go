@@ -83,8 +83,9 @@ func (c *cycle) checkChangedAt(items []rockety.Item) {
 			continue
 		}
 		if c.kind == KindIncremental && t.Before(c.since) && c.distrusted == "" {
-			c.distrusted = fmt.Sprintf("asked for items changed since %s (%s=%[1]s), the API listed item %s, changed at %s: it ignores the parameter",
-				c.since.Format(time.RFC3339), c.p.cfg.ChangedSince, it.ID, t.Format(time.RFC3339Nano))
+			since := c.since.Format(time.RFC3339)
+			c.distrusted = fmt.Sprintf("asked for items changed since %s (%s=%s), the API listed item %s, changed at %s: it ignores the parameter",
+				since, c.p.cfg.ChangedSince, since, it.ID, t.Format(time.RFC3339Nano))
 		}
 		c.note(t)
 	}

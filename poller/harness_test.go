@@ -15,6 +15,7 @@ import (
 	"github.com/rockety-io/rockety-bridge/internal/judge"
 	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety"
@@ -188,10 +189,15 @@ type churnRun struct {
 
 func startChurn(t *testing.T, h *harness) *churnRun {
 	t.Helper()
+	return startChurnWith(t, h, poller.Config{Interval: 30 * time.Millisecond})
+}
+
+func startChurnWith(t *testing.T, h *harness, cfg poller.Config) *churnRun {
+	t.Helper()
 	c := &churnRun{h: h, rec: &recorder{}, done: make(chan struct{})}
 	deps := h.deps()
 	deps.Observer = c.rec
-	p := h.poller(poller.Config{Interval: 30 * time.Millisecond}, deps)
+	p := h.poller(cfg, deps)
 	cycle(t, p)
 	c.baseline, c.base = judge.Items(h.sim, "tasks")
 	c.streamSeq = lab.LastSeq(t, h.js, subjects)
@@ -225,8 +231,59 @@ func (c *churnRun) settle(t *testing.T) {
 // its tasks now, and returns the events.
 func (c *churnRun) judge(t *testing.T) []judge.Observed {
 	t.Helper()
+	evs, r := c.report(t, "")
+	judge.Fail(t, r, nil)
+	return evs
+}
+
+// report judges the events since the baseline; items marked soft-deleted
+// by deletedField (when set) count as gone.
+func (c *churnRun) report(t *testing.T, deletedField string) ([]judge.Observed, judge.Report) {
+	t.Helper()
 	evs := lab.Events(t, c.h.js, subjects, c.streamSeq)
 	final, _ := judge.Items(c.h.sim, "tasks")
-	judge.Fail(t, judge.Compare(judge.Truth{Baseline: c.baseline, Mutations: c.h.sim.MutationsSince(c.base), Final: final}, evs), nil)
-	return evs
+	truth := judge.Truth{Baseline: withoutMarked(c.baseline, deletedField), Mutations: c.h.sim.MutationsSince(c.base),
+		Final: withoutMarked(final, deletedField)}
+	return evs, judge.Compare(truth, evs)
+}
+
+// withoutMarked drops the items soft-deleted by field: the API lists
+// them, but they are gone.
+func withoutMarked(items map[judge.Key]json.RawMessage, field string) map[judge.Key]json.RawMessage {
+	if field == "" {
+		return items
+	}
+	out := map[judge.Key]json.RawMessage{}
+	for k, raw := range items {
+		if !plan.MarkedDeleted(raw, field) {
+			out[k] = raw
+		}
+	}
+	return out
+}
+
+// kinds counts the recorded cycles by kind.
+func (r *recorder) kinds() map[poller.Kind]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[poller.Kind]int{}
+	for _, s := range r.cycles {
+		out[s.Kind]++
+	}
+	return out
+}
+
+// sum adds up a field over the recorded cycles, and fails on any error.
+func (r *recorder) sum(t *testing.T, field func(poller.CycleStats) int) int {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for i, s := range r.cycles {
+		if r.errs[i] != nil {
+			t.Errorf("cycle %d (%s): %v", i, s.Kind, r.errs[i])
+		}
+		n += field(s)
+	}
+	return n
 }

@@ -130,7 +130,9 @@ func Compare(t Truth, evs []Observed) Report {
 		addState(k, raw)
 	}
 	created := map[Key]bool{}
-	deletedAt := map[Key]time.Time{}
+	// deletedAt holds each item's deletes in order: an item may be
+	// deleted, restored and deleted again under its id (soft deletes).
+	deletedAt := map[Key][]time.Time{}
 	madeAt := map[Key]map[string]time.Time{} // when a state first appeared
 	for _, m := range t.Mutations {
 		k := Key{m.Resource, m.ID}
@@ -148,7 +150,7 @@ func Compare(t Truth, evs []Observed) Report {
 		case sim.OpCreated:
 			created[k] = true
 		case sim.OpDeleted:
-			deletedAt[k] = m.Time
+			deletedAt[k] = append(deletedAt[k], m.Time)
 		}
 	}
 	r.Items = len(states)
@@ -183,6 +185,8 @@ func Compare(t Truth, evs []Observed) Report {
 		prev := t.Baseline[k]
 		existed := prev != nil
 		var lastRev uint64
+		deletes := deletedAt[k] // those no delete event has reported yet
+		var lastDelete time.Time
 		for _, o := range list {
 			e := o.Event
 			at := fmt.Sprintf("%s event at stream seq %d", e.Op, o.Seq)
@@ -211,15 +215,23 @@ func Compare(t Truth, evs []Observed) Report {
 						at, Short(e.Before), Short(prev))
 				}
 			case events.OpDeleted:
-				when, wasDeleted := deletedAt[k]
+				// The event reports the deletes made up to when it was
+				// detected (polling merges those between two polls).
+				reported := 0
+				for reported < len(deletes) && !deletes[reported].After(e.DetectedAt.Add(deleteSlack)) {
+					reported++
+				}
+				if reported > 0 {
+					lastDelete, deletes = deletes[reported-1], deletes[reported:]
+				}
 				switch {
-				case !wasDeleted:
+				case len(deletedAt[k]) == 0:
 					add(FalseDelete, k, "%s, but the API never deleted it", at)
 				case !existed:
 					add(Duplicate, k, "%s of an item already reported deleted", at)
-				case e.DetectedAt.Before(when.Add(-deleteSlack)):
+				case reported == 0:
 					add(FalseDelete, k, "%s detected at %s, before the API deleted it at %s",
-						at, e.DetectedAt.Format(time.RFC3339Nano), when.Format(time.RFC3339Nano))
+						at, e.DetectedAt.Format(time.RFC3339Nano), deletes[0].Format(time.RFC3339Nano))
 				case Norm(e.Before) != Norm(prev):
 					add(OutOfStep, k, "%s has before %s, not the last reported state %s", at, Short(e.Before), Short(prev))
 				}
@@ -230,8 +242,8 @@ func Compare(t Truth, evs []Observed) Report {
 			}
 			if when, ok := madeAt[k][Norm(e.After)]; ok && e.After != nil {
 				r.Delays = append(r.Delays, e.DetectedAt.Sub(when))
-			} else if when, ok := deletedAt[k]; ok && e.Op == events.OpDeleted {
-				r.Delays = append(r.Delays, e.DetectedAt.Sub(when))
+			} else if e.Op == events.OpDeleted && !lastDelete.IsZero() {
+				r.Delays = append(r.Delays, e.DetectedAt.Sub(lastDelete))
 			}
 			if e.After != nil {
 				if !states[k][Norm(e.After)] {

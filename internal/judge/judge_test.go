@@ -106,6 +106,19 @@ func TestCompare(t *testing.T) {
 			want: []string{"out of step: tasks/2: updated event at stream seq 9 while the item did not exist"}},
 		{name: "a snapshot after a silent baseline", evs: append(slices.Clone(good), ev(9, events.OpSnapshot, 1, 4, "", "c", 20)),
 			want: []string{"invented: tasks/1: snapshot event at stream seq 9"}},
+		{name: "deleted, restored under its id and deleted again (soft deletes)",
+			truth: func(tr judge.Truth) judge.Truth {
+				tr.Mutations = append(tr.Mutations, mut(18, sim.OpCreated, 2, "y"), mut(19, sim.OpDeleted, 2, "y"))
+				return tr
+			},
+			evs: append(slices.Clone(good), ev(9, events.OpCreated, 2, 3, "", "y", 18), ev(10, events.OpDeleted, 2, 4, "y", "", 19))},
+		{name: "the second delete reported before it happened",
+			truth: func(tr judge.Truth) judge.Truth {
+				tr.Mutations = append(tr.Mutations, mut(18, sim.OpCreated, 2, "y"), mut(25, sim.OpDeleted, 2, "y"))
+				return tr
+			},
+			evs: append(slices.Clone(good), ev(9, events.OpCreated, 2, 3, "", "y", 18), ev(10, events.OpDeleted, 2, 4, "y", "", 19)),
+			want: []string{"false delete: tasks/2: deleted event at stream seq 10 detected at 2026-01-02T03:04:24Z, before the API deleted it at 2026-01-02T03:04:30Z"}},
 		{name: "a change undone between polls needs no event",
 			truth: func(tr judge.Truth) judge.Truth {
 				tr.Mutations = append(tr.Mutations, mut(18, sim.OpUpdated, 1, "a"))

@@ -1,0 +1,307 @@
+package poller_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/internal/judge"
+	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+)
+
+// incremental is a poller configuration with incremental polling on and
+// no full traversal due within a test, unless fullEvery says otherwise.
+func incremental(lookback, fullEvery time.Duration) poller.Config {
+	if fullEvery == 0 {
+		fullEvery = time.Hour
+	}
+	return poller.Config{Interval: 30 * time.Millisecond, ChangedSince: "updated_since", Lookback: lookback, FullEvery: fullEvery}
+}
+
+// lostDeletesOnly fails unless every problem of r is a delete no event
+// reported yet: what incremental cycles leave to the next full traversal.
+func lostDeletesOnly(t *testing.T, r judge.Report) int {
+	t.Helper()
+	n := 0
+	for _, p := range r.Problems {
+		if p.Kind != judge.Lost || !strings.Contains(p.What, "the API deleted the item") && !strings.Contains(p.What, "no event says so") {
+			t.Errorf("%s", p)
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// TestIncrementalChurnIsExact: under steady churn, incremental cycles
+// publish every create and update once and no delete; the next full
+// traversal publishes the deletes, and then every change is accounted for.
+func TestIncrementalChurnIsExact(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 21, SeedItems: 400, Resources: []string{"tasks"}, Churn: 60})
+	run := startChurnWith(t, h, incremental(time.Second, 0))
+	time.Sleep(3 * time.Second)
+	run.settle(t)
+	kinds := run.rec.kinds()
+	if kinds[poller.KindFull] != 0 || kinds[poller.KindIncremental] < 10 {
+		t.Fatalf("cycles after the baseline: %v, want incremental ones only", kinds)
+	}
+	pages := run.rec.sum(t, func(s poller.CycleStats) int { return s.Pages })
+	t.Logf("%d incremental cycles read %d pages", kinds[poller.KindIncremental], pages)
+
+	evs, r := run.report(t, "")
+	for _, o := range evs {
+		if o.Event.Op == events.OpDeleted {
+			t.Fatalf("an incremental cycle published a delete: %+v", o.Event)
+		}
+	}
+	pending := lostDeletesOnly(t, r)
+	if r.Mutations[sim.OpDeleted] == 0 || r.Events[events.OpUpdated] == 0 || r.Events[events.OpCreated] == 0 {
+		t.Fatalf("too little churn to prove anything: %v, events %v", r.Mutations, r.Events)
+	}
+
+	// A full traversal (a restart after the interval has passed) brings the deletes.
+	full := h.poller(incremental(time.Second, time.Millisecond), h.deps())
+	if s := cycle(t, full); s.Kind != poller.KindFull || s.Deleted == 0 || s.Missed != 0 {
+		t.Errorf("the full traversal: %+v", s)
+	}
+	evs = run.judge(t)
+	t.Logf("%d events; %d items were deleted and waited for the full traversal", len(evs), pending)
+}
+
+// TestLaggingFilterMissesNothingWithinTheLookback: the API shows a change
+// to the filter 1.5 s late (its search index lags); a 3 s lookback asks
+// again for it, so incremental cycles miss nothing and the full traversal
+// finds nothing they should have seen.
+func TestLaggingFilterMissesNothingWithinTheLookback(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 22, SeedItems: 300, Resources: []string{"tasks"}, Churn: 40,
+		Faults: sim.Faults{ChangesLag: 1500 * time.Millisecond}})
+	run := startChurnWith(t, h, incremental(3*time.Second, 0))
+	time.Sleep(3 * time.Second)
+	if err := h.sim.SetChurn(0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the last changes become visible to the filter
+	run.settle(t)
+	_, r := run.report(t, "")
+	lostDeletesOnly(t, r)
+
+	full := h.poller(incremental(3*time.Second, time.Millisecond), h.deps())
+	s := cycle(t, full)
+	if s.Kind != poller.KindFull || s.Missed != 0 || s.Created+s.Updated != 0 {
+		t.Errorf("the full traversal found what the incremental cycles should have: %+v", s)
+	}
+	run.judge(t)
+}
+
+// TestIgnoredFilterFallsBackToFullTraversals: an API that ignores the
+// parameter answers the whole list; the first incremental cycle sees items
+// older than it asked for, says so once, and from then on the resource is
+// polled by full traversals, deletes included, and stays exact.
+func TestIgnoredFilterFallsBackToFullTraversals(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 23, SeedItems: 300, Resources: []string{"tasks"}, Churn: 40,
+		Faults: sim.Faults{IgnoreChangedSince: true}})
+	run := startChurnWith(t, h, incremental(time.Second, 0))
+	time.Sleep(2 * time.Second)
+	run.settle(t)
+	run.rec.mu.Lock()
+	var distrusted []string
+	afterFallback := map[poller.Kind]int{}
+	for _, s := range run.rec.cycles {
+		if len(distrusted) > 0 {
+			afterFallback[s.Kind]++
+		}
+		if s.Distrusted != "" {
+			distrusted = append(distrusted, s.Distrusted)
+			if s.Kind != poller.KindIncremental || s.Complete {
+				t.Errorf("the cycle that found the filter ignored: %+v", s)
+			}
+		}
+	}
+	run.rec.mu.Unlock()
+	if len(distrusted) != 1 || !strings.Contains(distrusted[0], "updated_since") {
+		t.Fatalf("fallbacks: %q, want one naming the parameter", distrusted)
+	}
+	if afterFallback[poller.KindIncremental] != 0 || afterFallback[poller.KindFull] < 3 {
+		t.Errorf("cycles after the fallback: %v, want full traversals only", afterFallback)
+	}
+	t.Log(distrusted[0])
+	evs := run.judge(t)
+	deletes := 0
+	for _, o := range evs {
+		if o.Event.Op == events.OpDeleted {
+			deletes++
+		}
+	}
+	if deletes == 0 {
+		t.Error("no deletes: the full traversals after the fallback proved nothing")
+	}
+}
+
+// TestSoftDeletesFromIncrementalCycles: an API that marks deleted items
+// (deleted_at) and keeps listing them; every delete is published from the
+// incremental cycles, with the last live state as before, a restored item
+// is a create, and an item left marked publishes nothing more.
+func TestSoftDeletesFromIncrementalCycles(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 24, SeedItems: 300, Resources: []string{"tasks"}, Churn: 60,
+		Faults: sim.Faults{SoftDelete: true}})
+	cfg := incremental(time.Second, 0)
+	cfg.DeletedField = "deleted_at"
+	run := startChurnWith(t, h, cfg)
+	time.Sleep(4 * time.Second)
+	run.settle(t)
+	if kinds := run.rec.kinds(); kinds[poller.KindFull] != 0 {
+		t.Fatalf("cycles: %v, want incremental ones only", kinds)
+	}
+	evs, r := run.report(t, "deleted_at")
+	judge.Fail(t, r, nil)
+	restored := 0
+	deleted := map[string]bool{}
+	for _, o := range evs {
+		switch o.Event.Op {
+		case events.OpDeleted:
+			deleted[o.Event.ID] = true
+		case events.OpCreated:
+			if deleted[o.Event.ID] {
+				restored++
+			}
+		}
+	}
+	t.Logf("%d events: %v; %d deletes, %d items restored after one", len(evs), r.Events, len(deleted), restored)
+	if len(deleted) == 0 {
+		t.Fatal("no soft deletes to judge")
+	}
+
+	// Listed again and again, the soft-deleted items cost nothing: no
+	// lookup, no event, in incremental and full cycles alike.
+	evsAfter := h.stream()
+	evsAfter.next()
+	again := h.poller(func() poller.Config { c := cfg; c.FullEvery = time.Millisecond; return c }(), h.deps())
+	for range 2 {
+		if s := cycle(t, again); s.Created+s.Updated+s.Deleted != 0 {
+			t.Errorf("a quiet cycle published: %+v", s)
+		}
+	}
+	if got := evsAfter.next(); len(got) != 0 {
+		t.Errorf("%d events from quiet cycles", len(got))
+	}
+}
+
+// TestRestartKeepsTheCursorAndTheFullTraversalSchedule: a restarted bridge
+// goes on with an incremental cycle from the stored cursor, one request
+// when nothing changed; a full traversal comes when the stored time of the
+// last one says it is due, not at every start.
+func TestRestartKeepsTheCursorAndTheFullTraversalSchedule(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 25, SeedItems: 1000, Resources: []string{"tasks"}})
+	cfg := incremental(time.Second, 0)
+	p := h.poller(cfg, h.deps())
+	if s := cycle(t, p); s.Kind != poller.KindFull || s.Cursor.IsZero() {
+		t.Fatalf("first cycle %+v, want a full traversal that sets the cursor", s)
+	}
+	ids := h.sim.IDs("tasks")
+	if err := h.sim.Update("tasks", ids[10], map[string]any{"status": "blocked"}); err != nil {
+		t.Fatal(err)
+	}
+	s := cycle(t, p)
+	if s.Kind != poller.KindIncremental || s.Updated != 1 || s.Pages != 1 {
+		t.Fatalf("second cycle %+v, want one incremental page with the update", s)
+	}
+	cursor := s.Cursor
+
+	before := h.sim.Stats().Total
+	restarted := h.poller(cfg, h.deps())
+	s = cycle(t, restarted)
+	if s.Kind != poller.KindIncremental || !s.Cursor.Equal(cursor) || s.Created+s.Updated+s.Deleted != 0 {
+		t.Errorf("first cycle after a restart %+v, want an incremental one from cursor %s with nothing new", s, cursor)
+	}
+	if n := h.sim.Stats().Total - before; n != 1 {
+		t.Errorf("an idle incremental cycle after a restart made %d requests, want 1", n)
+	}
+
+	// Due: the next start runs a full traversal first.
+	time.Sleep(20 * time.Millisecond)
+	due := h.poller(func() poller.Config { c := cfg; c.FullEvery = 10 * time.Millisecond; return c }(), h.deps())
+	if s := cycle(t, due); s.Kind != poller.KindFull || s.Pages < 10 {
+		t.Errorf("first cycle after a restart with a full traversal due: %+v", s)
+	}
+}
+
+// TestKilledBetweenPublishAndCommitInAnIncrementalCycle: the bridge dies
+// after JetStream acknowledged an incremental cycle's events and before
+// their state and the cursor were stored. The next start commits them from
+// the journal, asks from the old cursor again, and publishes nothing twice.
+func TestKilledBetweenPublishAndCommitInAnIncrementalCycle(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 26, SeedItems: 500, Resources: []string{"tasks"}})
+	cfg := incremental(time.Second, 0)
+	deps := h.deps()
+	mirror := &crashingMirror{Mirror: deps.Mirror}
+	deps.Mirror = mirror
+	p := h.poller(cfg, deps)
+	evs := h.stream()
+	cycle(t, p)
+	ids := h.sim.IDs("tasks")
+	for _, id := range ids[:4] {
+		if err := h.sim.Update("tasks", id, map[string]any{"status": "blocked"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newID, _ := h.sim.Create("tasks", map[string]any{"title": "created before the kill"})
+	mirror.crash = true
+	s, err := p.RunOnce(context.Background())
+	if !errors.Is(err, errKilled) || s.Kind != poller.KindIncremental {
+		t.Fatalf("cycle %+v err %v, want the simulated kill in an incremental cycle", s, err)
+	}
+	if got := evs.next(); len(got) != 5 {
+		t.Fatalf("%d events before the kill, want 4 updates and 1 create", len(got))
+	}
+	// While it is down, one item changes again.
+	if err := h.sim.Update("tasks", ids[0], map[string]any{"status": "done"}); err != nil {
+		t.Fatal(err)
+	}
+	restarted := h.poller(cfg, h.deps())
+	s = cycle(t, restarted)
+	got := evs.next()
+	if s.Kind != poller.KindIncremental || len(got) != 1 || got[0].Op != events.OpUpdated || got[0].ID != ids[0] {
+		t.Fatalf("after the restart: %+v and %d events %+v, want one incremental update of %s", s, len(got), got, ids[0])
+	}
+	if s.Created != 0 {
+		t.Errorf("%s was created again", newID)
+	}
+	if s := cycle(t, restarted); s.Created+s.Updated+s.Deleted != 0 {
+		t.Errorf("a quiet cycle published %+v", s)
+	}
+}
+
+// TestFullTraversalCountsWhatTheFilterMissed: a filter that silently
+// leaves a change out (here: an index an hour behind) is caught by the
+// next full traversal, which publishes the change and counts it as missed.
+func TestFullTraversalCountsWhatTheFilterMissed(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 27, SeedItems: 200, Resources: []string{"tasks"}})
+	const lookback = 100 * time.Millisecond
+	cfg := incremental(lookback, 2*time.Second)
+	p := h.poller(cfg, h.deps())
+	evs := h.stream()
+	cycle(t, p)
+	if err := h.sim.SetFaults(sim.Faults{ChangesLag: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	id := h.sim.IDs("tasks")[3]
+	if err := h.sim.Update("tasks", id, map[string]any{"status": "blocked"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * lookback)
+	if s := cycle(t, p); s.Kind != poller.KindIncremental || s.Updated != 0 {
+		t.Fatalf("incremental cycle %+v, want one that sees nothing", s)
+	}
+	time.Sleep(2 * time.Second)
+	s := cycle(t, p)
+	if s.Kind != poller.KindFull || s.Updated != 1 || s.Missed != 1 {
+		t.Fatalf("full traversal %+v, want the update published and counted as missed", s)
+	}
+	if got := evs.next(); len(got) != 1 || got[0].ID != id || got[0].Op != events.OpUpdated {
+		t.Errorf("events %+v, want the update of %s", got, id)
+	}
+}
