@@ -53,7 +53,12 @@ func TestAdminRoutes(t *testing.T) {
 		{"faults unknown key", "PUT", "/faults", `{"error_rat":1}`, testToken, 400, `unknown field \"error_rat\"`},
 		{"faults bad duration", "PUT", "/faults", `{"latency":"soon"}`, testToken, 400, "latency: time: invalid duration"},
 		{"faults out of range", "PUT", "/faults", `{"repeat_page_rate":2}`, testToken, 400, "repeat page rate 2 outside [0, 1]"},
+		{"faults bad changes lag", "PUT", "/faults", `{"changes_lag":"5"}`, testToken, 400, `changes_lag: time: missing unit in duration \"5\"`},
+		{"faults negative changes lag", "PUT", "/faults", `{"changes_lag":"-1s"}`, testToken, 400, "negative changes lag -1s"},
+		{"faults soft delete not a bool", "PUT", "/faults", `{"soft_delete":"yes"}`, testToken, 400, "soft_delete"},
 		{"faults", "GET", "/faults", "", testToken, 200, `{"retry_after":"1s"}`},
+		{"faults of incremental polling", "PUT", "/faults", `{"soft_delete":true,"ignore_changed_since":true,"changes_lag":"1m30s"}`, testToken, 200,
+			`{"retry_after":"1s","changes_lag":"1m30s","ignore_changed_since":true,"soft_delete":true}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,7 +242,8 @@ func TestAdminFaults(t *testing.T) {
 	rem := e.remote()
 	want := sim.Faults{Latency: 300 * time.Millisecond, ErrorRate: 1, RateLimitRate: 0, RetryAfter: 2 * time.Second,
 		FailPage: sim.FailPage{Resource: "tasks", Page: 2, Status: 503, Times: 1}, TruncateRate: 0.1, HTMLRate: 0.2,
-		PagesUnderreport: 1, RepeatPageRate: 0.3, DriftInserts: 2}
+		PagesUnderreport: 1, RepeatPageRate: 0.3, DriftInserts: 2,
+		ChangesLag: 1500 * time.Millisecond, IgnoreChangedSince: true, SoftDelete: true}
 	if err := rem.SetFaults(ctx, want); err != nil {
 		t.Fatal(err)
 	}

@@ -154,32 +154,48 @@ func snapshot(s *sim.Server, resources []string) map[string]map[string]string {
 // checkReplay applies the log to the initial state and expects the final
 // state: the log is complete ground truth only if this holds. Items compare
 // by canonical JSON because SetRaw re-encodings are deliberately not logged.
+// A delete whose item has a deleted_at is a soft delete: the item stays, as
+// the log shows it, until a create restores it.
 func checkReplay(t *testing.T, s *sim.Server, state map[string]map[string]string, muts []sim.Mutation, resources []string) {
 	t.Helper()
+	soft := map[string]bool{} // resource/id
 	for _, m := range muts {
 		items := state[m.Resource]
 		if items == nil {
 			items = map[string]string{}
 			state[m.Resource] = items
 		}
+		key := m.Resource + "/" + m.ID
 		_, exists := items[m.ID]
 		switch m.Op {
 		case sim.OpCreated:
-			if exists {
-				t.Fatalf("seq %d: created %s/%s twice", m.Seq, m.Resource, m.ID)
+			if exists && !soft[key] {
+				t.Fatalf("seq %d: created %s twice", m.Seq, key)
 			}
+			if deletedAt(t, m.Item) != nil {
+				t.Fatalf("seq %d: created %s with deleted_at set: %s", m.Seq, key, m.Item)
+			}
+			delete(soft, key)
 			items[m.ID] = string(m.Item)
 		case sim.OpUpdated:
-			if !exists {
-				t.Fatalf("seq %d: updated missing %s/%s", m.Seq, m.Resource, m.ID)
+			if !exists || soft[key] {
+				t.Fatalf("seq %d: updated missing %s", m.Seq, key)
 			}
 			if canon(t, items[m.ID]) == canon(t, string(m.Item)) {
-				t.Errorf("seq %d: update of %s/%s changed nothing", m.Seq, m.Resource, m.ID)
+				t.Errorf("seq %d: update of %s changed nothing", m.Seq, key)
 			}
 			items[m.ID] = string(m.Item)
 		case sim.OpDeleted:
-			if !exists || canon(t, items[m.ID]) != canon(t, string(m.Item)) {
-				t.Fatalf("seq %d: delete of %s/%s does not carry its last state", m.Seq, m.Resource, m.ID)
+			if !exists || soft[key] {
+				t.Fatalf("seq %d: deleted missing %s", m.Seq, key)
+			}
+			if deletedAt(t, m.Item) != nil {
+				soft[key] = true
+				items[m.ID] = string(m.Item)
+				continue
+			}
+			if canon(t, items[m.ID]) != canon(t, string(m.Item)) {
+				t.Fatalf("seq %d: delete of %s does not carry its last state", m.Seq, key)
 			}
 			delete(items, m.ID)
 		default:
@@ -197,6 +213,12 @@ func checkReplay(t *testing.T, s *sim.Server, state map[string]map[string]string
 			}
 		}
 	}
+}
+
+// deletedAt is an item's deleted_at, nil when absent or null.
+func deletedAt(t *testing.T, item []byte) any {
+	t.Helper()
+	return fields(t, item)["deleted_at"]
 }
 
 func canon(t *testing.T, s string) string {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,8 +15,9 @@ import (
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
-// TestConcurrentReadersAndWriters runs page readers, API writers, Go-side
-// writers, churn, drift and fault changes at once. Under -race it proves the
+// TestConcurrentReadersAndWriters runs page readers (filtered by
+// updated_since too), API writers, Go-side writers, churn, drift and fault
+// changes (soft deletes on and off) at once. Under -race it proves the
 // locking; afterwards the log must still replay to the final state.
 func TestConcurrentReadersAndWriters(t *testing.T) {
 	resources := []string{"projects", "tasks", "users"}
@@ -48,6 +50,47 @@ func TestConcurrentReadersAndWriters(t *testing.T) {
 		return resp.StatusCode, raw, err
 	}
 	var wg sync.WaitGroup
+	// The first filtered list of a seeded resource builds its index while
+	// the others read and write.
+	since := url.QueryEscape(time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano))
+	for w := range 3 {
+		wg.Go(func() {
+			res := resources[w%len(resources)]
+			for p := 1; ctx.Err() == nil; p = p%4 + 1 {
+				status, body, err := get(fmt.Sprintf("/%s?updated_since=%s&per_page=20&page=%d", res, since, p))
+				if ctx.Err() != nil {
+					return
+				}
+				if err != nil || status != 200 {
+					report(fmt.Errorf("%s filtered page %d: %d %v", res, p, status, err))
+					return
+				}
+				var pg page
+				if err := json.Unmarshal(body, &pg); err != nil {
+					report(fmt.Errorf("page body: %w", err))
+					return
+				}
+				// A page is read at one instant, so it is in order.
+				var prevAt time.Time
+				var prevID int64
+				for i, it := range pg.Data {
+					var v struct {
+						ID        int64
+						UpdatedAt time.Time `json:"updated_at"`
+					}
+					if json.Unmarshal(it, &v) != nil {
+						report(fmt.Errorf("%s filtered page %d: bad item %s", res, p, it))
+						return
+					}
+					if c := v.UpdatedAt.Compare(prevAt); i > 0 && (c < 0 || c == 0 && v.ID <= prevID) {
+						report(fmt.Errorf("%s filtered page %d: %d at %s after %d at %s", res, p, v.ID, v.UpdatedAt, prevID, prevAt))
+						return
+					}
+					prevAt, prevID = v.UpdatedAt, v.ID
+				}
+			}
+		})
+	}
 	for w := range 6 {
 		wg.Go(func() {
 			res := resources[w%len(resources)]
@@ -109,7 +152,7 @@ func TestConcurrentReadersAndWriters(t *testing.T) {
 	})
 	wg.Go(func() {
 		for i := 0; ctx.Err() == nil; i++ {
-			_ = e.sim.SetFaults(sim.Faults{DriftInserts: i % 2})
+			_ = e.sim.SetFaults(sim.Faults{DriftInserts: i % 2, SoftDelete: i%3 == 0, ChangesLag: time.Duration(i%2) * time.Millisecond})
 			_ = e.sim.Stats()
 			if i%10 == 0 {
 				e.sim.ResetStats()
