@@ -5,6 +5,11 @@
 //	ROCKETY_API_URL=http://127.0.0.1:8090/api/v1 ROCKETY_API_TOKEN=dev-token \
 //	  ROCKETY_ALLOW_INSECURE=true rockety-bridge run
 //
+// Every list answers ?updated_since=<RFC 3339> with the items changed since
+// then; -changes-lag, -ignore-changed-since and -soft-delete make that API
+// lag, lack the filter, or keep deleted items with a deleted_at, to try the
+// bridge's incremental polling against each (package sim says how).
+//
 // Exit status: 0 after a clean shutdown on SIGINT or SIGTERM, 1 when the
 // server cannot run, 2 for bad flags.
 package main
@@ -67,6 +72,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.opts.Faults.HTMLRate, "html-rate", 0, "fraction of list requests answered 502 with an HTML page, 0 to 1")
 	fs.IntVar(&c.opts.Faults.PagesUnderreport, "pages-underreport", 0, "report this many pages fewer in list metadata")
 	fs.Float64Var(&c.opts.Faults.RepeatPageRate, "repeat-page-rate", 0, "fraction of list requests for page N > 1 answered with page N-1, 0 to 1")
+	fs.DurationVar(&c.opts.Faults.ChangesLag, "changes-lag", 0, "a change shows in lists filtered by "+sim.SinceParam+" only this long after its updated_at (an eventually consistent index)")
+	fs.BoolVar(&c.opts.Faults.IgnoreChangedSince, "ignore-changed-since", false, "ignore "+sim.SinceParam+" and answer the whole list, as an API without the filter does")
+	fs.BoolVar(&c.opts.Faults.SoftDelete, "soft-delete", false, "DELETE sets deleted_at and keeps the item listed; PUT {\"deleted_at\":null} restores it")
 	fs.StringVar(&c.style, "style", "data", "list envelope: data, items or nometa")
 	fs.IntVar(&c.opts.LogLimit, "log-limit", defaultLogLimit, "mutations the log keeps for "+sim.AdminPath+"/mutations; 0 keeps all")
 	if err := fs.Parse(args); err != nil {
@@ -98,6 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		{f.HTMLRate < 0 || f.HTMLRate > 1, "-html-rate", f.HTMLRate, "between 0 and 1"},
 		{f.PagesUnderreport < 0, "-pages-underreport", f.PagesUnderreport, "0 or more"},
 		{f.RepeatPageRate < 0 || f.RepeatPageRate > 1, "-repeat-page-rate", f.RepeatPageRate, "between 0 and 1"},
+		{f.ChangesLag < 0, "-changes-lag", f.ChangesLag, "0 or more"},
 	} {
 		if check.bad {
 			return c, fmt.Errorf("%s %v: want %s", check.flag, check.val, check.want)

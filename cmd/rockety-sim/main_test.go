@@ -29,6 +29,9 @@ func TestFlagErrors(t *testing.T) {
 		{"negative drift", []string{"-drift", "-1"}, "-drift -1: want 0 or more"},
 		{"negative log limit", []string{"-log-limit", "-1"}, "-log-limit -1: want 0 or more"},
 		{"repeat page rate above 1", []string{"-repeat-page-rate", "2"}, "-repeat-page-rate 2: want between 0 and 1"},
+		{"negative changes lag", []string{"-changes-lag", "-1s"}, "-changes-lag -1s: want 0 or more"},
+		{"changes lag without a unit", []string{"-changes-lag", "5"}, `invalid value "5" for flag -changes-lag`},
+		{"soft delete with a value", []string{"-soft-delete=maybe"}, `invalid boolean value "maybe" for -soft-delete`},
 		{"bad style", []string{"-style", "xml"}, `-style: sim: invalid: style "xml"`},
 		{"fail page without page", []string{"-fail-page", "tasks"}, "want resource:page[:status[:times]]"},
 		{"fail page bad number", []string{"-fail-page", "tasks:x"}, `page "x" is not a number`},
@@ -57,7 +60,7 @@ func TestHelp(t *testing.T) {
 	if code := run([]string{"-h"}, &stdout, &stderr); code != 0 {
 		t.Errorf("exit %d", code)
 	}
-	if !strings.Contains(stderr.String(), "-fail-page") {
+	if out := stderr.String(); !strings.Contains(out, "-fail-page") || !strings.Contains(out, "-changes-lag") || !strings.Contains(out, "-soft-delete") {
 		t.Errorf("usage %q", stderr.String())
 	}
 }
@@ -75,6 +78,7 @@ func TestParseFlags(t *testing.T) {
 		"-churn", "0.5", "-latency", "20ms", "-error-rate", "0.1", "-rate-limit-rate", "0.2",
 		"-retry-after", "3s", "-fail-page", "tasks:3:503:2", "-drift", "4", "-style", "items",
 		"-repeat-page-rate", "0.25", "-log-limit", "20",
+		"-changes-lag", "3s", "-ignore-changed-since", "-soft-delete",
 	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -86,10 +90,14 @@ func TestParseFlags(t *testing.T) {
 			Latency: 20 * time.Millisecond, ErrorRate: 0.1, RateLimitRate: 0.2, RetryAfter: 3 * time.Second,
 			FailPage:     sim.FailPage{Resource: "tasks", Page: 3, Status: 503, Times: 2},
 			DriftInserts: 4, RepeatPageRate: 0.25,
+			ChangesLag: 3 * time.Second, IgnoreChangedSince: true, SoftDelete: true,
 		},
 	}
-	got, _ := json.Marshal(c.opts)
-	exp, _ := json.Marshal(want)
+	got, err := json.Marshal(c.opts)
+	exp, err2 := json.Marshal(want)
+	if err != nil || err2 != nil {
+		t.Fatal(err, err2)
+	}
 	if c.addr != ":0" || string(got) != string(exp) {
 		t.Errorf("options\n%s\nwant\n%s", got, exp)
 	}

@@ -167,7 +167,9 @@ type Options struct {
 	// Clock is the API's clock: the updated_at of writes, the time of logged
 	// mutations and the cut-off of Faults.ChangesLag. nil means time.Now. A
 	// test sets it to step time instead of sleeping; it may go backwards.
-	Clock func() time.Time
+	// It is left out of JSON so that Options, otherwise plain data, still
+	// encodes (to log or compare a configuration).
+	Clock func() time.Time `json:"-"`
 }
 
 // Mutation is one change of an item, from churn, the drift fault, the API or
