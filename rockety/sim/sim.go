@@ -8,6 +8,8 @@
 // # The API
 //
 //	GET    /api/v1/<resource>?page=N&per_page=M  200 a page (see Style)
+//	GET    /api/v1/<resource>?updated_since=T&page=N&per_page=M
+//	                                             200 a page of the items changed since T, 400
 //	GET    /api/v1/<resource>/<id>               200 the bare item, 404
 //	POST   /api/v1/<resource>                    201 the created item, 400
 //	PUT    /api/v1/<resource>/<id>               200 the updated item, 400, 404
@@ -35,11 +37,51 @@
 // method_not_allowed (405) or internal (500 and other injected statuses).
 // A request refused with an injected fault changes nothing.
 //
+// # Listing changes
+//
+// With updated_since, an RFC 3339 time (2025-06-02T09:00:00Z, or
+// 2025-06-02T11:00:00.5%2B02:00 with the plus encoded), a list holds only the
+// items whose updated_at is at or after it, ordered by updated_at and then
+// id, and is paged like the unfiltered list, its metadata counting the
+// filtered items. A malformed value answers 400 with a message that names
+// updated_since. Every write stamps updated_at and so moves its item to the
+// end of that order: a create, an update, a soft delete and a restore, by
+// the API, the Go-side mutators, churn or drift; SetRaw keeps the updated_at
+// it is given. A page is a window of the order at its request, so when an
+// item changes while a client pages, the items behind its old place move up
+// by one and a client that pages by offset skips one, as with any offset
+// pagination over changing data. An item deleted for good is in no list.
+//
+// Faults.ChangesLag leaves a change out of filtered lists until that long
+// after its updated_at (an eventually consistent search index); the
+// unfiltered list and GET show it at once. Faults.IgnoreChangedSince answers
+// every list unfiltered, whatever updated_since says, as an API without the
+// filter does.
+//
+// A seeded resource sorts its items by updated_at on its first filtered list
+// (a fraction of a second at a million items); from then on a page is found by
+// binary search however many items there are, and a write costs a few
+// microseconds more to keep the order.
+//
+// # Soft deletes
+//
+// With Faults.SoftDelete, a DELETE (and Delete, and churn's deletes) keeps
+// the item: it sets deleted_at and updated_at to the time of the delete and
+// answers 204, the item stays in every list and GET answers it, and the log
+// records OpDeleted with the item as it is now. A PUT whose body sets
+// deleted_at to null restores it (the body's other fields merge as in any
+// PUT), bumps updated_at and is logged OpCreated under the same id; any
+// other PUT or DELETE of a soft-deleted item answers 404, as for a missing
+// one. While SoftDelete is on, deleted_at belongs to the server: POST and
+// PUT ignore it but for that restore. Churn then updates and deletes live
+// items only, and about one mutation in 50 restores a soft-deleted item.
+//
 // # Admin routes
 //
 // Under AdminPath (/_sim), outside the API and with the same token, a test
 // that runs the simulator as another process reads the mutation log and
-// the items, and turns churn and faults on and off; Remote is their client.
+// the items, and turns churn and faults (the changes lag, the ignored
+// filter and soft deletes among them) on and off; Remote is their client.
 package sim
 
 import (
