@@ -35,6 +35,9 @@ type cycle struct {
 	start time.Time
 	// since is what an incremental cycle's filter asks from.
 	since time.Time
+	// lastAsked is when the cycle last asked for changed items: at its
+	// start for an incremental one, at each catch-up for a full one.
+	lastAsked time.Time
 	// newest is the largest changed-at value the cycle saw, the cursor's
 	// next value once its changes are committed.
 	newest time.Time
@@ -64,31 +67,105 @@ func (c *cycle) readsEveryChangedAt() bool {
 	return c.p.cfg.ChangedSince != "" && (c.kind == KindIncremental || c.p.bookmark.Cursor.IsZero())
 }
 
-// filters narrow an incremental cycle's list to the items changed since
-// its filter time.
-func (c *cycle) filters() []rockety.Filter {
-	if c.kind != KindIncremental {
-		return nil
-	}
-	return []rockety.Filter{{Param: c.p.cfg.ChangedSince, Value: c.since.Format(time.RFC3339)}}
+// filter narrows a list to the items changed since a time.
+func (c *cycle) filter(since time.Time) []rockety.Filter {
+	return []rockety.Filter{{Param: c.p.cfg.ChangedSince, Value: since.Format(time.RFC3339)}}
 }
 
 // checkChangedAt reads the changed-at value of every item of a page: the
-// cursor's candidates, and the evidence that the filter works. An item
-// changed before the filter time means the API ignored the filter.
-func (c *cycle) checkChangedAt(items []rockety.Item) {
+// cursor's candidates, and, for a filtered page (since not zero), the
+// evidence that the filter works. An item changed before the filter time
+// means the API ignored the filter.
+func (c *cycle) checkChangedAt(items []rockety.Item, since time.Time) {
 	for _, it := range items {
 		t, ok := changedAt(it.Raw, c.p.cfg.ChangedAtField)
 		if !ok {
 			continue
 		}
-		if c.kind == KindIncremental && t.Before(c.since) && c.distrusted == "" {
-			since := c.since.Format(time.RFC3339)
+		if !since.IsZero() && t.Before(since) && c.distrusted == "" {
+			at := since.Format(time.RFC3339)
 			c.distrusted = fmt.Sprintf("asked for items changed since %s (%s=%s), the API listed item %s, changed at %s: it ignores the parameter",
-				since, c.p.cfg.ChangedSince, since, it.ID, t.Format(time.RFC3339Nano))
+				at, c.p.cfg.ChangedSince, at, it.ID, t.Format(time.RFC3339Nano))
 		}
 		c.note(t)
 	}
+}
+
+// catchUpDue: a full traversal of a large resource takes minutes (a
+// million items at 10 requests a second: over three), and a change made
+// meanwhile would wait for its page, or the next cycle. So, with
+// incremental polling on, a full traversal asks for the items changed
+// since the cursor once per poll interval, between its pages, as an
+// incremental cycle would: changes still arrive within about an interval.
+func (c *cycle) catchUpDue() bool {
+	p := c.p
+	return c.kind == KindFull && p.cfg.ChangedSince != "" && c.distrusted == "" && p.synced &&
+		!p.bookmark.Cursor.IsZero() && p.deps.Now().Sub(c.lastAsked) >= p.cfg.Interval
+}
+
+// catchUp lists the items changed since the cursor (advanced by what this
+// cycle saw so far) and diffs them like the traversal's own pages: an item
+// it lists is seen by this cycle, which is true, as it exists. A failure
+// is not the traversal's: the next catch-up, or the next cycle, asks again.
+func (c *cycle) catchUp() error {
+	p := c.p
+	c.lastAsked = p.deps.Now()
+	since := filterTime(later(p.bookmark.Cursor, c.newest), p.cfg.Lookback)
+	c.stats.CatchUps++
+	// An item the catch-up lists may have a change queued from its page
+	// already: the two go in separate batches, so that the second is
+	// judged against the state the first stored.
+	if err := c.flush(); err != nil {
+		return err
+	}
+	for page, err := range p.deps.Lister.Pages(c.ctx, p.cfg.Resource, c.filter(since)...) {
+		if err != nil {
+			return nil
+		}
+		c.stats.Requests++
+		c.checkChangedAt(page.Items, since)
+		if err := c.diff(page.Items, false); err != nil {
+			return err
+		}
+		if c.distrusted != "" {
+			break
+		}
+	}
+	return c.flush()
+}
+
+// diff compares items with the index and queues the changes. ownPage
+// says they come from the cycle's own traversal, not a catch-up: there an
+// item seen twice moved between pages, and, in a full traversal, a change
+// an incremental cycle should have seen counts as missed.
+func (c *cycle) diff(items []rockety.Item, ownPage bool) error {
+	p := c.p
+	p.mu.Lock()
+	var changes []Change
+	var err error
+	if ownPage {
+		var dupes int
+		changes, dupes, err = p.ix.Diff(p.cycle, items)
+		c.stats.Dupes += dupes
+		c.stats.Seen += len(items) - dupes
+	} else {
+		changes, err = p.ix.Recheck(p.cycle, items)
+	}
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if p.cfg.ChangedSince != "" {
+		for i := range changes {
+			t, ok := changedAt(changes[i].Raw, p.cfg.ChangedAtField)
+			if !ok {
+				continue
+			}
+			c.note(t)
+			changes[i].Missed = ownPage && c.kind == KindFull && p.covered.covers(t)
+		}
+	}
+	return c.add(changes)
 }
 
 // traverse reads every page and diffs it, while a background flusher
@@ -134,33 +211,36 @@ func (c *cycle) traverse() error {
 		return errors.Join(err, flushErr)
 	}
 
-	for page, err := range p.deps.Lister.Pages(c.ctx, res, c.filters()...) {
+	var filters []rockety.Filter
+	if c.kind == KindIncremental {
+		filters = c.filter(c.since)
+	}
+	c.lastAsked = c.start
+	for page, err := range p.deps.Lister.Pages(c.ctx, res, filters...) {
 		if err != nil {
 			// Publish what this cycle saw, then stop: never a delete.
 			return finish(fmt.Errorf("%w: %s: %w", ErrIncomplete, res, err))
 		}
 		c.stats.Pages++
+		c.stats.Requests++
 		if page.Meta.Total >= 0 {
 			c.stats.Total = page.Meta.Total
 		}
 		if c.readsEveryChangedAt() {
-			c.checkChangedAt(page.Items)
+			c.checkChangedAt(page.Items, c.since)
 		}
-		p.mu.Lock()
-		changes, dupes, err := p.ix.Diff(p.cycle, page.Items)
-		p.mu.Unlock()
-		if err != nil {
+		if err := c.diff(page.Items, true); err != nil {
 			return finish(fmt.Errorf("%w: %s page %d: %w", ErrIncomplete, res, page.Number, err))
 		}
-		c.stats.Dupes += dupes
-		c.stats.Seen += len(page.Items) - dupes
-		if err := c.add(changes); err != nil {
-			return finish(err)
-		}
-		if c.distrusted != "" {
+		if c.distrusted != "" && c.kind == KindIncremental {
 			// This page was true, and is published; the rest of a list
 			// the API did not filter is a full traversal's to read.
 			break
+		}
+		if c.catchUpDue() {
+			if err := c.catchUp(); err != nil {
+				return finish(err)
+			}
 		}
 	}
 	return finish(nil)
@@ -172,11 +252,6 @@ func (c *cycle) traverse() error {
 func (c *cycle) add(changes []Change) error {
 	now := c.p.deps.Now().UnixNano()
 	for _, ch := range changes {
-		if c.p.cfg.ChangedSince != "" && !c.readsEveryChangedAt() {
-			if t, ok := changedAt(ch.Raw, c.p.cfg.ChangedAtField); ok {
-				c.note(t)
-			}
-		}
 		// Detach from the page's buffer so the page can be freed.
 		ch.Raw = bytes.Clone(ch.Raw)
 		if len(c.queued) == 0 {
@@ -259,10 +334,8 @@ func (c *cycle) publish(batch []Change) error {
 		}
 		if d.Event != nil {
 			out = append(out, *d.Event)
-			if c.kind == KindFull && !p.covered.from.IsZero() {
-				if t, ok := changedAt(ch.Raw, p.cfg.ChangedAtField); ok && p.covered.covers(t) {
-					n.miss(ch.ID)
-				}
+			if ch.Missed {
+				n.miss(ch.ID)
 			}
 		}
 		if d.Write != nil {

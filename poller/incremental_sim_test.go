@@ -3,6 +3,7 @@ package poller_test
 import (
 	"context"
 	"errors"
+	"iter"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/internal/judge"
 	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/rockety"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
@@ -303,5 +305,64 @@ func TestFullTraversalCountsWhatTheFilterMissed(t *testing.T) {
 	}
 	if got := evs.next(); len(got) != 1 || got[0].ID != id || got[0].Op != events.OpUpdated {
 		t.Errorf("events %+v, want the update of %s", got, id)
+	}
+}
+
+// pageHook calls at(n) before it hands on page n of an unfiltered list.
+type pageHook struct {
+	poller.Lister
+	at func(n int)
+}
+
+func (l pageHook) Pages(ctx context.Context, resource string, filters ...rockety.Filter) iter.Seq2[*rockety.Page, error] {
+	return func(yield func(*rockety.Page, error) bool) {
+		for page, err := range l.Lister.Pages(ctx, resource, filters...) {
+			if err == nil && len(filters) == 0 {
+				l.at(page.Number)
+			}
+			if !yield(page, err) {
+				return
+			}
+		}
+	}
+}
+
+// TestFullTraversalCatchesUpOnChanges: a change made during a long full
+// traversal to an item whose page was read already arrives in that cycle,
+// from the traversal's catch-up on changed items, once.
+func TestFullTraversalCatchesUpOnChanges(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 28, SeedItems: 2000, Resources: []string{"tasks"}})
+	first := h.sim.IDs("tasks")[0]
+	deps := h.deps()
+	armed := false
+	deps.Lister = pageHook{Lister: deps.Lister, at: func(n int) {
+		if n == 10 && armed {
+			armed = false
+			if err := h.sim.Update("tasks", first, map[string]any{"status": "blocked"}); err != nil {
+				t.Error(err)
+			}
+		}
+	}}
+	cfg := incremental(time.Second, time.Millisecond) // every cycle is full
+	cfg.Interval = time.Nanosecond                      // a catch-up after every page
+	p := h.poller(cfg, deps)
+	evs := h.stream()
+	cycle(t, p) // the first: sets the cursor, no catch-ups
+	time.Sleep(5 * time.Millisecond)
+	armed = true
+	s := cycle(t, p)
+	if s.Kind != poller.KindFull || s.CatchUps == 0 || s.Updated != 1 {
+		for _, e := range evs.next() {
+			t.Logf("%s %s rev %d before %s after %s", e.Op, e.ID, e.Revision, e.Before, e.After)
+		}
+		t.Fatalf("full traversal %+v, want the update from a catch-up", s)
+	}
+	got := evs.next()
+	if len(got) != 1 || got[0].ID != first || got[0].Op != events.OpUpdated {
+		t.Fatalf("events %+v, want one update of %s", got, first)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if s := cycle(t, p); s.Created+s.Updated+s.Deleted != 0 {
+		t.Errorf("the next cycle published %+v", s)
 	}
 }

@@ -231,6 +231,9 @@ type Change struct {
 	// Replaces is the revision this change replaces: the live state's for
 	// an update, the delete marker's (or 0) for a create.
 	Replaces uint64
+	// Missed is the cycle's to set: a full traversal found the change,
+	// and an incremental cycle should have (incremental_missed_total).
+	Missed bool
 }
 
 // Diff compares one page of items with the index and marks each item seen
@@ -247,10 +250,22 @@ type Change struct {
 //	7 seen this cycle       {"id":7,...}           skipped, dupes+1
 //	7 dead, listed hash     the same item          nothing (still soft-deleted)
 func (ix *Index) Diff(cycle uint32, items []rockety.Item) (changes []Change, dupes int, err error) {
+	return ix.diff(cycle, items, true)
+}
+
+// Recheck is Diff for a list read beside the traversal (a full
+// traversal's catch-up on changed items): an item the cycle saw already is
+// compared again, since it may have changed after its page was read.
+func (ix *Index) Recheck(cycle uint32, items []rockety.Item) ([]Change, error) {
+	changes, _, err := ix.diff(cycle, items, false)
+	return changes, err
+}
+
+func (ix *Index) diff(cycle uint32, items []rockety.Item, skipSeen bool) (changes []Change, dupes int, err error) {
 	for _, it := range items {
 		id := string(it.ID)
 		e, known := ix.get(id)
-		if known && e.seen() == cycle&seenMask {
+		if known && e.seen() == cycle&seenMask && skipSeen {
 			dupes++
 			continue
 		}

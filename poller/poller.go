@@ -262,6 +262,10 @@ type CycleStats struct {
 	Distrusted string
 	// Cursor is the incremental cursor after the cycle; zero when none.
 	Cursor time.Time
+	// Requests counts the list requests (pages) of the cycle, those of
+	// its catch-ups included; CatchUps, the lists of changed items a full
+	// traversal asked for between its pages.
+	Requests, CatchUps int
 }
 
 // RunOnce runs one cycle: on the first, load the snapshot and finish what
@@ -294,10 +298,12 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 	}
 	b := p.bookmark
 	b.Checkpoint = c.lastSeq
-	switch {
-	case c.distrusted != "":
-		// What it saw is published and committed; the cursor stays.
+	if c.distrusted != "" {
 		p.distrusted, stats.Distrusted = true, c.distrusted
+	}
+	switch {
+	case c.kind == KindIncremental && c.distrusted != "":
+		// What it saw is published and committed; the cursor stays.
 	case c.kind == KindIncremental:
 		stats.Complete = true
 		b.Cursor = later(b.Cursor, c.newest)

@@ -131,11 +131,16 @@ func (s *StateStore) lookupBatch(ctx context.Context, resource string, ids []str
 	if s.noBatchGet.Load() {
 		return s.lookupEach(ctx, resource, ids, out)
 	}
-	at := make(map[string]int, len(ids))
-	subjects := make([]string, len(ids))
+	// An id asked for twice is answered twice (the server sends one
+	// message per subject).
+	at := make(map[string][]int, len(ids))
+	subjects := make([]string, 0, len(ids))
 	for i, id := range ids {
-		subjects[i] = "$KV." + s.bucket + "." + events.StateKey(resource, id)
-		at[subjects[i]] = i
+		subject := "$KV." + s.bucket + "." + events.StateKey(resource, id)
+		if _, asked := at[subject]; !asked {
+			subjects = append(subjects, subject)
+		}
+		at[subject] = append(at[subject], i)
 		out[i] = plan.State{ID: id}
 	}
 	msgs, err := jetstreamext.GetLastMsgsFor(ctx, s.js, s.kvStream(), subjects)
@@ -145,7 +150,7 @@ func (s *StateStore) lookupBatch(ctx context.Context, resource string, ids []str
 				err = ierr
 				break
 			}
-			if i, ok := at[msg.Subject]; ok {
+			for _, i := range at[msg.Subject] {
 				out[i] = entryOf(ids[i], msg)
 			}
 		}

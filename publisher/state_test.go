@@ -262,6 +262,15 @@ func TestLookupCommitAndCheckpoint(t *testing.T) {
 			t.Fatalf("missing id found: %+v", e)
 		}
 	}
+	// An id asked for twice is answered twice.
+	twice, err := store.Lookup(ctx, "tasks", []string{"id.5", "id.6", "id.5", "never", "never"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if twice[0].Revision != done[5].Revision || twice[2].Revision != done[5].Revision || string(twice[2].Value) != `{"n":5}` ||
+		twice[2].ID != "id.5" || twice[4].ID != "never" || twice[4].Revision != 0 {
+		t.Errorf("lookup with repeated ids = %+v", twice)
+	}
 	// One id at a time takes another path (a direct get of its own).
 	for i, id := range ids[:4] {
 		one, err := store.Lookup(ctx, "tasks", []string{id})
