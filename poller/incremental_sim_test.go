@@ -344,7 +344,7 @@ func TestFullTraversalCatchesUpOnChanges(t *testing.T) {
 		}
 	}}
 	cfg := incremental(time.Second, time.Millisecond) // every cycle is full
-	cfg.Interval = time.Nanosecond                      // a catch-up after every page
+	cfg.Interval = time.Nanosecond                    // a catch-up after every page
 	p := h.poller(cfg, deps)
 	evs := h.stream()
 	cycle(t, p) // the first: sets the cursor, no catch-ups
