@@ -35,6 +35,11 @@ import (
 var (
 	flagSeed = flag.Int64("seed", 0, "seed of the simulator's data and churn and of the test's random choices; 0 picks one from the clock")
 	flagKeep = flag.Bool("keep", false, "keep the work directory (logs, NATS store, events, mutations) even when the test passes")
+	// Incremental mode: every bridge polls with ROCKETY_CHANGED_SINCE, so
+	// its cycles are incremental ones (one request when nothing changed)
+	// with a full traversal, the only source of deletes, now and then.
+	flagIncremental     = flag.Bool("incremental", false, "poll incrementally: ROCKETY_CHANGED_SINCE=*:updated_since, with a full traversal every -incremental.full")
+	flagIncrementalFull = flag.Duration("incremental.full", 20*time.Second, "ROCKETY_FULL_SYNC_INTERVAL with -incremental")
 )
 
 const (
@@ -167,6 +172,10 @@ func (l *rig) startBridge(env ...string) *lab.Process {
 		"NATS_URL=" + l.natsURL, "BRIDGE_HTTP_ADDR=" + l.httpAddr, "BRIDGE_INSTANCE_ID=" + instanceID,
 		"BRIDGE_INITIAL_SYNC=baseline", "LOG_LEVEL=debug", "LOG_FORMAT=json",
 	}
+	if *flagIncremental {
+		base = append(base, "ROCKETY_CHANGED_SINCE=*:updated_since", "ROCKETY_CHANGED_SINCE_LOOKBACK=2s",
+			"ROCKETY_FULL_SYNC_INTERVAL="+flagIncrementalFull.String())
+	}
 	return l.start(fmt.Sprintf("bridge-%03d", l.bridges), append(base, env...), "rockety-bridge", "run")
 }
 
@@ -177,7 +186,8 @@ func (l *rig) start(name string, env []string, bin string, args ...string) *lab.
 }
 
 // cycleCounts counts the poll cycles a bridge's JSON log reports, by
-// outcome: ok, failed, cut short (by shutdown).
+// outcome: ok, failed, cut short (by shutdown); and the complete ones by
+// kind ("ok full", "ok incremental").
 func cycleCounts(p *lab.Process) map[string]int {
 	out := map[string]int{}
 	f, err := os.Open(p.LogPath)
@@ -189,7 +199,8 @@ func cycleCounts(p *lab.Process) map[string]int {
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		var line struct {
-			Msg string `json:"msg"`
+			Msg  string `json:"msg"`
+			Kind string `json:"kind"`
 		}
 		if json.Unmarshal(sc.Bytes(), &line) != nil {
 			continue
@@ -197,6 +208,7 @@ func cycleCounts(p *lab.Process) map[string]int {
 		switch {
 		case line.Msg == "poll cycle":
 			out["ok"]++
+			out["ok "+line.Kind]++
 		case strings.HasPrefix(line.Msg, "poll cycle failed"):
 			out["failed"]++
 		case strings.HasPrefix(line.Msg, "poll cycle cut short"):
@@ -301,20 +313,36 @@ func (m metrics) has(name string, match ...string) bool {
 }
 
 // okCycles returns each resource's count of complete cycles of the running
-// bridge, -1 where the bridge has not reported the resource yet.
-func (l *rig) okCycles(resources []string) ([]float64, error) {
+// bridge (of one kind, unless kind is empty), -1 where the bridge has not
+// reported the resource yet.
+func (l *rig) okCycles(resources []string, kind string) ([]float64, error) {
 	m, err := l.scrape()
 	if err != nil {
 		return nil, err
 	}
+	match := []string{"outcome", "ok"}
+	if kind != "" {
+		match = append(match, "kind", kind)
+	}
 	out := make([]float64, len(resources))
 	for i, r := range resources {
 		out[i] = -1
-		if m.has("rockety_bridge_poll_cycles_total", "resource", r, "outcome", "ok") {
-			out[i] = m.sum("rockety_bridge_poll_cycles_total", "resource", r, "outcome", "ok")
+		if m.has("rockety_bridge_poll_cycles_total", append([]string{"resource", r}, match...)...) {
+			out[i] = m.sum("rockety_bridge_poll_cycles_total", append([]string{"resource", r}, match...)...)
 		}
 	}
 	return out, nil
+}
+
+// settleCycles waits for n more complete cycles that can publish deletes:
+// full traversals in incremental mode, any cycle otherwise.
+func (l *rig) settleCycles(bridge *lab.Process, resources []string, n int, timeout time.Duration) {
+	l.t.Helper()
+	kind := ""
+	if *flagIncremental {
+		kind = "full"
+	}
+	l.waitCyclesOf(bridge, resources, kind, n, timeout)
 }
 
 // waitCycles waits until the running bridge has completed n more cycles of
@@ -323,20 +351,29 @@ func (l *rig) okCycles(resources []string) ([]float64, error) {
 // when n >= 2.
 func (l *rig) waitCycles(bridge *lab.Process, resources []string, n int, timeout time.Duration) {
 	l.t.Helper()
+	l.waitCyclesOf(bridge, resources, "", n, timeout)
+}
+
+func (l *rig) waitCyclesOf(bridge *lab.Process, resources []string, kind string, n int, timeout time.Duration) {
+	l.t.Helper()
 	var from []float64
 	lab.Wait(l.t, "the bridge's metrics", timeout, func() (bool, error) {
 		if bridge.Exited() {
 			return false, fmt.Errorf("the bridge exited:\n%s", bridge.Tail(30))
 		}
-		c, err := l.okCycles(resources)
+		c, err := l.okCycles(resources, kind)
 		from = c
 		return err == nil, nil
 	})
-	lab.Wait(l.t, fmt.Sprintf("%d complete cycles of %v", n, resources), timeout, func() (bool, error) {
+	what := fmt.Sprintf("%d complete cycles of %v", n, resources)
+	if kind != "" {
+		what = fmt.Sprintf("%d complete %s cycles of %v", n, kind, resources)
+	}
+	lab.Wait(l.t, what, timeout, func() (bool, error) {
 		if bridge.Exited() {
 			return false, fmt.Errorf("the bridge exited:\n%s", bridge.Tail(30))
 		}
-		c, err := l.okCycles(resources)
+		c, err := l.okCycles(resources, kind)
 		if err != nil {
 			return false, nil
 		}
@@ -611,4 +648,12 @@ func (l *rig) judge(t *testing.T, resources []string, baseline map[judge.Key]jso
 		muts:        muts,
 		mirrorDiffs: judge.Mirror(l.readMirror(resources), final),
 	}
+}
+
+// pollingMode says how the bridges polled, for the reports.
+func pollingMode() string {
+	if *flagIncremental {
+		return fmt.Sprintf(" (incremental polling, a full traversal every %s)", *flagIncrementalFull)
+	}
+	return " (full traversals only)"
 }

@@ -133,7 +133,7 @@ func TestSoak(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l.waitCycles(b, resources, 2, 15*time.Minute)
+		l.settleCycles(b, resources, 2, 15*time.Minute+2**flagIncrementalFull)
 		final, finalSeq := l.snapshotItems(resources)
 		if finalSeq != before {
 			t.Logf("the API changed while settling (log %d, then %d); settling again", before, finalSeq)
@@ -193,6 +193,7 @@ func (l *rig) finishSoak(t *testing.T, resources []string, baseline map[judge.Ke
 			last.at.Round(time.Second), *flagSoakChurn, *flagSoakErrorRate, *flagSoakRateLimit, *flagSoakRetryAfter, *flagSoakLatency)},
 		{"API requests answered during the soak", fmt.Sprintf("%d (%s)", apiStats.Total, strings.Join(statuses, ", "))},
 		{"poll cycles (whole run)", opCounts(cycles, "ok", "failed", "cut short", "mass-delete guard")},
+		{"complete cycles by kind", opCounts(cycles, "ok full", "ok incremental") + pollingMode()},
 		{"events/s (mean over the soak)", fmt.Sprintf("%.1f (mutations/s %.1f)", float64(last.events-first.events)/dur, float64(last.mutations-first.mutations)/dur)},
 		{"RSS MiB (first / max / last sample)", fmt.Sprintf("%.0f / %.0f / %.0f", rss[0]/(1<<20), slices.Max(rss)/(1<<20), rss[len(rss)-1]/(1<<20))},
 		{"goroutines (first / max / last sample)", fmt.Sprintf("%.0f / %.0f / %.0f", gor[0], slices.Max(gor), gor[len(gor)-1])},
