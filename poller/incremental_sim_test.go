@@ -366,3 +366,32 @@ func TestFullTraversalCatchesUpOnChanges(t *testing.T) {
 		t.Errorf("the next cycle published %+v", s)
 	}
 }
+
+// TestNoChangedAtValuesMeansFullTraversals: with a changed-at field no
+// item has, there is no cursor to ask from: every cycle is a full
+// traversal, and changes and deletes arrive as without incremental polling.
+func TestNoChangedAtValuesMeansFullTraversals(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 29, SeedItems: 300, Resources: []string{"tasks"}})
+	cfg := incremental(time.Second, 0)
+	cfg.ChangedAtField = "modified_at"
+	p := h.poller(cfg, h.deps())
+	evs := h.stream()
+	for i := range 3 {
+		if s := cycle(t, p); s.Kind != poller.KindFull || !s.Cursor.IsZero() {
+			t.Fatalf("cycle %d: %+v, want a full traversal without a cursor", i, s)
+		}
+	}
+	ids := h.sim.IDs("tasks")
+	if err := h.sim.Update("tasks", ids[1], map[string]any{"status": "blocked"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sim.Delete("tasks", ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	if s := cycle(t, p); s.Kind != poller.KindFull || s.Updated != 1 || s.Deleted != 1 {
+		t.Fatalf("cycle after the changes: %+v", s)
+	}
+	if got := evs.next(); len(got) != 2 {
+		t.Errorf("%d events, want the update and the delete", len(got))
+	}
+}
