@@ -82,13 +82,15 @@ func TestBridgeAcceptsChartConfig(t *testing.T) {
 			}
 			for _, k := range []string{"ROCKETY_API_URL", "ROCKETY_RESOURCES", "NATS_URL", "NATS_USER", "BRIDGE_SUBJECT_PREFIX",
 				"BRIDGE_HTTP_ADDR", "BRIDGE_INITIAL_SYNC", "BRIDGE_COMMAND_ALLOW", "BRIDGE_INSTANCE_ID", "LOG_LEVEL", "LOG_FORMAT",
-				"ROCKETY_API_TOKEN_FILE", "NATS_CREDS", "NATS_TLS_CA", "ROCKETY_PAGE_SIZE", "ROCKETY_RATE_LIMIT", "BRIDGE_MAX_DELETE_RATIO"} {
+				"ROCKETY_API_TOKEN_FILE", "NATS_CREDS", "NATS_TLS_CA", "ROCKETY_PAGE_SIZE", "ROCKETY_RATE_LIMIT", "BRIDGE_MAX_DELETE_RATIO",
+				"ROCKETY_CHANGED_AT_FIELD", "ROCKETY_DELETED_FIELD"} {
 				if w, ok := want[k]; ok && printed[k] != w {
 					t.Errorf("%s: the chart sets %q, the bridge reads %q", k, w, printed[k])
 				}
 			}
 			// Durations are printed in Go's canonical form (1h0m0s).
-			for _, k := range []string{"ROCKETY_POLL_INTERVAL", "BRIDGE_LEASE_TTL", "BRIDGE_SHUTDOWN_GRACE", "BRIDGE_COMMAND_MAX_AGE"} {
+			for _, k := range []string{"ROCKETY_POLL_INTERVAL", "BRIDGE_LEASE_TTL", "BRIDGE_SHUTDOWN_GRACE", "BRIDGE_COMMAND_MAX_AGE",
+				"ROCKETY_CHANGED_SINCE_LOOKBACK", "ROCKETY_FULL_SYNC_INTERVAL"} {
 				w, err := time.ParseDuration(want[k])
 				if err != nil {
 					t.Errorf("%s: the chart sets %q: %v", k, want[k], err)
@@ -97,6 +99,16 @@ func TestBridgeAcceptsChartConfig(t *testing.T) {
 				if p, err := time.ParseDuration(printed[k]); err != nil || p != w {
 					t.Errorf("%s: the chart sets %q, the bridge reads %q", k, want[k], printed[k])
 				}
+			}
+			// The bridge prints ROCKETY_CHANGED_SINCE with "*" spread over
+			// the resources, so it is compared as it expands.
+			if name == "non-default" {
+				const w = "comments:updated_since,projects:updated_since,tasks:updated_since,users:filter[updated_at][gte]"
+				if printed["ROCKETY_CHANGED_SINCE"] != w {
+					t.Errorf("ROCKETY_CHANGED_SINCE: the chart sets %q, the bridge reads %q, want %q", want["ROCKETY_CHANGED_SINCE"], printed["ROCKETY_CHANGED_SINCE"], w)
+				}
+			} else if printed["ROCKETY_CHANGED_SINCE"] != "" {
+				t.Errorf("ROCKETY_CHANGED_SINCE: the bridge reads %q; the chart's default is off", printed["ROCKETY_CHANGED_SINCE"])
 			}
 			if printed["ROCKETY_API_TOKEN"] != "" {
 				t.Errorf("the bridge sees ROCKETY_API_TOKEN %q; the chart must pass only the file", printed["ROCKETY_API_TOKEN"])

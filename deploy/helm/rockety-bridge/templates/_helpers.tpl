@@ -203,6 +203,11 @@ Checks that stop the render with a message that says what to do.
 {{- fail (printf "config.pollIntervals: %q is not in config.resources" $r) }}
 {{- end }}
 {{- end }}
+{{- range $r, $p := .Values.config.changedSince }}
+{{- if not (or (eq $r "*") (has $r $.Values.config.resources)) }}
+{{- fail (printf "config.changedSince: %q is not in config.resources (use \"*\" for every resource)" $r) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -223,6 +228,18 @@ ROCKETY_POLL_INTERVALS from the config.pollIntervals map: tasks:10s,users:5m.
 {{- $pairs := list }}
 {{- range $r, $d := .Values.config.pollIntervals }}
 {{- $pairs = append $pairs (printf "%s:%s" $r $d) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
+{{/*
+ROCKETY_CHANGED_SINCE from the config.changedSince map:
+*:updated_since,users:modified_after.
+*/}}
+{{- define "rockety-bridge.changedSince" -}}
+{{- $pairs := list }}
+{{- range $r, $p := .Values.config.changedSince }}
+{{- $pairs = append $pairs (printf "%s:%s" $r $p) }}
 {{- end }}
 {{- join "," $pairs }}
 {{- end }}
