@@ -412,7 +412,10 @@ func (o *observer) CycleDone(resource string, s poller.CycleStats, took time.Dur
 	}
 	fields := []zap.Field{zap.String("resource", resource), zap.String("kind", string(s.Kind)), zap.Duration("took", took), zap.Int("pages", s.Pages),
 		zap.Int("seen", s.Seen), zap.Int("created", s.Created), zap.Int("updated", s.Updated),
-		zap.Int("deleted", s.Deleted), zap.Int("snapshot", s.Snapshot)}
+		zap.Int("deleted", s.Deleted), zap.Int("snapshot", s.Snapshot), zap.Int("requests", s.Requests)}
+	if s.CatchUps > 0 {
+		fields = append(fields, zap.Int("catch_ups", s.CatchUps))
+	}
 	switch {
 	case s.Distrusted != "":
 		b.log.Error("ROCKETY_CHANGED_SINCE: the API ignores this resource's filter; it is polled by full traversals only until the bridge restarts. Check the parameter's name in the API's documentation",
