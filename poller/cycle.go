@@ -489,6 +489,7 @@ func (c *cycle) deletes() error {
 		return nil
 	}
 
+	c.stats.Requests += len(suspects)
 	gone, back, err := c.confirm(suspects)
 	c.stats.Confirmed, c.stats.StillThere = len(gone), len(back)
 	// Items the paging missed are still there: publish their updates, if

@@ -262,9 +262,10 @@ type CycleStats struct {
 	Distrusted string
 	// Cursor is the incremental cursor after the cycle; zero when none.
 	Cursor time.Time
-	// Requests counts the list requests (pages) of the cycle, those of
-	// its catch-ups included; CatchUps, the lists of changed items a full
-	// traversal asked for between its pages.
+	// Requests counts the API requests of the cycle: its pages, those of
+	// its catch-ups, and the GETs that confirm suspected deletes; CatchUps,
+	// the lists of changed items a full traversal asked for between its
+	// pages.
 	Requests, CatchUps int
 }
 
