@@ -164,32 +164,23 @@ func (ix *Index) Load(id string, hash, raw, rev uint64, deleted bool) {
 }
 
 // Commit records that id's state, with these hashes, is now stored at rev.
-func (ix *Index) Commit(id string, hash, raw, rev uint64) {
-	e, _ := ix.get(id)
-	e.hash, e.raw = hash, raw
-	e.setRev(rev)
-	e.setDead(false)
-	ix.set(id, e)
-}
+func (ix *Index) Commit(id string, hash, raw, rev uint64) { ix.record(id, hash, raw, rev, false) }
 
 // Bury records that id was deleted, its delete marker stored at rev.
-func (ix *Index) Bury(id string, rev uint64) {
-	e, _ := ix.get(id)
-	e.hash, e.raw = 0, 0
-	e.setRev(rev)
-	e.setDead(true)
-	ix.set(id, e)
-}
+func (ix *Index) Bury(id string, rev uint64) { ix.record(id, 0, 0, rev, true) }
 
 // BuryListed records that id is deleted although the API still lists it
 // (soft-deleted, ROCKETY_DELETED_FIELD): its delete marker is at rev (0
 // when it was never stored), and the hashes are of the listed item, so a
 // cycle that lists it unchanged finds nothing to do.
-func (ix *Index) BuryListed(id string, hash, raw, rev uint64) {
+func (ix *Index) BuryListed(id string, hash, raw, rev uint64) { ix.record(id, hash, raw, rev, true) }
+
+// record stores a committed state, keeping the cycle that last saw the id.
+func (ix *Index) record(id string, hash, raw, rev uint64, dead bool) {
 	e, _ := ix.get(id)
 	e.hash, e.raw = hash, raw
 	e.setRev(rev)
-	e.setDead(true)
+	e.setDead(dead)
 	ix.set(id, e)
 }
 
