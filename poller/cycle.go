@@ -523,8 +523,14 @@ func (c *cycle) confirm(suspects []Suspect) (gone []Suspect, back []rockety.Item
 	results := make([]outcome, len(suspects))
 	sem := make(chan struct{}, p.cfg.ConfirmConcurrency)
 	var wg sync.WaitGroup
+	var catchUpErr error
 	for i, s := range suspects {
 		sem <- struct{}{}
+		// A hundred confirmations at 10 requests a second take ten
+		// seconds: changes meanwhile are caught up on as during the pages.
+		if c.catchUpDue() && catchUpErr == nil {
+			catchUpErr = c.catchUp()
+		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
@@ -550,7 +556,7 @@ func (c *cycle) confirm(suspects []Suspect) (gone []Suspect, back []rockety.Item
 		err = fmt.Errorf("poller: %s: %d of %d suspected deletes could not be confirmed and are kept: %w",
 			p.cfg.Resource, len(errs), len(suspects), errs[0])
 	}
-	return gone, back, err
+	return gone, back, errors.Join(err, catchUpErr)
 }
 
 func (c *cycle) publishDeletes(gone []Suspect) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"iter"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -308,10 +309,19 @@ func TestFullTraversalCountsWhatTheFilterMissed(t *testing.T) {
 	}
 }
 
-// pageHook calls at(n) before it hands on page n of an unfiltered list.
+// pageHook calls at(n) before it hands on page n of an unfiltered list,
+// and onGet before each GET of one item.
 type pageHook struct {
 	poller.Lister
-	at func(n int)
+	at    func(n int)
+	onGet func()
+}
+
+func (l pageHook) Get(ctx context.Context, resource string, id rockety.ID) (rockety.Item, error) {
+	if l.onGet != nil {
+		l.onGet()
+	}
+	return l.Lister.Get(ctx, resource, id)
 }
 
 func (l pageHook) Pages(ctx context.Context, resource string, filters ...rockety.Filter) iter.Seq2[*rockety.Page, error] {
@@ -393,5 +403,45 @@ func TestNoChangedAtValuesMeansFullTraversals(t *testing.T) {
 	}
 	if got := evs.next(); len(got) != 2 {
 		t.Errorf("%d events, want the update and the delete", len(got))
+	}
+}
+
+// TestConfirmingDeletesCatchesUpOnChanges: the GETs that confirm a full
+// traversal's deletes take a while at the API's rate; a change made
+// meanwhile arrives in that cycle too.
+func TestConfirmingDeletesCatchesUpOnChanges(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 30, SeedItems: 300, Resources: []string{"tasks"}})
+	ids := h.sim.IDs("tasks")
+	deps := h.deps()
+	var once sync.Once
+	armed := false
+	deps.Lister = pageHook{Lister: deps.Lister, at: func(int) {}, onGet: func() {
+		if armed {
+			once.Do(func() {
+				if err := h.sim.Update("tasks", ids[0], map[string]any{"status": "blocked"}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}}
+	cfg := incremental(time.Second, time.Millisecond)
+	cfg.Interval = time.Nanosecond
+	cfg.ConfirmConcurrency = 1
+	p := h.poller(cfg, deps)
+	evs := h.stream()
+	cycle(t, p)
+	for _, id := range ids[100:105] {
+		if err := h.sim.Delete("tasks", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	armed = true
+	time.Sleep(5 * time.Millisecond)
+	s := cycle(t, p)
+	if s.Deleted != 5 || s.Updated != 1 {
+		t.Fatalf("full traversal %+v, want the 5 deletes and the update made while they were confirmed", s)
+	}
+	if got := byOp(evs.next()); len(got[events.OpUpdated]) != 1 || got[events.OpUpdated][0].ID != ids[0] {
+		t.Errorf("updates %+v, want one of %s", got[events.OpUpdated], ids[0])
 	}
 }
