@@ -35,9 +35,6 @@ type cycle struct {
 	start time.Time
 	// since is what an incremental cycle's filter asks from.
 	since time.Time
-	// lastAsked is when the cycle last asked for changed items: at its
-	// start for an incremental one, at each catch-up for a full one.
-	lastAsked time.Time
 	// newest is the largest changed-at value the cycle saw, the cursor's
 	// next value once its changes are committed.
 	newest time.Time
@@ -99,8 +96,8 @@ func (c *cycle) checkChangedAt(items []rockety.Item, since time.Time) {
 // incremental cycle would: changes still arrive within about an interval.
 func (c *cycle) catchUpDue() bool {
 	p := c.p
-	return c.kind == KindFull && p.cfg.ChangedSince != "" && c.distrusted == "" && p.synced &&
-		!p.bookmark.Cursor.IsZero() && p.deps.Now().Sub(c.lastAsked) >= p.cfg.Interval
+	return c.kind == KindFull && p.cfg.ChangedSince != "" && c.distrusted == "" && !p.distrusted && p.synced &&
+		!p.bookmark.Cursor.IsZero() && p.deps.Now().Sub(p.lastAsked) >= p.cfg.Interval
 }
 
 // catchUp lists the items changed since the cursor (advanced by what this
@@ -109,7 +106,7 @@ func (c *cycle) catchUpDue() bool {
 // is not the traversal's: the next catch-up, or the next cycle, asks again.
 func (c *cycle) catchUp() error {
 	p := c.p
-	c.lastAsked = p.deps.Now()
+	p.lastAsked = p.deps.Now()
 	since := filterTime(later(p.bookmark.Cursor, c.newest), p.cfg.Lookback)
 	c.stats.CatchUps++
 	// An item the catch-up lists may have a change queued from its page
@@ -215,7 +212,9 @@ func (c *cycle) traverse() error {
 	if c.kind == KindIncremental {
 		filters = c.filter(c.since)
 	}
-	c.lastAsked = c.start
+	if c.kind == KindIncremental {
+		p.lastAsked = c.start
+	}
 	for page, err := range p.deps.Lister.Pages(c.ctx, res, filters...) {
 		if err != nil {
 			// Publish what this cycle saw, then stop: never a delete.

@@ -206,6 +206,11 @@ type Poller struct {
 	// covered is what incremental cycles asked about since the last full
 	// traversal.
 	covered coverage
+	// lastAsked is when a cycle last asked for the changed items: the
+	// start of an incremental cycle, or a full traversal's catch-up. A
+	// full traversal that follows incremental cycles catches up an
+	// interval after the last of them, not after its own start.
+	lastAsked time.Time
 
 	leaseMu    sync.Mutex
 	leaseUntil time.Time

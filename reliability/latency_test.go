@@ -136,6 +136,9 @@ func TestLatency(t *testing.T) {
 	evs = slices.DeleteFunc(evs, func(o judge.Observed) bool { return o.Seq <= fromEv })
 	muts := slices.DeleteFunc(l.mutations(fromSeq), func(m sim.Mutation) bool { return m.Seq > stopped })
 	changes, deletes, unmatched := mutationDelays(muts, evs)
+	for _, w := range slowest(muts, evs, 5) {
+		t.Logf("slow: %s", w)
+	}
 	minutes := flagLatencyDuration.Minutes()
 	mode := "full traversals only"
 	if *flagIncremental {
@@ -223,4 +226,39 @@ func delayRow(d []time.Duration) string {
 	q := func(p float64) time.Duration { return d[int(p*float64(len(d)-1)+0.5)] }
 	return fmt.Sprintf("%s / %s / %s (%d events)", q(0.5).Round(10*time.Millisecond), q(0.99).Round(10*time.Millisecond),
 		d[len(d)-1].Round(10*time.Millisecond), len(d))
+}
+
+// slowest describes the n events that took longest after their mutation,
+// for finding out why.
+func slowest(muts []sim.Mutation, evs []judge.Observed, n int) []string {
+	type slow struct {
+		d    time.Duration
+		what string
+	}
+	var all []slow
+	first := map[string]time.Time{}
+	for _, m := range muts {
+		key := m.ID + " " + judge.Norm(m.Item)
+		if _, ok := first[key]; !ok && m.Op != sim.OpDeleted {
+			first[key] = m.Time
+		}
+	}
+	for _, o := range evs {
+		e := o.Event
+		if e.Op == events.OpDeleted {
+			continue
+		}
+		at, ok := first[e.ID+" "+judge.Norm(e.After)]
+		if !ok {
+			continue
+		}
+		all = append(all, slow{e.DetectedAt.Sub(at), fmt.Sprintf("%s %s %s: changed %s, detected %s (seq %d)",
+			e.DetectedAt.Sub(at).Round(time.Millisecond), e.Op, e.ID, at.Format("15:04:05.000"), e.DetectedAt.Format("15:04:05.000"), o.Seq)})
+	}
+	slices.SortFunc(all, func(a, b slow) int { return int(b.d - a.d) })
+	var out []string
+	for _, s := range all[:min(n, len(all))] {
+		out = append(out, s.what)
+	}
+	return out
 }
