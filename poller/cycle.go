@@ -35,9 +35,16 @@ type cycle struct {
 	start time.Time
 	// since is what an incremental cycle's filter asks from.
 	since time.Time
-	// newest is the largest changed-at value the cycle saw, the cursor's
-	// next value once its changes are committed.
-	newest time.Time
+	// listedTo is the largest changed-at value in the complete lists of
+	// changed items the cycle read (an incremental cycle's own, a full
+	// traversal's catch-ups): every change up to it was seen. seenBefore
+	// is the largest a full traversal's own pages showed up to its start:
+	// once the traversal completes, every change made before it started
+	// was seen. The cursor moves to the later of the two once the cycle's
+	// changes are committed; a value a full traversal's page showed that
+	// is later than its start is no cursor, as a change made meanwhile on
+	// a page read already was not seen.
+	listedTo, seenBefore time.Time
 	// distrusted, when set, says how the API showed that it ignores the
 	// filter.
 	distrusted string
@@ -48,12 +55,21 @@ type cycle struct {
 // otherwise leave every later change behind the filter.
 const futureSlack = 24 * time.Hour
 
-// note moves the cycle's newest changed-at value on, from item.
-func (c *cycle) note(t time.Time) {
-	if t.After(c.newest) && t.Before(c.start.Add(futureSlack)) {
-		c.newest = t
+// note moves the cursor's candidates on with a changed-at value; listed
+// says it comes from a complete list of the items changed since a time.
+func (c *cycle) note(t time.Time, listed bool) {
+	switch {
+	case !t.Before(c.start.Add(futureSlack)):
+	case listed:
+		c.listedTo = later(c.listedTo, t)
+	case !t.After(c.start):
+		c.seenBefore = later(c.seenBefore, t)
 	}
 }
+
+// newest is the cursor's next value, once the cycle's changes are
+// committed.
+func (c *cycle) newest() time.Time { return later(c.listedTo, c.seenBefore) }
 
 // readsEveryChangedAt: an incremental cycle checks every item against its
 // filter time, and the first full traversal of a resource sets the cursor
@@ -73,7 +89,7 @@ func (c *cycle) filter(since time.Time) []rockety.Filter {
 // cursor's candidates, and, for a filtered page (since not zero), the
 // evidence that the filter works. An item changed before the filter time
 // means the API ignored the filter.
-func (c *cycle) checkChangedAt(items []rockety.Item, since time.Time) {
+func (c *cycle) checkChangedAt(items []rockety.Item, since time.Time, listed bool) {
 	for _, it := range items {
 		t, ok := changedAt(it.Raw, c.p.cfg.ChangedAtField)
 		if !ok {
@@ -84,7 +100,7 @@ func (c *cycle) checkChangedAt(items []rockety.Item, since time.Time) {
 			c.distrusted = fmt.Sprintf("asked for items changed since %s (%s=%s), the API listed item %s, changed at %s: it ignores the parameter",
 				at, c.p.cfg.ChangedSince, at, it.ID, t.Format(time.RFC3339Nano))
 		}
-		c.note(t)
+		c.note(t, listed)
 	}
 }
 
@@ -107,7 +123,7 @@ func (c *cycle) catchUpDue() bool {
 func (c *cycle) catchUp() error {
 	p := c.p
 	p.lastAsked = p.deps.Now()
-	since := filterTime(later(p.bookmark.Cursor, c.newest), p.cfg.Lookback)
+	since := filterTime(later(p.bookmark.Cursor, c.listedTo), p.cfg.Lookback)
 	c.stats.CatchUps++
 	// An item the catch-up lists may have a change queued from its page
 	// already: the two go in separate batches, so that the second is
@@ -120,7 +136,7 @@ func (c *cycle) catchUp() error {
 			return nil
 		}
 		c.stats.Requests++
-		c.checkChangedAt(page.Items, since)
+		c.checkChangedAt(page.Items, since, true)
 		if err := c.diff(page.Items, false); err != nil {
 			return err
 		}
@@ -158,7 +174,7 @@ func (c *cycle) diff(items []rockety.Item, ownPage bool) error {
 			if !ok {
 				continue
 			}
-			c.note(t)
+			c.note(t, !ownPage || c.kind == KindIncremental)
 			changes[i].Missed = ownPage && c.kind == KindFull && p.covered.covers(t)
 		}
 	}
@@ -226,7 +242,7 @@ func (c *cycle) traverse() error {
 			c.stats.Total = page.Meta.Total
 		}
 		if c.readsEveryChangedAt() {
-			c.checkChangedAt(page.Items, c.since)
+			c.checkChangedAt(page.Items, c.since, c.kind == KindIncremental)
 		}
 		if err := c.diff(page.Items, true); err != nil {
 			return finish(fmt.Errorf("%w: %s page %d: %w", ErrIncomplete, res, page.Number, err))

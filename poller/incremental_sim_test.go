@@ -445,3 +445,51 @@ func TestConfirmingDeletesCatchesUpOnChanges(t *testing.T) {
 		t.Errorf("updates %+v, want one of %s", got[events.OpUpdated], ids[0])
 	}
 }
+
+// TestCatchUpAsksFromWhatItListed: a full traversal's own page shows a
+// change newer than one made on a page it read already; the next catch-up
+// still asks from what the catch-ups listed, and finds the older change.
+func TestCatchUpAsksFromWhatItListed(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 31, SeedItems: 1000, Resources: []string{"tasks"}})
+	ids := h.sim.IDs("tasks") // pages of 100: ids[0] on page 1, ids[750] on page 8
+	var mu sync.Mutex
+	var ahead time.Duration // the poller's clock runs ahead by this
+	deps := h.deps()
+	deps.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(ahead) }
+	armed := false
+	deps.Lister = pageHook{Lister: deps.Lister, at: func(n int) {
+		switch {
+		case !armed:
+		case n == 4:
+			if err := h.sim.Update("tasks", ids[0], map[string]any{"status": "first"}); err != nil {
+				t.Error(err)
+			}
+			time.Sleep(1100 * time.Millisecond) // the filter's time is in whole seconds
+			if err := h.sim.Update("tasks", ids[750], map[string]any{"status": "second"}); err != nil {
+				t.Error(err)
+			}
+		case n == 9: // page 8 showed the second change: a catch-up is due now
+			mu.Lock()
+			ahead += 2 * time.Hour
+			mu.Unlock()
+		}
+	}}
+	cfg := incremental(0, time.Millisecond) // every cycle full, no lookback
+	cfg.Interval = time.Hour
+	p := h.poller(cfg, deps)
+	evs := h.stream()
+	cycle(t, p)
+	time.Sleep(5 * time.Millisecond)
+	armed = true
+	s := cycle(t, p)
+	if s.Updated != 2 || s.CatchUps != 2 {
+		t.Fatalf("full traversal %+v, want both updates, from its two catch-ups (at its first page, and after page 9)", s)
+	}
+	got := map[string]int{}
+	for _, e := range evs.next() {
+		got[e.ID]++
+	}
+	if got[ids[0]] != 1 || got[ids[750]] != 1 {
+		t.Errorf("updates %v, want one of %s and one of %s", got, ids[0], ids[750])
+	}
+}

@@ -312,7 +312,7 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 		// What it saw is published and committed; the cursor stays.
 	case c.kind == KindIncremental:
 		stats.Complete = true
-		b.Cursor = later(b.Cursor, c.newest)
+		b.Cursor = later(b.Cursor, c.newest())
 		p.covered.add(c.since, start, b.Cursor, p.cfg.Lookback)
 	default:
 		stats.Complete = true
@@ -321,7 +321,7 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 				return stats, err
 			}
 		}
-		b.Cursor = later(b.Cursor, c.newest)
+		b.Cursor = later(b.Cursor, c.newest())
 		b.LastFull = p.deps.Now()
 		p.covered = coverage{}
 	}
