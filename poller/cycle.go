@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,9 +52,11 @@ type cycle struct {
 }
 
 // futureSlack bounds how far ahead of the bridge's clock a changed-at
-// value may move the cursor: an item stamped years ahead by mistake would
-// otherwise leave every later change behind the filter.
-const futureSlack = 24 * time.Hour
+// value may move the cursor: an item stamped hours ahead by mistake (a
+// time zone taken for UTC) would otherwise leave every later change behind
+// the filter until the clock caught up. Clocks that differ by more than
+// this cost wider filters, not changes.
+const futureSlack = time.Hour
 
 // note moves the cursor's candidates on with a changed-at value; listed
 // says it comes from a complete list of the items changed since a time.
@@ -89,12 +92,13 @@ func (c *cycle) filter(since time.Time) []rockety.Filter {
 // cursor's candidates, and, for a filtered page (since not zero), the
 // evidence that the filter works. An item changed before the filter time
 // means the API ignored the filter.
-func (c *cycle) checkChangedAt(items []rockety.Item, since time.Time, listed bool) {
+func (c *cycle) checkChangedAt(items []rockety.Item, since time.Time, listed bool) (newest time.Time) {
 	for _, it := range items {
 		t, ok := changedAt(it.Raw, c.p.cfg.ChangedAtField)
 		if !ok {
 			continue
 		}
+		newest = later(newest, t)
 		if !since.IsZero() && t.Before(since) && c.distrusted == "" {
 			at := since.Format(time.RFC3339)
 			c.distrusted = fmt.Sprintf("asked for items changed since %s (%s=%s), the API listed item %s, changed at %s: it ignores the parameter",
@@ -102,6 +106,7 @@ func (c *cycle) checkChangedAt(items []rockety.Item, since time.Time, listed boo
 		}
 		c.note(t, listed)
 	}
+	return newest
 }
 
 // catchUpDue: a full traversal of a large resource takes minutes (a
@@ -116,34 +121,49 @@ func (c *cycle) catchUpDue() bool {
 		!p.bookmark.Cursor.IsZero() && p.deps.Now().Sub(p.lastAsked) >= p.cfg.Interval
 }
 
-// catchUp lists the items changed since the cursor (advanced by what this
-// cycle saw so far) and diffs them like the traversal's own pages: an item
-// it lists is seen by this cycle, which is true, as it exists. A failure
-// is not the traversal's: the next catch-up, or the next cycle, asks again.
+// catchUp lists the items changed since the cursor (advanced by what the
+// catch-ups listed so far) and diffs them like the traversal's own pages.
+// Its list moves the cursor only when it was read whole and filtered: a
+// page that failed may have held older changes than the ones read. A
+// failure is not the traversal's: the next catch-up, or the next cycle,
+// asks again.
 func (c *cycle) catchUp() error {
 	p := c.p
 	p.lastAsked = p.deps.Now()
 	since := filterTime(later(p.bookmark.Cursor, c.listedTo), p.cfg.Lookback)
 	c.stats.CatchUps++
 	// An item the catch-up lists may have a change queued from its page
-	// already: the two go in separate batches, so that the second is
-	// judged against the state the first stored.
+	// already: the two go in separate batches, and publish reads the
+	// mirror again, so the second is judged against the state the first
+	// stored.
 	if err := c.flush(); err != nil {
 		return err
 	}
+	var newest time.Time
+	listed := map[rockety.ID]bool{}
 	for page, err := range p.deps.Lister.Pages(c.ctx, p.cfg.Resource, c.filter(since)...) {
 		if err != nil {
-			return nil
+			c.stats.CatchUpsFailed++
+			return c.flush()
 		}
 		c.stats.Requests++
-		c.checkChangedAt(page.Items, since, true)
-		if err := c.diff(page.Items, false); err != nil {
+		newest = later(newest, c.checkChangedAt(page.Items, since, false))
+		// An item changed while the list is read moves to its end and is
+		// listed twice: the first copy is diffed, the second is the next
+		// catch-up's.
+		items := slices.DeleteFunc(slices.Clone(page.Items), func(it rockety.Item) bool {
+			seen := listed[it.ID]
+			listed[it.ID] = true
+			return seen
+		})
+		if err := c.diff(items, false); err != nil {
 			return err
 		}
 		if c.distrusted != "" {
-			break
+			return c.flush()
 		}
 	}
+	c.listedTo = later(c.listedTo, newest)
 	return c.flush()
 }
 
@@ -168,14 +188,14 @@ func (c *cycle) diff(items []rockety.Item, ownPage bool) error {
 	if err != nil {
 		return err
 	}
-	if p.cfg.ChangedSince != "" {
+	if p.cfg.ChangedSince != "" && ownPage {
 		for i := range changes {
 			t, ok := changedAt(changes[i].Raw, p.cfg.ChangedAtField)
 			if !ok {
 				continue
 			}
-			c.note(t, !ownPage || c.kind == KindIncremental)
-			changes[i].Missed = ownPage && c.kind == KindFull && p.covered.covers(t)
+			c.note(t, c.kind == KindIncremental)
+			changes[i].Missed = c.kind == KindFull && p.covered.covers(t)
 		}
 	}
 	return c.add(changes)
@@ -298,6 +318,7 @@ func (c *cycle) flush() error {
 // publishes the events and commits the writes of those acknowledged.
 func (c *cycle) publish(batch []Change) error {
 	p := c.p
+	batch = lastOfEach(batch)
 	sync := plan.Live
 	switch {
 	case !p.synced && p.cfg.InitialSync == SyncBaseline:
@@ -617,4 +638,25 @@ func (c *cycle) publishDeletes(gone []Suspect) error {
 		writes = append(writes, *d.Write)
 	}
 	return c.publishAndCommit(out, writes, nil)
+}
+
+// lastOfEach keeps, of changes to one item, the last: two decided against
+// the same stored state would be two events replacing one revision. The
+// cycle hands on each item once, and this keeps it so whatever the lists
+// were like.
+func lastOfEach(batch []Change) []Change {
+	at := make(map[string]int, len(batch))
+	for i, ch := range batch {
+		at[ch.ID] = i
+	}
+	if len(at) == len(batch) {
+		return batch
+	}
+	out := make([]Change, 0, len(at))
+	for i, ch := range batch {
+		if at[ch.ID] == i {
+			out = append(out, ch)
+		}
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -129,5 +130,47 @@ func TestCoverage(t *testing.T) {
 	d.add(at(10), at(11), at(10), lookback)
 	if d.covers(at(10)) {
 		t.Errorf("a cycle inside its own lookback covered %+v", d)
+	}
+}
+
+func TestLastOfEach(t *testing.T) {
+	ch := func(id, v string) Change { return Change{ID: id, Raw: []byte(v)} }
+	tests := []struct {
+		in   []Change
+		want string
+	}{
+		{nil, ""},
+		{[]Change{ch("1", "a"), ch("2", "b")}, "1a 2b"},
+		{[]Change{ch("1", "a"), ch("2", "b"), ch("1", "c")}, "2b 1c"},
+		{[]Change{ch("1", "a"), ch("1", "b"), ch("1", "c")}, "1c"},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, c := range lastOfEach(tt.in) {
+			got = append(got, c.ID+string(c.Raw))
+		}
+		if strings.Join(got, " ") != tt.want {
+			t.Errorf("lastOfEach = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+// TestRecheckMarksNothingSeen: a catch-up's list compares an item the
+// cycle saw already, and leaves the traversal's own page to compare it
+// again when it comes.
+func TestRecheckMarksNothingSeen(t *testing.T) {
+	ix := NewIndex(0)
+	a, _ := plan.Hash([]byte(`{"id":7,"t":"a"}`))
+	ix.Load("7", a, 0, 5, false)
+	if _, _, err := ix.Diff(1, items(`{"id":7,"t":"a"}`)); err != nil { // its page: unchanged
+		t.Fatal(err)
+	}
+	changes, err := ix.Recheck(1, items(`{"id":7,"t":"b"}`, `{"id":8,"t":"new"}`))
+	if err != nil || len(changes) != 2 || !changes[0].Live || changes[1].Live {
+		t.Fatalf("Recheck = %+v, %v; want the update of 7 and the create of 8", changes, err)
+	}
+	changes, dupes, err := ix.Diff(1, items(`{"id":8,"t":"new"}`))
+	if err != nil || dupes != 0 || len(changes) != 1 {
+		t.Errorf("8's own page after a catch-up listed it: %+v, %d dupes, %v", changes, dupes, err)
 	}
 }

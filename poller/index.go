@@ -246,21 +246,26 @@ func (ix *Index) Diff(cycle uint32, items []rockety.Item) (changes []Change, dup
 
 // Recheck is Diff for a list read beside the traversal (a full
 // traversal's catch-up on changed items): an item the cycle saw already is
-// compared again, since it may have changed after its page was read.
+// compared again, since it may have changed after its page was read, and
+// nothing is marked seen, so the traversal's own page still compares the
+// item when it comes (a change that did not move the changed-at value is
+// found there).
 func (ix *Index) Recheck(cycle uint32, items []rockety.Item) ([]Change, error) {
 	changes, _, err := ix.diff(cycle, items, false)
 	return changes, err
 }
 
-func (ix *Index) diff(cycle uint32, items []rockety.Item, skipSeen bool) (changes []Change, dupes int, err error) {
+func (ix *Index) diff(cycle uint32, items []rockety.Item, own bool) (changes []Change, dupes int, err error) {
 	for _, it := range items {
 		id := string(it.ID)
 		e, known := ix.get(id)
-		if known && e.seen() == cycle&seenMask && skipSeen {
+		if known && e.seen() == cycle&seenMask && own {
 			dupes++
 			continue
 		}
-		e.setSeen(cycle)
+		if own {
+			e.setSeen(cycle)
+		}
 		if !known {
 			e.setDead(true) // a new id counts as absent until its state is committed
 		}

@@ -161,7 +161,7 @@ func (c *Config) setDefaults() error {
 	case c.Lookback < 0:
 		return fmt.Errorf("poller: lookback %s (ROCKETY_CHANGED_SINCE_LOOKBACK): want 0 or more", c.Lookback)
 	case c.FullEvery < 0:
-		return fmt.Errorf("poller: full sync interval %s (ROCKETY_FULL_SYNC_INTERVAL): want more than 0", c.FullEvery)
+		return fmt.Errorf("poller: full sync interval %s (ROCKETY_FULL_SYNC_INTERVAL): want 0 (the default, 15m) or more", c.FullEvery)
 	}
 	return nil
 }
@@ -270,8 +270,8 @@ type CycleStats struct {
 	// Requests counts the API requests of the cycle: its pages, those of
 	// its catch-ups, and the GETs that confirm suspected deletes; CatchUps,
 	// the lists of changed items a full traversal asked for between its
-	// pages.
-	Requests, CatchUps int
+	// pages, and CatchUpsFailed those that could not be read whole.
+	Requests, CatchUps, CatchUpsFailed int
 }
 
 // RunOnce runs one cycle: on the first, load the snapshot and finish what

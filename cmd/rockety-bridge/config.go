@@ -290,6 +290,9 @@ func (k *checker) incremental(e env, c *Config) {
 		case !filterParam.MatchString(param):
 			k.bad("ROCKETY_CHANGED_SINCE", "%q: the parameter %q may hold only letters, digits and _ . - [ ]", pair, param)
 			continue
+		case param == "page" || param == "per_page":
+			k.bad("ROCKETY_CHANGED_SINCE", "%q: %s is the bridge's own paging parameter; name the API's changed-since filter", pair, param)
+			continue
 		case name == "*":
 			if wildcard != "" {
 				k.bad("ROCKETY_CHANGED_SINCE", "* is given twice")

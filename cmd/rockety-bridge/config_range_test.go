@@ -70,6 +70,8 @@ func TestConfigRanges(t *testing.T) {
 		{"ROCKETY_CHANGED_SINCE", "*:a,*:b", false, nil},
 		{"ROCKETY_CHANGED_SINCE", "tasks:updated since", false, nil},
 		{"ROCKETY_CHANGED_SINCE", "tasks:a&b=c", false, nil},
+		{"ROCKETY_CHANGED_SINCE", "tasks:page", false, nil},
+		{"ROCKETY_CHANGED_SINCE", "*:per_page", false, nil},
 		{"ROCKETY_CHANGED_AT_FIELD", "modified", true, func(c Config) bool { return c.ChangedAtField == "modified" }},
 		{"ROCKETY_CHANGED_AT_FIELD", " ", false, nil},
 		{"ROCKETY_CHANGED_SINCE_LOOKBACK", "0s", true, func(c Config) bool { return c.Lookback == 0 }},

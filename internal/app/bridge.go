@@ -278,7 +278,7 @@ func (b *Bridge) runCommands(ctx context.Context) error {
 		// Recreates the commands stream if it is deleted under us.
 		Reprovision: b.reprovision,
 	}
-	wt := WriteThrough{Store: b.store, Sink: b.sink(), Metrics: b.opts.Metrics}
+	wt := WriteThrough{Store: b.store, Sink: b.sink(), Metrics: b.opts.Metrics, DeletedField: b.opts.Incremental.DeletedField}
 	var c *consumer.Consumer
 	retry := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second),
 		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0)), ctx)
@@ -414,12 +414,13 @@ func (o *observer) CycleDone(resource string, s poller.CycleStats, took time.Dur
 		zap.Int("seen", s.Seen), zap.Int("created", s.Created), zap.Int("updated", s.Updated),
 		zap.Int("deleted", s.Deleted), zap.Int("snapshot", s.Snapshot), zap.Int("requests", s.Requests)}
 	if s.CatchUps > 0 {
-		fields = append(fields, zap.Int("catch_ups", s.CatchUps))
+		fields = append(fields, zap.Int("catch_ups", s.CatchUps), zap.Int("catch_ups_failed", s.CatchUpsFailed))
+	}
+	if s.Distrusted != "" {
+		b.log.Error("ROCKETY_CHANGED_SINCE: the API ignores this resource's filter; it is polled by full traversals only until the bridge restarts. Check the parameter's name in the API's documentation",
+			zap.String("resource", resource), zap.String("parameter", st.changedSince), zap.String("reason", s.Distrusted))
 	}
 	switch {
-	case s.Distrusted != "":
-		b.log.Error("ROCKETY_CHANGED_SINCE: the API ignores this resource's filter; it is polled by full traversals only until the bridge restarts. Check the parameter's name in the API's documentation",
-			append(fields, zap.String("parameter", st.changedSince), zap.String("reason", s.Distrusted))...)
 	case s.GuardTripped:
 		b.log.Error("mass-delete guard: more than BRIDGE_MAX_DELETE_RATIO of the known items vanished in one cycle; no deletes published",
 			append(fields, zap.Int("vanished", s.Suspected), zap.Int("known", tracked+s.Deleted),

@@ -23,6 +23,9 @@ type WriteThrough struct {
 	Store   *publisher.StateStore
 	Sink    publisher.EventSink
 	Metrics *Metrics
+	// DeletedField is ROCKETY_DELETED_FIELD: an answer that carries the
+	// mark is a delete, as a poll would judge it.
+	DeletedField string
 }
 
 // looked is a stored state read while the write was in flight.
@@ -81,7 +84,7 @@ func (w WriteThrough) written(ctx context.Context, req consumer.Request, resp ro
 	if prev.err != nil {
 		return prev.err
 	}
-	obs := plan.Observation{Kind: plan.Listed, Value: resp.Item.Raw}
+	obs := plan.Observation{Kind: plan.Listed, Value: resp.Item.Raw, MarkedDeleted: plan.MarkedDeleted(resp.Item.Raw, w.DeletedField)}
 	if req.Action == events.ActionDelete {
 		obs = plan.Observation{Kind: plan.Gone}
 	}
