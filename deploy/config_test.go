@@ -90,7 +90,7 @@ func TestBridgeAcceptsChartConfig(t *testing.T) {
 			}
 			// Durations are printed in Go's canonical form (1h0m0s).
 			for _, k := range []string{"ROCKETY_POLL_INTERVAL", "BRIDGE_LEASE_TTL", "BRIDGE_SHUTDOWN_GRACE", "BRIDGE_COMMAND_MAX_AGE",
-				"ROCKETY_CHANGED_SINCE_LOOKBACK", "ROCKETY_FULL_SYNC_INTERVAL"} {
+				"ROCKETY_CHANGED_SINCE_LOOKBACK", "ROCKETY_FULL_SYNC_INTERVAL", "ROCKETY_MAX_RETRY_AFTER"} {
 				w, err := time.ParseDuration(want[k])
 				if err != nil {
 					t.Errorf("%s: the chart sets %q: %v", k, want[k], err)

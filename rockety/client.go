@@ -74,6 +74,7 @@ type Client struct {
 	retryMaxElapsed time.Duration
 	observer        Observer
 	allowInsecure   bool
+	maxRetryAfter   time.Duration
 
 	pauseUntil atomic.Int64 // unix nanoseconds; requests wait until then
 	now        func() time.Time
@@ -93,6 +94,11 @@ type RequestInfo struct {
 	Status   int
 	Attempt  int // 1 for the first try
 	Duration time.Duration
+	// Pause is how long the answer holds every request of the client:
+	// its Retry-After (a 429), or its rate-limit headers' reset when the
+	// remaining budget is 0; 0 for none. PauseAsked is what the API asked
+	// for when that was longer than the cap (WithMaxRetryAfter), else 0.
+	Pause, PauseAsked time.Duration
 }
 
 // Option configures a Client. An invalid value is reported by New, wrapped in
@@ -246,6 +252,20 @@ func WithRetry(initial, maxInterval, maxElapsed time.Duration) Option {
 	}
 }
 
+// WithMaxRetryAfter caps a wait the API asks for, by Retry-After or a
+// rate-limit reset (ROCKETY_MAX_RETRY_AFTER); DefaultMaxRetryAfter
+// otherwise. An hour-long Retry-After from a confused proxy would
+// otherwise stop the bridge for an hour.
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(c *Client) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: max retry-after %s: must be positive", ErrInvalidOption, d)
+		}
+		c.maxRetryAfter = d
+		return nil
+	}
+}
+
 // WithObserver reports every HTTP attempt to o.
 func WithObserver(o Observer) Option {
 	return func(c *Client) error { c.observer = o; return nil }
@@ -258,6 +278,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		http:            &http.Client{Transport: defaultTransport()},
 		userAgent:       "rockety-bridge/" + moduleVersion(),
 		pageSize:        DefaultPageSize,
+		maxRetryAfter:   DefaultMaxRetryAfter,
 		pageConcurrency: DefaultPageConcurrency,
 		maxPages:        DefaultMaxPages,
 		maxBodyBytes:    DefaultMaxBodyBytes,
@@ -451,12 +472,13 @@ func (c *Client) attempt(ctx context.Context, req call, n int) (resp response, r
 	start := c.now()
 	hresp, err := c.http.Do(hreq)
 	if err != nil {
-		c.observe(req, 0, n, start)
+		c.observe(req, 0, n, start, 0, 0)
 		return response{}, gotConn.Load(), c.transportError(req, err)
 	}
 	defer closeBody(hresp.Body)
 	data, err := readBody(hresp.Body, hresp.ContentLength, c.maxBodyBytes)
-	c.observe(req, hresp.StatusCode, n, start)
+	pause, asked := c.pauseFor(hresp)
+	c.observe(req, hresp.StatusCode, n, start, pause, asked)
 	if errors.Is(err, errBodyTooLarge) {
 		return response{}, true, fmt.Errorf("rockety: %s %s: the response is larger than %d bytes; lower ROCKETY_PAGE_SIZE: %w",
 			req.method, req.path, c.maxBodyBytes, ErrDecode)
@@ -470,16 +492,38 @@ func (c *Client) attempt(ctx context.Context, req call, n int) (resp response, r
 	}
 	apiErr := newAPIError(req.method, req.path, hresp, data, c.now())
 	apiErr.Message = strings.ReplaceAll(apiErr.Message, strings.TrimSpace(token), "[redacted]")
-	if hresp.StatusCode == http.StatusTooManyRequests && apiErr.RetryAfter > 0 {
-		c.pause(apiErr.RetryAfter)
-	}
+	apiErr.RetryAfter = min(apiErr.RetryAfter, c.maxRetryAfter)
 	return response{}, true, apiErr
 }
 
-func (c *Client) observe(req call, status, attempt int, start time.Time) {
+// pauseFor holds every request of the client as the answer asks: the API's
+// limit is per token, so one answer speaks for all requests. It returns
+// the pause, and what the API asked for when the cap cut it.
+func (c *Client) pauseFor(hresp *http.Response) (pause, asked time.Duration) {
+	now := c.now()
+	if hresp.StatusCode == http.StatusTooManyRequests {
+		if ra, ok := ParseRetryAfter(hresp.Header.Get("Retry-After"), now); ok {
+			asked = ra
+		}
+	}
+	if w, ok := RateLimitWait(hresp.Header, now); ok {
+		asked = max(asked, w)
+	}
+	if asked <= 0 {
+		return 0, 0
+	}
+	pause = min(asked, c.maxRetryAfter)
+	c.pause(pause)
+	if pause == asked {
+		asked = 0
+	}
+	return pause, asked
+}
+
+func (c *Client) observe(req call, status, attempt int, start time.Time, pause, asked time.Duration) {
 	if c.observer != nil {
 		c.observer.ObserveRequest(RequestInfo{Method: req.method, Resource: req.resource, Status: status,
-			Attempt: attempt, Duration: c.now().Sub(start)})
+			Attempt: attempt, Duration: c.now().Sub(start), Pause: pause, PauseAsked: asked})
 	}
 }
 
@@ -496,8 +540,7 @@ func (c *Client) transportError(req call, err error) error {
 	return &transientError{err: fmt.Errorf("rockety: %s %s: %w", req.method, req.path, err)}
 }
 
-// pause holds every request of the client for d: the API's limit is per
-// token, so one 429 speaks for all requests.
+// pause holds every request of the client for d.
 func (c *Client) pause(d time.Duration) {
 	until := c.now().Add(d).UnixNano()
 	for {

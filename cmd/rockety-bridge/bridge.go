@@ -78,7 +78,7 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 		log.Warn("NATS is not reachable yet; the bridge waits for it and is not ready meanwhile",
 			zap.String("nats_url", rockety.RedactURL(natsURL)))
 	}
-	client, err := newClient(cfg, metrics)
+	client, err := newClient(cfg, pauseLog{Observer: metrics, log: log})
 	if err != nil {
 		return err
 	}
@@ -152,10 +152,26 @@ func slowRetry() backoff.BackOff {
 		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0))
 }
 
+// pauseLog warns when the API asks for a longer wait than
+// ROCKETY_MAX_RETRY_AFTER allows, beside the metrics.
+type pauseLog struct {
+	rockety.Observer
+	log *zap.Logger
+}
+
+func (p pauseLog) ObserveRequest(r rockety.RequestInfo) {
+	p.Observer.ObserveRequest(r)
+	if r.PauseAsked > 0 {
+		p.log.Warn("the Rockety API asked every request to wait longer than ROCKETY_MAX_RETRY_AFTER; the wait is cut to it",
+			zap.String("resource", r.Resource), zap.Int("status", r.Status), zap.Duration("asked", r.PauseAsked), zap.Duration("waiting", r.Pause))
+	}
+}
+
 func newClient(cfg Config, obs rockety.Observer) (*rockety.Client, error) {
 	opts := []rockety.Option{
 		rockety.WithAllowInsecure(cfg.AllowInsecure),
 		rockety.WithRateLimit(cfg.RateLimit),
+		rockety.WithMaxRetryAfter(cfg.MaxRetryAfter),
 		rockety.WithPageSize(cfg.PageSize),
 		rockety.WithPageConcurrency(cfg.PageConcurrency),
 		rockety.WithUserAgent("rockety-bridge/" + buildVersion()),

@@ -35,6 +35,7 @@ type env struct {
 	PageSize        string `envconfig:"ROCKETY_PAGE_SIZE" default:"100" desc:"per_page, 1 to 10000, or max for the largest page the API grants"`
 	PageConcurrency string `envconfig:"ROCKETY_PAGE_CONCURRENCY" default:"4" desc:"pages fetched in parallel"`
 	RateLimit       string `envconfig:"ROCKETY_RATE_LIMIT" default:"10" desc:"API requests per second, 0 = unlimited"`
+	MaxRetryAfter   string `envconfig:"ROCKETY_MAX_RETRY_AFTER" default:"5m" desc:"a longer Retry-After or rate-limit reset is cut to this, with a warning (1s to 24h)"`
 	ChangedSince    string `envconfig:"ROCKETY_CHANGED_SINCE" desc:"incremental polling: resource:parameter pairs, * for every resource, e.g. *:updated_since"`
 	ChangedAtField  string `envconfig:"ROCKETY_CHANGED_AT_FIELD" default:"updated_at" desc:"the item field (RFC 3339) that says when it last changed"`
 	Lookback        string `envconfig:"ROCKETY_CHANGED_SINCE_LOOKBACK" default:"1m" desc:"the filter asks from the cursor minus this (0 to 24h)"`
@@ -80,6 +81,7 @@ type Config struct {
 	PageSizeMax     bool
 	PageConcurrency int
 	RateLimit       float64
+	MaxRetryAfter   time.Duration
 	// ChangedSince maps each incrementally polled resource to its filter
 	// parameter (ROCKETY_CHANGED_SINCE).
 	ChangedSince     map[string]string
@@ -259,6 +261,7 @@ func (k *checker) polling(e env, c *Config) {
 		k.intVar("ROCKETY_PAGE_SIZE", e.PageSize, 1, rockety.MaxPageSize, &c.PageSize)
 	}
 	k.intVar("ROCKETY_PAGE_CONCURRENCY", e.PageConcurrency, 1, 64, &c.PageConcurrency)
+	k.durVar("ROCKETY_MAX_RETRY_AFTER", e.MaxRetryAfter, time.Second, 24*time.Hour, &c.MaxRetryAfter)
 	if c.RateLimit, err = strconv.ParseFloat(strings.TrimSpace(e.RateLimit), 64); err != nil || c.RateLimit < 0 {
 		k.bad("ROCKETY_RATE_LIMIT", "%q: want requests per second, 0 or more (0 = unlimited)", e.RateLimit)
 	}
@@ -475,6 +478,7 @@ func printConfig(w io.Writer, c Config) {
 		{"ROCKETY_RESOURCES", strings.Join(c.Resources, ",")}, {"ROCKETY_POLL_INTERVAL", c.PollInterval.String()},
 		{"ROCKETY_POLL_INTERVALS", pairsText(intervals)}, {"ROCKETY_PAGE_SIZE", pageSizeText(c)},
 		{"ROCKETY_PAGE_CONCURRENCY", strconv.Itoa(c.PageConcurrency)}, {"ROCKETY_RATE_LIMIT", strconv.FormatFloat(c.RateLimit, 'f', -1, 64)},
+		{"ROCKETY_MAX_RETRY_AFTER", c.MaxRetryAfter.String()},
 		{"ROCKETY_CHANGED_SINCE", pairsText(c.ChangedSince)}, {"ROCKETY_CHANGED_AT_FIELD", c.ChangedAtField},
 		{"ROCKETY_CHANGED_SINCE_LOOKBACK", c.Lookback.String()}, {"ROCKETY_FULL_SYNC_INTERVAL", c.FullSyncInterval.String()},
 		{"ROCKETY_DELETED_FIELD", c.DeletedField},

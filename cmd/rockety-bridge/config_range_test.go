@@ -83,8 +83,13 @@ func TestConfigRanges(t *testing.T) {
 		{"ROCKETY_FULL_SYNC_INTERVAL", "168h", true, nil},
 		{"ROCKETY_FULL_SYNC_INTERVAL", "169h", false, nil},
 		{"ROCKETY_DELETED_FIELD", "", true, func(c Config) bool { // the defaults of incremental polling
-			return c.DeletedField == "" && c.ChangedAtField == "updated_at" && c.Lookback == time.Minute && c.FullSyncInterval == 15*time.Minute
+			return c.DeletedField == "" && c.ChangedAtField == "updated_at" && c.Lookback == time.Minute && c.FullSyncInterval == 15*time.Minute &&
+				c.MaxRetryAfter == 5*time.Minute
 		}},
+		{"ROCKETY_MAX_RETRY_AFTER", "1s", true, nil},
+		{"ROCKETY_MAX_RETRY_AFTER", "24h", true, nil},
+		{"ROCKETY_MAX_RETRY_AFTER", "999ms", false, nil},
+		{"ROCKETY_MAX_RETRY_AFTER", "25h", false, nil},
 		{"ROCKETY_DELETED_FIELD", "deleted_at", true, func(c Config) bool { return c.DeletedField == "deleted_at" }},
 	}
 	for _, tt := range tests {

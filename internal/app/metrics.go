@@ -26,6 +26,8 @@ type Metrics struct {
 	published     *prometheus.CounterVec
 	apiRequests   *prometheus.CounterVec
 	apiRetries    *prometheus.CounterVec
+	apiPauses     *prometheus.CounterVec
+	apiPaused     prometheus.Counter
 	confirmations *prometheus.CounterVec
 	guardTrips    *prometheus.CounterVec
 	fallbacks     *prometheus.CounterVec
@@ -67,6 +69,10 @@ func NewMetrics(version string) *Metrics {
 			Help: "Rockety API requests by method, resource and status (0: no response)."}, []string{"method", "resource", "status"}),
 		apiRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "api_retries_total",
 			Help: "Rockety API requests that were retries of an earlier attempt."}, []string{"method", "resource"}),
+		apiPauses: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "api_pauses_total",
+			Help: "Answers that held every API request (a 429's Retry-After, or rate-limit headers saying the budget is spent), by whether ROCKETY_MAX_RETRY_AFTER cut the wait (capped: true or false)."}, []string{"capped"}),
+		apiPaused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "api_paused_seconds_total",
+			Help: "Seconds of those pauses, as applied."}),
 		confirmations: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "delete_confirmations_total",
 			Help: "GETs confirming suspected deletes, by outcome (deleted, present, failed)."}, []string{"resource", "outcome"}),
 		guardTrips: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "mass_delete_guard_trips_total",
@@ -89,7 +95,9 @@ func NewMetrics(version string) *Metrics {
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
 		Help: "Build information; always 1."}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
-	r.MustRegister(m.cycles, m.cycleDuration, m.itemsSeen, m.tracked, m.published, m.apiRequests, m.apiRetries,
+	m.apiPauses.WithLabelValues("false")
+	m.apiPauses.WithLabelValues("true")
+	r.MustRegister(m.cycles, m.cycleDuration, m.itemsSeen, m.tracked, m.published, m.apiRequests, m.apiRetries, m.apiPauses, m.apiPaused,
 		m.confirmations, m.guardTrips, m.fallbacks, m.missed, m.cursorAge, m.leaseHeld, m.lastSuccess, m.commands, m.commandTime, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -152,6 +160,10 @@ func (m *Metrics) ObserveRequest(r rockety.RequestInfo) {
 	m.apiRequests.WithLabelValues(r.Method, resource, strconv.Itoa(r.Status)).Inc()
 	if r.Attempt > 1 {
 		m.apiRetries.WithLabelValues(r.Method, resource).Inc()
+	}
+	if r.Pause > 0 {
+		m.apiPauses.WithLabelValues(strconv.FormatBool(r.PauseAsked > 0)).Inc()
+		m.apiPaused.Add(r.Pause.Seconds())
 	}
 }
 
