@@ -10,6 +10,12 @@
 // lag, lack the filter, or keep deleted items with a deleted_at, to try the
 // bridge's incremental polling against each (package sim says how).
 //
+// -quota 100/10s enforces a real rate limit of 100 requests per 10-second
+// window (fixed windows from the first request): the 101st is answered 429
+// with Retry-After, and every answer carries rate-limit headers in the
+// style -ratelimit-headers names (ietf: RateLimit and RateLimit-Policy; x:
+// X-RateLimit-Limit, -Remaining, -Reset; none).
+//
 // Exit status: 0 after a clean shutdown on SIGINT or SIGTERM, 1 when the
 // server cannot run, 2 for bad flags.
 package main
@@ -75,6 +81,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.opts.Faults.ChangesLag, "changes-lag", 0, "a change shows in lists filtered by "+sim.SinceParam+" only this long after its updated_at (an eventually consistent index)")
 	fs.BoolVar(&c.opts.Faults.IgnoreChangedSince, "ignore-changed-since", false, "ignore "+sim.SinceParam+" and answer the whole list, as an API without the filter does")
 	fs.BoolVar(&c.opts.Faults.SoftDelete, "soft-delete", false, "DELETE sets deleted_at and keeps the item listed; PUT {\"deleted_at\":null} restores it")
+	quota := fs.String("quota", "", "a real rate limit, N requests per window D of whole seconds (100/10s), fixed windows from the first request; empty or 0 for none")
+	quotaHeaders := fs.String("ratelimit-headers", string(sim.QuotaHeadersIETF), "rate-limit headers of -quota on every answer: ietf (RateLimit, RateLimit-Policy), x (X-RateLimit-Limit, -Remaining, -Reset) or none")
 	fs.StringVar(&c.style, "style", "data", "list envelope: data, items or nometa")
 	fs.IntVar(&c.opts.LogLimit, "log-limit", defaultLogLimit, "mutations the log keeps for "+sim.AdminPath+"/mutations; 0 keeps all")
 	if err := fs.Parse(args); err != nil {
@@ -122,6 +130,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("-style: %w", err)
 	}
 	c.opts.Style = style
+	q, err := sim.ParseQuota(*quota)
+	if err != nil {
+		return c, fmt.Errorf("-quota: %w", err)
+	}
+	if q.Headers, err = sim.ParseQuotaHeaders(*quotaHeaders); err != nil {
+		return c, fmt.Errorf("-ratelimit-headers: %w", err)
+	}
+	if q.Limit > 0 {
+		c.opts.Faults.Quota = q
+	}
 	if *failPage != "" {
 		fp, err := parseFailPage(*failPage)
 		if err != nil {

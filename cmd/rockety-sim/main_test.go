@@ -37,6 +37,11 @@ func TestFlagErrors(t *testing.T) {
 		{"fail page bad number", []string{"-fail-page", "tasks:x"}, `page "x" is not a number`},
 		{"fail page bad status", []string{"-fail-page", "tasks:2:200"}, "fail page status 200"},
 		{"bad resource", []string{"-resources", "Tasks"}, `resource name "Tasks"`},
+		{"quota without a window", []string{"-quota", "100"}, `-quota: sim: invalid: quota "100": want N/D, such as 100/10s`},
+		{"quota window without a unit", []string{"-quota", "100/10"}, `-quota: sim: invalid: quota "100/10": window "10": want a duration such as 10s`},
+		{"quota of fractional seconds", []string{"-quota", "100/1500ms"}, `-quota: sim: invalid: quota "100/1500ms": window 1.5s: want a whole number of seconds >= 1s`},
+		{"quota requests not a number", []string{"-quota", "many/10s"}, `requests "many": want a whole number >= 0`},
+		{"bad rate-limit headers", []string{"-quota", "10/1s", "-ratelimit-headers", "github"}, `-ratelimit-headers: sim: invalid: rate-limit headers "github": want ietf, x or none`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,8 +65,32 @@ func TestHelp(t *testing.T) {
 	if code := run([]string{"-h"}, &stdout, &stderr); code != 0 {
 		t.Errorf("exit %d", code)
 	}
-	if out := stderr.String(); !strings.Contains(out, "-fail-page") || !strings.Contains(out, "-changes-lag") || !strings.Contains(out, "-soft-delete") {
+	if out := stderr.String(); !strings.Contains(out, "-fail-page") || !strings.Contains(out, "-changes-lag") || !strings.Contains(out, "-soft-delete") ||
+		!strings.Contains(out, "-quota") || !strings.Contains(out, "-ratelimit-headers") {
 		t.Errorf("usage %q", stderr.String())
+	}
+}
+
+func TestQuotaFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want sim.Quota
+	}{
+		{"off by default", nil, sim.Quota{}},
+		{"off with 0", []string{"-quota", "0"}, sim.Quota{}},
+		{"headers alone do nothing", []string{"-ratelimit-headers", "x"}, sim.Quota{}},
+		{"ietf by default", []string{"-quota", "100/10s"}, sim.Quota{Limit: 100, Window: 10 * time.Second, Headers: sim.QuotaHeadersIETF}},
+		{"x", []string{"-quota", "5/1m", "-ratelimit-headers", "x"}, sim.Quota{Limit: 5, Window: time.Minute, Headers: sim.QuotaHeadersX}},
+		{"none", []string{"-quota", "5/1s", "-ratelimit-headers", "none"}, sim.Quota{Limit: 5, Window: time.Second, Headers: sim.QuotaHeadersNone}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseFlags(tt.args, io.Discard)
+			if err != nil || c.opts.Faults.Quota != tt.want {
+				t.Errorf("quota %+v, %v; want %+v", c.opts.Faults.Quota, err, tt.want)
+			}
+		})
 	}
 }
 

@@ -33,8 +33,8 @@ import (
 // Rockety-Sim-Last-Seq: the log position they are consistent with (for
 // items, exactly: the list and the position are read at one instant).
 //
-// Admin requests get no injected latency or fault and are not counted in
-// Stats.
+// Admin requests get no injected latency or fault, do not count against
+// Faults.Quota and are not counted in Stats.
 const AdminPath = "/_sim"
 
 // LastSeqHeader names the log position an admin answer is consistent with.
@@ -305,6 +305,13 @@ type faultsJSON struct {
 	ChangesLag       string        `json:"changes_lag,omitempty"`
 	IgnoreChanged    bool          `json:"ignore_changed_since,omitempty"`
 	SoftDelete       bool          `json:"soft_delete,omitempty"`
+	Quota            *quotaJSON    `json:"quota,omitempty"`
+}
+
+type quotaJSON struct {
+	Limit   int          `json:"limit"`
+	Window  string       `json:"window,omitempty"`
+	Headers QuotaHeaders `json:"headers,omitempty"`
 }
 
 type failPageJSON struct {
@@ -319,7 +326,9 @@ type failPageJSON struct {
 // "retry_after":"1s","fail_page":{"resource":"tasks","page":2,"status":503,
 // "times":1},"truncate_rate":0,"html_rate":0,"pages_underreport":0,
 // "repeat_page_rate":0,"drift":0,"changes_lag":"2s",
-// "ignore_changed_since":false,"soft_delete":true}, zero values left out.
+// "ignore_changed_since":false,"soft_delete":true,
+// "quota":{"limit":100,"window":"10s","headers":"ietf"}}, zero values left
+// out.
 func (f Faults) MarshalJSON() ([]byte, error) {
 	out := faultsJSON{
 		ErrorRate: f.ErrorRate, RateLimitRate: f.RateLimitRate, TruncateRate: f.TruncateRate, HTMLRate: f.HTMLRate,
@@ -338,6 +347,12 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 	if fp := f.FailPage; fp.Resource != "" {
 		out.FailPage = &failPageJSON{Resource: fp.Resource, Page: fp.Page, Status: fp.Status, Times: fp.Times}
 	}
+	if q := f.Quota; q != (Quota{}) {
+		out.Quota = &quotaJSON{Limit: q.Limit, Headers: q.Headers}
+		if q.Window != 0 {
+			out.Quota.Window = q.Window.String()
+		}
+	}
 	return json.Marshal(out)
 }
 
@@ -355,11 +370,19 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 		PagesUnderreport: in.PagesUnderreport, RepeatPageRate: in.RepeatPageRate, DriftInserts: in.DriftInserts,
 		IgnoreChangedSince: in.IgnoreChanged, SoftDelete: in.SoftDelete,
 	}
+	var quotaWindow string
+	if q := in.Quota; q != nil {
+		out.Quota = Quota{Limit: q.Limit, Headers: q.Headers}
+		quotaWindow = q.Window
+	}
 	for _, d := range []struct {
 		name string
 		text string
 		dst  *time.Duration
-	}{{"latency", in.Latency, &out.Latency}, {"retry_after", in.RetryAfter, &out.RetryAfter}, {"changes_lag", in.ChangesLag, &out.ChangesLag}} {
+	}{
+		{"latency", in.Latency, &out.Latency}, {"retry_after", in.RetryAfter, &out.RetryAfter},
+		{"changes_lag", in.ChangesLag, &out.ChangesLag}, {"quota window", quotaWindow, &out.Quota.Window},
+	} {
 		if d.text == "" {
 			continue
 		}

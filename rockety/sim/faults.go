@@ -60,6 +60,11 @@ type Faults struct {
 	// readable; see the package documentation, "Soft deletes". Turning it
 	// off later leaves soft-deleted items as they are, still restorable.
 	SoftDelete bool
+	// Quota is a real rate limit over fixed windows, with its headers on
+	// every API answer; see Quota. SetFaults keeps the window in progress
+	// while the limit and the window stay the same, and starts afresh when
+	// either changes.
+	Quota Quota
 }
 
 // FailPage fails the list requests of one page of one resource; a zero
@@ -99,7 +104,7 @@ func (f Faults) validate() error {
 	case f.FailPage.Times < 0:
 		return fmt.Errorf("%w: negative fail page times %d", ErrInvalid, f.FailPage.Times)
 	}
-	return nil
+	return f.Quota.validate()
 }
 
 // SetFaults replaces the faults in force; requests already past a decision
@@ -121,6 +126,12 @@ func (s *Server) setFaultsLocked(f Faults) {
 	}
 	if f.FailPage.Status == 0 {
 		f.FailPage.Status = http.StatusInternalServerError
+	}
+	if f.Quota.Limit > 0 && f.Quota.Headers == "" {
+		f.Quota.Headers = QuotaHeadersIETF
+	}
+	if old := s.faults.Quota; old.Limit != f.Quota.Limit || old.Window != f.Quota.Window {
+		s.quota = quotaState{}
 	}
 	s.faults = f
 	s.failLeft = f.FailPage.Times

@@ -79,8 +79,8 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 const maxPooledBuf = 4 << 20
 
 // ServeHTTP answers one API request. In order: the injected latency, auth,
-// the random 429/500 faults, routing, then the operation. Requests under
-// AdminPath only need auth.
+// the quota, the random 429/500 faults, routing, then the operation.
+// Requests under AdminPath only need auth.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == AdminPath || strings.HasPrefix(r.URL.Path, AdminPath+"/") {
 		if !s.authorized(r.Header.Get("Authorization")) {
@@ -105,6 +105,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rockety"`)
 		s.fail(w, &rq, http.StatusUnauthorized, "missing or invalid bearer token")
 		return
+	}
+	if q := s.takeQuota(); q.on {
+		// Set before any answer is written, so every answer carries them.
+		q.setHeaders(w.Header())
+		if q.refused {
+			w.Header().Set("Retry-After", strconv.FormatInt(ceilSeconds(q.resetIn), 10))
+			s.fail(w, &rq, http.StatusTooManyRequests, "quota of "+Quota{Limit: q.limit, Window: q.window}.String()+" exceeded")
+			return
+		}
 	}
 	if status, retryAfter := s.injected(); status != 0 {
 		s.failInjected(w, &rq, status, retryAfter)

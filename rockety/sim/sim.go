@@ -76,6 +76,32 @@
 // PUT ignore it but for that restore. Churn then updates and deletes live
 // items only, and about one mutation in 50 restores a soft-deleted item.
 //
+// # Quota
+//
+// Faults.Quota is a real rate limit, where the other faults are random: N
+// API requests per window D (rockety-sim -quota 100/10s), for the one
+// token. Windows are fixed and start at the first request, not on the
+// clock: the first request after a window ended (or after the quota was
+// set or changed) opens the next one. Every API request that passes auth
+// counts, whatever its answer; a 401 and the admin routes do not. The
+// request after the N-th in a window is answered 429 rate_limited with
+// Retry-After the seconds left in the window, rounded up, and changes
+// nothing; Stats count it like any other answer. The window follows
+// Options.Clock, so a test steps through windows without sleeping.
+//
+// While a quota is on, every API answer, 429s included, carries its
+// headers in the style Quota.Headers names (rockety-sim
+// -ratelimit-headers), remaining counting this request:
+//
+//	ietf (the default)  RateLimit: r=<remaining>, t=<seconds to reset>
+//	                    RateLimit-Policy: <N>;w=<D in seconds>
+//	x                   X-RateLimit-Limit: <N>
+//	                    X-RateLimit-Remaining: <remaining>
+//	                    X-RateLimit-Reset: <end of the window, Unix seconds>
+//	none                nothing but the 429's Retry-After
+//
+// Seconds are rounded up, so a client that waits them is never early.
+//
 // # Admin routes
 //
 // Under AdminPath (/_sim), outside the API and with the same token, a test
@@ -255,6 +281,7 @@ type Server struct {
 	faults   Faults
 	failLeft int
 	faultRnd *rand.Rand
+	quota    quotaState
 
 	statsMu sync.Mutex
 	stats   Stats
