@@ -70,9 +70,9 @@ func (c *cycle) note(t time.Time, listed bool) {
 	}
 }
 
-// newest is the cursor's next value, once the cycle's changes are
+// nextCursor is the cursor's next value, once the cycle's changes are
 // committed.
-func (c *cycle) newest() time.Time { return later(c.listedTo, c.seenBefore) }
+func (c *cycle) nextCursor() time.Time { return later(c.listedTo, c.seenBefore) }
 
 // readsEveryChangedAt: an incremental cycle checks every item against its
 // filter time, and the first full traversal of a resource sets the cursor
@@ -117,7 +117,7 @@ func (c *cycle) checkChangedAt(items []rockety.Item, since time.Time, listed boo
 // incremental cycle would: changes still arrive within about an interval.
 func (c *cycle) catchUpDue() bool {
 	p := c.p
-	return c.kind == KindFull && p.cfg.ChangedSince != "" && c.distrusted == "" && !p.distrusted && p.synced &&
+	return c.kind == KindFull && p.cfg.ChangedSince != "" && c.distrusted == "" && !p.filterIgnored && p.synced &&
 		!p.bookmark.Cursor.IsZero() && p.deps.Now().Sub(p.lastAsked) >= p.cfg.Interval
 }
 
@@ -188,7 +188,9 @@ func (c *cycle) diff(items []rockety.Item, ownPage bool) error {
 	if err != nil {
 		return err
 	}
-	if p.cfg.ChangedSince != "" && ownPage {
+	// checkChangedAt read every item of the page already where it reads
+	// every changed-at value; otherwise the changes are read here.
+	if p.cfg.ChangedSince != "" && ownPage && !c.readsEveryChangedAt() {
 		for i := range changes {
 			t, ok := changedAt(changes[i].Raw, p.cfg.ChangedAtField)
 			if !ok {

@@ -69,6 +69,9 @@ type Journal interface {
 	Latest(ctx context.Context, resource, id string, op events.Op) (e events.Event, found bool, err error)
 }
 
+// DefaultChangedAtField is ROCKETY_CHANGED_AT_FIELD's default.
+const DefaultChangedAtField = "updated_at"
+
 // InitialSync says what the first cycle of a resource publishes.
 type InitialSync string
 
@@ -105,7 +108,7 @@ type Config struct {
 	// traversals only.
 	ChangedSince string
 	// ChangedAtField is the item field (RFC 3339) that says when it last
-	// changed (ROCKETY_CHANGED_AT_FIELD); default updated_at.
+	// changed (ROCKETY_CHANGED_AT_FIELD); DefaultChangedAtField if empty.
 	ChangedAtField string
 	// Lookback: the filter asks from the cursor minus this
 	// (ROCKETY_CHANGED_SINCE_LOOKBACK), for changes made in the same
@@ -146,7 +149,7 @@ func (c *Config) setDefaults() error {
 		c.FlushAfter = time.Second
 	}
 	if c.ChangedAtField == "" {
-		c.ChangedAtField = "updated_at"
+		c.ChangedAtField = DefaultChangedAtField
 	}
 	if c.FullEvery == 0 {
 		c.FullEvery = 15 * time.Minute
@@ -186,7 +189,8 @@ var ErrLeaseLost = errors.New("poller: lease lost")
 var ErrIncomplete = errors.New("poller: incomplete traversal")
 
 // Poller runs the cycles of one resource. RunOnce does one cycle; Run
-// schedules them. A Poller is used by one goroutine at a time.
+// schedules them. One goroutine runs a Poller's cycles; within a cycle, a
+// background flusher publishes while the traversal reads (cycle.traverse).
 type Poller struct {
 	cfg  Config
 	deps Deps
@@ -200,9 +204,9 @@ type Poller struct {
 	synced   bool
 	bookmark plan.Bookmark
 	cycle    uint32
-	// distrusted: an incremental cycle found the API ignoring the filter;
+	// filterIgnored: a cycle found the API ignoring the filter;
 	// the resource is polled by full traversals until restart.
-	distrusted bool
+	filterIgnored bool
 	// covered is what incremental cycles asked about since the last full
 	// traversal.
 	covered coverage
@@ -280,7 +284,8 @@ type CycleStats struct {
 // and commit creates and updates page by page; then, after a complete
 // full traversal, confirm and publish deletes; last, advance the
 // checkpoint and the cursor. A failed page ends the traversal with
-// ErrIncomplete, no deletes, and the cursor where it was.
+// ErrIncomplete, no deletes, and the cursor where it was; so does an
+// incremental cycle that finds the filter ignored.
 func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 	stats := CycleStats{Total: -1}
 	if err := p.checkLease(); err != nil {
@@ -305,14 +310,14 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 	b := p.bookmark
 	b.Checkpoint = c.lastSeq
 	if c.distrusted != "" {
-		p.distrusted, stats.Distrusted = true, c.distrusted
+		p.filterIgnored, stats.Distrusted = true, c.distrusted
 	}
 	switch {
 	case c.kind == KindIncremental && c.distrusted != "":
 		// What it saw is published and committed; the cursor stays.
 	case c.kind == KindIncremental:
 		stats.Complete = true
-		b.Cursor = later(b.Cursor, c.newest())
+		b.Cursor = later(b.Cursor, c.nextCursor())
 		p.covered.add(c.since, start, b.Cursor, p.cfg.Lookback)
 	default:
 		stats.Complete = true
@@ -321,7 +326,7 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 				return stats, err
 			}
 		}
-		b.Cursor = later(b.Cursor, c.newest())
+		b.Cursor = later(b.Cursor, c.nextCursor())
 		b.LastFull = p.deps.Now()
 		p.covered = coverage{}
 	}
@@ -334,7 +339,7 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 }
 
 func (p *Poller) schedule() schedule {
-	return schedule{incremental: p.cfg.ChangedSince != "", distrusted: p.distrusted, synced: p.synced,
+	return schedule{incremental: p.cfg.ChangedSince != "", distrusted: p.filterIgnored, synced: p.synced,
 		initial: p.cfg.InitialSync, bookmark: p.bookmark, fullEvery: p.cfg.FullEvery}
 }
 

@@ -400,7 +400,8 @@ func (o *observer) CycleDone(resource string, s poller.CycleStats, took time.Dur
 	if b.opts.Metrics != nil {
 		b.opts.Metrics.CycleDone(resource, s, took, err, tracked)
 	}
-	noCursor := st.changedSince != "" && err == nil && s.Complete && s.Kind != poller.KindIncremental &&
+	// An empty resource has no changed-at values to miss.
+	noCursor := st.changedSince != "" && err == nil && s.Complete && s.Kind != poller.KindIncremental && s.Seen > 0 &&
 		s.Cursor.IsZero() && !st.warnedNoCursor
 	if noCursor {
 		st.warnedNoCursor = true
@@ -408,7 +409,7 @@ func (o *observer) CycleDone(resource string, s poller.CycleStats, took time.Dur
 	b.mu.Unlock()
 	field := b.opts.Incremental.ChangedAtField
 	if field == "" {
-		field = "updated_at"
+		field = poller.DefaultChangedAtField
 	}
 	fields := []zap.Field{zap.String("resource", resource), zap.String("kind", string(s.Kind)), zap.Duration("took", took), zap.Int("pages", s.Pages),
 		zap.Int("seen", s.Seen), zap.Int("created", s.Created), zap.Int("updated", s.Updated),
