@@ -35,7 +35,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"golang.org/x/time/rate"
 )
 
 // Defaults, chosen for the public API's documented limits.
@@ -60,7 +59,7 @@ type Client struct {
 	token     func() (string, error)
 	http      *http.Client
 	userAgent string
-	limiter   *rate.Limiter
+	budget    *Budget
 
 	pageSize int
 	// pageSizeGranted: the API decides the page size (WithMaxPageSize).
@@ -99,6 +98,10 @@ type RequestInfo struct {
 	// remaining budget is 0; 0 for none. PauseAsked is what the API asked
 	// for when that was longer than the cap (WithMaxRetryAfter), else 0.
 	Pause, PauseAsked time.Duration
+	// Lane is the request's lane (WithLane), and BudgetWait how long it
+	// waited for its turn in the budget before it was sent.
+	Lane       Lane
+	BudgetWait time.Duration
 }
 
 // Option configures a Client. An invalid value is reported by New, wrapped in
@@ -160,13 +163,22 @@ func WithRateLimit(perSecond float64) Option {
 			return fmt.Errorf("%w: rate limit %v: must be 0 (unlimited) or more", ErrInvalidOption, perSecond)
 		}
 		if perSecond == 0 {
-			c.limiter = nil
+			c.budget = nil
 			return nil
 		}
-		c.limiter = rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/10)))
+		c.budget = NewBudget(perSecond)
 		return nil
 	}
 }
+
+// WithBudget makes the client take its turns from b, a budget that other
+// clients may share; nil means unlimited.
+func WithBudget(b *Budget) Option {
+	return func(c *Client) error { c.budget = b; return nil }
+}
+
+// Budget is the client's API budget, or nil when it is unlimited.
+func (c *Client) Budget() *Budget { return c.budget }
 
 // WithPageSize sets per_page for list requests (ROCKETY_PAGE_SIZE).
 func WithPageSize(n int) Option {
@@ -440,7 +452,9 @@ func (c *Client) do(ctx context.Context, req call) (response, error) {
 // attempt makes one HTTP request. reached reports whether the request may
 // have got to the server.
 func (c *Client) attempt(ctx context.Context, req call, n int) (resp response, reached bool, err error) {
-	if err := c.waitTurn(ctx); err != nil {
+	lane := LaneOf(ctx)
+	waited, err := c.waitTurn(ctx, lane)
+	if err != nil {
 		return response{}, false, fmt.Errorf("rockety: %s %s: %w", req.method, req.path, err)
 	}
 	token, err := c.token()
@@ -472,13 +486,13 @@ func (c *Client) attempt(ctx context.Context, req call, n int) (resp response, r
 	start := c.now()
 	hresp, err := c.http.Do(hreq)
 	if err != nil {
-		c.observe(req, 0, n, start, 0, 0)
+		c.observe(req, 0, n, start, 0, 0, lane, waited)
 		return response{}, gotConn.Load(), c.transportError(req, err)
 	}
 	defer closeBody(hresp.Body)
 	data, err := readBody(hresp.Body, hresp.ContentLength, c.maxBodyBytes)
 	pause, asked := c.pauseFor(hresp)
-	c.observe(req, hresp.StatusCode, n, start, pause, asked)
+	c.observe(req, hresp.StatusCode, n, start, pause, asked, lane, waited)
 	if errors.Is(err, errBodyTooLarge) {
 		return response{}, true, fmt.Errorf("rockety: %s %s: the response is larger than %d bytes; lower ROCKETY_PAGE_SIZE: %w",
 			req.method, req.path, c.maxBodyBytes, ErrDecode)
@@ -520,10 +534,10 @@ func (c *Client) pauseFor(hresp *http.Response) (pause, asked time.Duration) {
 	return pause, asked
 }
 
-func (c *Client) observe(req call, status, attempt int, start time.Time, pause, asked time.Duration) {
+func (c *Client) observe(req call, status, attempt int, start time.Time, pause, asked time.Duration, lane Lane, waited time.Duration) {
 	if c.observer != nil {
 		c.observer.ObserveRequest(RequestInfo{Method: req.method, Resource: req.resource, Status: status,
-			Attempt: attempt, Duration: c.now().Sub(start), Pause: pause, PauseAsked: asked})
+			Attempt: attempt, Duration: c.now().Sub(start), Pause: pause, PauseAsked: asked, Lane: lane, BudgetWait: waited})
 	}
 }
 
@@ -540,31 +554,56 @@ func (c *Client) transportError(req call, err error) error {
 	return &transientError{err: fmt.Errorf("rockety: %s %s: %w", req.method, req.path, err)}
 }
 
-// pause holds every request of the client for d.
+// pause holds every request of the client for d, and of every replica
+// that shares its budget.
 func (c *Client) pause(d time.Duration) {
-	until := c.now().Add(d).UnixNano()
+	untilTime := c.now().Add(d)
+	until := untilTime.UnixNano()
 	for {
 		cur := c.pauseUntil.Load()
-		if cur >= until || c.pauseUntil.CompareAndSwap(cur, until) {
+		if cur >= until {
 			return
 		}
+		if c.pauseUntil.CompareAndSwap(cur, until) {
+			break
+		}
+	}
+	if c.budget != nil {
+		c.budget.PauseAll(untilTime)
 	}
 }
 
-func (c *Client) waitTurn(ctx context.Context) error {
-	if wait := time.Duration(c.pauseUntil.Load() - c.now().UnixNano()); wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return context.Cause(ctx)
-		case <-t.C:
-		}
+// waitTurn waits out a pause and then for the request's turn in the
+// budget; a pause that began meanwhile is waited out too, turn in hand.
+// It returns how long the budget took.
+func (c *Client) waitTurn(ctx context.Context, lane Lane) (budgetWait time.Duration, err error) {
+	if err := c.waitPause(ctx); err != nil {
+		return 0, err
 	}
-	if c.limiter != nil {
-		return c.limiter.Wait(ctx)
+	if c.budget == nil {
+		return 0, nil
 	}
-	return nil
+	start := time.Now()
+	if err := c.budget.Wait(ctx, lane); err != nil {
+		return time.Since(start), err
+	}
+	budgetWait = time.Since(start)
+	return budgetWait, c.waitPause(ctx)
+}
+
+func (c *Client) waitPause(ctx context.Context) error {
+	wait := time.Duration(c.pauseUntil.Load() - c.now().UnixNano())
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
 }
 
 var errBodyTooLarge = errors.New("body too large")
