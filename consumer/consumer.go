@@ -544,6 +544,9 @@ func (c *Consumer) write(ctx context.Context, msg jetstream.Msg, req Request) (r
 			}
 		}
 	}()
+	// A command goes before every poll in the API budget: someone waits
+	// for its result.
+	ctx = rockety.WithLane(ctx, rockety.LaneCommand)
 	switch req.Action {
 	case events.ActionCreate:
 		return c.writer.Create(ctx, req.Resource, req.Data)

@@ -141,7 +141,10 @@ func (c *cycle) catchUp() error {
 	}
 	var newest time.Time
 	listed := map[rockety.ID]bool{}
-	for page, err := range p.deps.Lister.Pages(c.ctx, p.cfg.Resource, c.filter(since)...) {
+	// A catch-up is an incremental cycle inside a full traversal: it goes
+	// before the traversal's pages in the budget.
+	ctx := rockety.WithLane(c.ctx, rockety.LaneIncremental)
+	for page, err := range p.deps.Lister.Pages(ctx, p.cfg.Resource, c.filter(since)...) {
 		if err != nil {
 			c.stats.CatchUpsFailed++
 			return c.flush()

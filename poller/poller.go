@@ -300,6 +300,13 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 	stats.Kind = p.schedule().nextKind(start)
 	stats.Cursor = p.bookmark.Cursor
 	p.cycle++
+	// An incremental cycle is a handful of requests that keep latency low;
+	// a full traversal yields its turns to it and to commands.
+	lane := rockety.LaneFull
+	if stats.Kind == KindIncremental {
+		lane = rockety.LaneIncremental
+	}
+	ctx = rockety.WithLane(ctx, lane)
 	c := &cycle{p: p, ctx: ctx, stats: &stats, lastSeq: p.bookmark.Checkpoint, kind: stats.Kind, start: start}
 	if c.kind == KindIncremental {
 		c.since = filterTime(p.bookmark.Cursor, p.cfg.Lookback)

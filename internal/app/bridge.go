@@ -102,6 +102,9 @@ type Bridge struct {
 	store     *publisher.StateStore
 	pub       *publisher.Publisher
 	pollers   []*poller.Poller
+	// budget is the API budget shared with every replica, or nil when
+	// the client is unlimited.
+	budget *publisher.SharedBudget
 
 	mu     sync.Mutex
 	status map[string]*resourceStatus
@@ -151,6 +154,16 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 	leases, err := publisher.NewLeases(pctx, b.resources.Leases, opts.InstanceID)
 	if err != nil {
 		return nil, err
+	}
+	if budget := opts.Client.Budget(); budget != nil {
+		b.budget, err = publisher.NewSharedBudget(pctx, b.resources.Leases, opts.InstanceID, budget.Rate(), budget.Burst(), (*budgetLog)(b))
+		if err != nil {
+			return nil, err
+		}
+		budget.ShareWith(b.budget)
+		if opts.Metrics != nil {
+			opts.Metrics.WatchBudget(budget, b.budget)
+		}
 	}
 	journal := publisher.NewJournal(b.js, opts.Subjects)
 	for _, r := range opts.Resources {
@@ -229,7 +242,16 @@ func (b *Bridge) JetStream() jetstream.JetStream { return b.js }
 // then it lets cycles in progress finish (up to ShutdownGrace) and returns.
 func (b *Bridge) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errs := make(chan error, len(b.pollers)+1)
+	errs := make(chan error, len(b.pollers)+2)
+	if b.budget != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.budget.Run(ctx); err != nil {
+				errs <- fmt.Errorf("API budget: %w", err)
+			}
+		}()
+	}
 	for _, p := range b.pollers {
 		wg.Add(1)
 		go func() {
@@ -359,6 +381,20 @@ func (b *Bridge) Ready() error {
 		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// budgetLog says when the shared API budget cannot be reached, and when it
+// is back.
+type budgetLog Bridge
+
+func (l *budgetLog) BudgetFallback(alone bool, share float64, replicas int, err error) {
+	b := (*Bridge)(l)
+	if alone {
+		b.log.Warn("the shared API budget in NATS cannot be reached; this replica spends an equal share of ROCKETY_RATE_LIMIT alone until it can",
+			zap.Float64("share_per_second", share), zap.Int("replicas", replicas), zap.Error(err))
+		return
+	}
+	b.log.Info("the API budget is shared through NATS again", zap.Int("replicas", replicas))
 }
 
 // observer logs and counts what the pollers report.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety"
 )
 
@@ -37,6 +38,7 @@ type Metrics struct {
 	lastSuccess   *prometheus.GaugeVec
 	commands      *prometheus.CounterVec
 	commandTime   *prometheus.HistogramVec
+	budgetWait    *prometheus.HistogramVec
 
 	// commandResources are the resources whose names may be labels of the
 	// command series; set once by InitCommands, before commands run.
@@ -92,13 +94,19 @@ func NewMetrics(version string) *Metrics {
 		commandTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "command_duration_seconds",
 			Help: "Time from a command's receipt to its result.", Buckets: prometheus.DefBuckets}, []string{"resource", "action"}),
 	}
+	m.budgetWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "api_budget_wait_seconds",
+		Help:    "How long an API request waited for its turn in the API budget (ROCKETY_RATE_LIMIT), by lane: command, incremental, full.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"lane"})
+	for _, l := range rockety.Lanes() {
+		m.budgetWait.WithLabelValues(l.String())
+	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
 		Help: "Build information; always 1."}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.apiPauses.WithLabelValues("false")
 	m.apiPauses.WithLabelValues("true")
 	r.MustRegister(m.cycles, m.cycleDuration, m.itemsSeen, m.tracked, m.published, m.apiRequests, m.apiRetries, m.apiPauses, m.apiPaused,
-		m.confirmations, m.guardTrips, m.fallbacks, m.missed, m.cursorAge, m.leaseHeld, m.lastSuccess, m.commands, m.commandTime, buildInfo,
+		m.confirmations, m.guardTrips, m.fallbacks, m.missed, m.cursorAge, m.leaseHeld, m.lastSuccess, m.commands, m.commandTime, m.budgetWait, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -164,6 +172,51 @@ func (m *Metrics) ObserveRequest(r rockety.RequestInfo) {
 	if r.Pause > 0 {
 		m.apiPauses.WithLabelValues(strconv.FormatBool(r.PauseAsked > 0)).Inc()
 		m.apiPaused.Add(r.Pause.Seconds())
+	}
+	m.budgetWait.WithLabelValues(r.Lane.String()).Observe(r.BudgetWait.Seconds())
+}
+
+// WatchBudget adds the series of the API budget: what this replica was
+// granted, and, when it is shared, the replicas it is shared with and
+// whether this one spends an equal share alone because NATS is away.
+func (m *Metrics) WatchBudget(budget *rockety.Budget, shared *publisher.SharedBudget) {
+	const ns = "rockety_bridge"
+	collectors := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "api_budget_rate",
+			Help: "The API budget of the whole deployment in requests per second (ROCKETY_RATE_LIMIT)."},
+			budget.Rate),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "api_budget_granted_per_second",
+			Help: "Turns this replica was granted per second, over the last ten seconds."},
+			budget.GrantedRate),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "api_budget_granted_total",
+			Help: "Turns this replica was granted."},
+			func() float64 { return float64(budget.Granted()) }),
+	}
+	if shared != nil {
+		collectors = append(collectors,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "api_budget_replicas",
+				Help: "Replicas sharing the API budget, at the last count."},
+				func() float64 { return float64(shared.Stats().Replicas) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "api_budget_alone",
+				Help: "1 while NATS cannot be reached and this replica spends an equal share of the budget alone (ROCKETY_RATE_LIMIT / replicas)."},
+				func() float64 {
+					if shared.Stats().Alone {
+						return 1
+					}
+					return 0
+				}),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "api_budget_fallbacks_total",
+				Help: "Times this replica began to spend an equal share alone because NATS could not be reached."},
+				func() float64 { return float64(shared.Stats().Fallbacks) }),
+		)
+	}
+	for _, c := range collectors {
+		if err := m.Registry.Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if !errors.As(err, &already) {
+				panic(err) // a series of ours that clashes is a bug
+			}
+		}
 	}
 }
 
