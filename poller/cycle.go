@@ -517,6 +517,9 @@ func (c *cycle) commit(writes []plan.Write, tombstones map[string]Change) error 
 // the deletes of those the API no longer has.
 func (c *cycle) deletes() error {
 	p := c.p
+	if err := c.learnOthers(); err != nil {
+		return err
+	}
 	p.mu.Lock()
 	suspects := p.ix.Missing(p.cycle)
 	known := p.ix.Live()
@@ -550,6 +553,50 @@ func (c *cycle) deletes() error {
 		}
 	}
 	return err
+}
+
+// learnOthers puts in the index the live items that someone else stored
+// since it last looked (a command's write-through, on any replica) and no
+// traversal has listed: one this traversal did not list is then a suspect
+// like any other. Without it, an item a command created and the API
+// deleted before a traversal listed it would never get its delete.
+func (c *cycle) learnOthers() error {
+	p := c.p
+	var unknown []string
+	asked := map[string]bool{}
+	last := p.othersFrom
+	_, err := p.deps.Journal.Replay(c.ctx, p.cfg.Resource, p.othersFrom, 0, func(seq uint64, e events.Event) error {
+		last = max(last, seq)
+		if e.Op == events.OpDeleted || asked[e.ID] {
+			return nil
+		}
+		p.mu.Lock()
+		_, live := p.ix.Revision(e.ID)
+		p.mu.Unlock()
+		if !live {
+			asked[e.ID] = true
+			unknown = append(unknown, e.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("poller: reading the %s events stored by others: %w", p.cfg.Resource, err)
+	}
+	if len(unknown) > 0 {
+		stored, err := p.deps.Mirror.Lookup(c.ctx, p.cfg.Resource, unknown)
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		for _, s := range stored {
+			if s.Revision != 0 && !s.Deleted {
+				p.refreshLocked(s)
+			}
+		}
+		p.mu.Unlock()
+	}
+	p.othersFrom = last
+	return nil
 }
 
 // confirm asks the API for each suspect, a few at a time. A 404 confirms

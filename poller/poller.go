@@ -215,6 +215,10 @@ type Poller struct {
 	// full traversal that follows incremental cycles catches up an
 	// interval after the last of them, not after its own start.
 	lastAsked time.Time
+	// othersFrom is the events-stream sequence up to which the events of
+	// others (a command's write-through, on any replica) were looked at
+	// for items the index does not know.
+	othersFrom uint64
 
 	leaseMu    sync.Mutex
 	leaseUntil time.Time
@@ -393,6 +397,8 @@ func (p *Poller) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("poller: replaying %s events after %d: %w", res, seq, err)
 	}
+	// The mirror just loaded holds every item stored before this.
+	p.othersFrom = last
 	if last != seq {
 		b.Checkpoint = last
 		if err := p.deps.Checkpoints.SetBookmark(ctx, res, b); err != nil {

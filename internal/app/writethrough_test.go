@@ -12,10 +12,13 @@ import (
 	"github.com/rockety-io/rockety-bridge/consumer"
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/plan"
+	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
 // TestWriteThrough drives the write-through as the consumer does — Begin
@@ -136,5 +139,60 @@ func TestWriteThrough(t *testing.T) {
 				t.Errorf("mirror holds %q, want %q", mirror, tc.wantMirror)
 			}
 		})
+	}
+}
+
+// TestCommandCreatedItemDeletedBeforeAnyPoll creates an item through a
+// command's write-through and deletes it in the API before any traversal
+// lists it: the next full traversal, which never saw it, still publishes
+// its delete, learned from the write-through's event.
+func TestCommandCreatedItemDeletedBeforeAnyPoll(t *testing.T) {
+	s := lab.NewSim(t, sim.Options{Seed: 3, SeedItems: 5, Resources: []string{"tasks"}})
+	client := lab.Serve(t, s, rockety.WithRateLimit(0))
+	ns := natstest.Start(t)
+	nc := ns.Connect(t)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	res, err := publisher.Provision(ctx, js, publisher.Config{Subjects: subjects, LeaseTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := publisher.NewStateStore(js, res.State)
+	pub, _ := publisher.NewPublisher(nc)
+	sink := publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: client.BaseURL()}
+	p, err := poller.New(poller.Config{Resource: "tasks", Interval: time.Second, InitialSync: poller.SyncBaseline, MaxDeleteRatio: 0.5},
+		poller.Deps{Lister: client, Mirror: store, Checkpoints: publisher.NewCheckpoints(res.Checkpoints, res.State),
+			Sink: sink, Journal: publisher.NewJournal(js, subjects)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	wt := app.WriteThrough{Store: store, Sink: sink}
+	req := consumer.Request{Resource: "tasks", Action: events.ActionCreate}
+	done := wt.Begin(ctx, req)
+	resp, err := client.Create(ctx, "tasks", json.RawMessage(`{"title":"short-lived"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := done(ctx, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Delete(ctx, "tasks", resp.Item.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ops []events.Op
+	for _, o := range lab.Events(t, js, subjects, 0) {
+		if o.Event.ID == string(resp.Item.ID) {
+			ops = append(ops, o.Event.Op)
+		}
+	}
+	if len(ops) != 2 || ops[0] != events.OpCreated || ops[1] != events.OpDeleted {
+		t.Fatalf("events of the command's item %s: %v, want [created deleted]", resp.Item.ID, ops)
 	}
 }

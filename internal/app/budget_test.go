@@ -1,0 +1,235 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rockety-io/rockety-bridge/command"
+	"github.com/rockety-io/rockety-bridge/consumer"
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/internal/judge"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
+	"github.com/rockety-io/rockety-bridge/internal/natstest"
+	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/rockety"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+)
+
+// requestClock counts the API requests that reach the simulator, per
+// second since it began: the API's own view of the budget.
+type requestClock struct {
+	next  http.Handler
+	start time.Time
+	mu    sync.Mutex
+	per   []int
+}
+
+func (c *requestClock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.URL.Path, sim.AdminPath) {
+		sec := int(time.Since(c.start) / time.Second)
+		c.mu.Lock()
+		for len(c.per) <= sec {
+			c.per = append(c.per, 0)
+		}
+		c.per[sec]++
+		c.mu.Unlock()
+	}
+	c.next.ServeHTTP(w, r)
+}
+
+func (c *requestClock) seconds() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int(nil), c.per...)
+}
+
+// busyReplica is a bridge that polls three resources as fast as its
+// budget lets it (small pages, short intervals) and serves commands.
+func busyReplica(t *testing.T, name string, ns *natstest.Server, client *rockety.Client, ttl time.Duration) *instance {
+	t.Helper()
+	in := &instance{name: name, nc: ns.Connect(t), done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	in.cancel = cancel
+	var resources []app.Resource
+	for _, r := range sim.DefaultResources {
+		resources = append(resources, app.Resource{Name: r, Interval: 200 * time.Millisecond})
+	}
+	b, err := app.New(ctx, app.Options{
+		Client: client, Conn: in.nc, Subjects: subjects, InitialSync: poller.SyncBaseline, MaxDeleteRatio: 0.5,
+		InstanceID: name, LeaseTTL: ttl, ShutdownGrace: time.Second, Metrics: app.NewMetrics("test"),
+		Resources: resources,
+		Commands:  &app.Commands{Writer: client, Allow: consumer.Allow{"*"}, Observer: countingObserver{t, in}, AckWait: 10 * time.Second},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { in.done <- b.Run(ctx) }()
+	t.Cleanup(func() { in.cancel(); <-in.done })
+	return in
+}
+
+// TestThreeReplicasShareOneBudget runs three replicas, each with the
+// whole ROCKETY_RATE_LIMIT configured, polling three resources in pages of
+// ten with commands arriving at a steady rate. The simulator's request
+// count, averaged over any three seconds, stays within 1.1 × the limit;
+// every command gets its result; when one replica is killed the others
+// spend its share within the lease TTL; and no change is lost.
+func TestThreeReplicasShareOneBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs 30 s")
+	}
+	const (
+		limit    = 20.0
+		ttl      = 2 * time.Second
+		run      = 30 * time.Second
+		killAt   = 12 * time.Second
+		cmdEvery = 250 * time.Millisecond
+	)
+	s := lab.NewSim(t, sim.Options{Seed: 15, SeedItems: 200, Churn: 4})
+	clock := &requestClock{next: s, start: time.Now()}
+	ns := natstest.Start(t)
+	watcher := ns.Connect(t)
+	js, _ := jetstream.New(watcher)
+
+	var replicas []*instance
+	for _, name := range []string{"pod-a", "pod-b", "pod-c"} {
+		client := lab.Serve(t, clock, rockety.WithRateLimit(limit), rockety.WithPageSize(10))
+		replicas = append(replicas, busyReplica(t, name, ns, client, ttl))
+	}
+	leases, err := js.KeyValue(context.Background(), subjects.LeasesBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	countReplicas := func() int {
+		l, err := leases.ListKeysFiltered(context.Background(), "budget.replicas.>")
+		if err != nil {
+			return -1
+		}
+		n := 0
+		for range l.Keys() {
+			n++
+		}
+		return n
+	}
+	lab.WaitFor(t, "three replicas share the budget", 10*time.Second, func() bool { return countReplicas() == 3 })
+
+	// Baselines first: the judged stretch starts once every resource was
+	// seen whole.
+	time.Sleep(6 * time.Second)
+	from := takeBaseline(t, s, js)
+	churn, stopChurn := context.WithCancel(context.Background())
+	if err := s.Start(churn); err != nil {
+		t.Fatal(err)
+	}
+
+	cmds, err := command.New(ns.Connect(t), subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		i      int
+		status events.Status
+		took   time.Duration
+		err    error
+	}
+	outcomes := make(chan outcome, 1024)
+	var sent sync.WaitGroup
+	measured := time.Now()
+	tick := time.NewTicker(cmdEvery)
+	killed := false
+	var killTime time.Time
+	for i := 0; time.Since(measured) < run; i++ {
+		<-tick.C
+		if !killed && time.Since(measured) >= killAt {
+			// pod-a dies: its connection drops, it releases nothing.
+			replicas[0].nc.Close()
+			replicas[0].cancel()
+			killed, killTime = true, time.Now()
+		}
+		sent.Add(1)
+		go func() {
+			defer sent.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			start := time.Now()
+			res, err := cmds.Do(ctx, command.Request{Resource: "tasks", Action: events.ActionCreate,
+				Command: events.Command{Data: json.RawMessage(fmt.Sprintf(`{"title":"budget %d"}`, i))}})
+			outcomes <- outcome{i: i, status: res.Status, took: time.Since(start), err: err}
+		}()
+	}
+	tick.Stop()
+	end := time.Now()
+	sent.Wait()
+	close(outcomes)
+	var slowest time.Duration
+	n := 0
+	for o := range outcomes {
+		n++
+		if o.err != nil || o.status != events.StatusSucceeded {
+			t.Errorf("command %d: status %q, error %v", o.i, o.status, o.err)
+		}
+		slowest = max(slowest, o.took)
+	}
+	t.Logf("%d commands, slowest %s", n, slowest.Round(time.Millisecond))
+
+	// The API's count per second, over the measured stretch.
+	per := clock.seconds()
+	first := int(measured.Sub(clock.start) / time.Second)
+	last := min(len(per), int(end.Sub(clock.start)/time.Second))
+	kill := int(killTime.Sub(clock.start) / time.Second)
+	t.Logf("requests per second from second %d (kill at %d): %v", first, kill, per[first:last])
+	for i := first; i+3 <= last; i++ {
+		avg := float64(per[i]+per[i+1]+per[i+2]) / 3
+		if avg > 1.1*limit {
+			t.Errorf("seconds %d-%d: %.1f requests per second on average, more than 1.1 × %v", i, i+2, avg, limit)
+		}
+	}
+	// After the lease TTL the two left spend the whole budget between them.
+	after := kill + int(ttl/time.Second) + 1
+	if after+3 > last {
+		t.Fatalf("the run ended too soon after the kill to judge the share: seconds %d to %d", after, last)
+	}
+	total := 0
+	for _, c := range per[after:last] {
+		total += c
+	}
+	if got := float64(total) / float64(last-after); got < 0.7*limit {
+		t.Errorf("after the kill the two replicas left spent %.1f requests per second, want most of the %v", got, limit)
+	}
+	if c := countReplicas(); c != 2 {
+		t.Errorf("the budget counts %d replicas after one died, want 2", c)
+	}
+
+	stopChurn()
+	_ = s.Close()
+	judgeEventually(t, s, js, from, 30*time.Second)
+}
+
+// judgeEventually judges like judgeSince once the bridge has caught up
+// with the last changes, or at the deadline: a delete waits for a full
+// traversal, which takes seconds at this budget.
+func judgeEventually(t *testing.T, s *sim.Server, js jetstream.JetStream, from baseline, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	muts := s.MutationsSince(from.logSeq)
+	for {
+		evs := lab.Events(t, js, subjects, from.streamSeq)
+		final, _ := judge.Items(s, sim.DefaultResources...)
+		r := judge.Compare(judge.Truth{Baseline: from.items, Mutations: muts, Final: final}, evs)
+		if len(r.Problems) == 0 || time.Now().After(deadline) {
+			judge.Fail(t, r, nil)
+			t.Logf("%d mutations, %d events checked", len(muts), len(evs))
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
