@@ -60,10 +60,17 @@ type SharedBudget struct {
 	replicas  int
 	alone     bool
 	local     tokenPool // the equal share while alone
+	learned   learnedLimit
 	lastErr   error
 
 	fallbacks atomic.Uint64
 	pauses    chan time.Time
+	limits    chan learnedLimit
+}
+
+type learnedLimit struct {
+	perSecond float64
+	until     time.Time
 }
 
 // NewSharedBudget shares rate requests per second, in takes of at most
@@ -80,7 +87,7 @@ func NewSharedBudget(ctx context.Context, kv jetstream.KeyValue, instanceID stri
 		return nil, fmt.Errorf("publisher: reading the leases bucket: %w", err)
 	}
 	return &SharedBudget{kv: kv, instance: instanceID, rate: rate, capacity: float64(max(1, capacity)),
-		ttl: st.TTL(), observer: observer, now: time.Now, replicas: 1, pauses: make(chan time.Time, 1)}, nil
+		ttl: st.TTL(), observer: observer, now: time.Now, replicas: 1, pauses: make(chan time.Time, 1), limits: make(chan learnedLimit, 1)}, nil
 }
 
 // BudgetStats is what a replica knows of the shared budget.
@@ -218,7 +225,11 @@ func (s *SharedBudget) forget() {
 func (s *SharedBudget) takeAlone(n int) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	share := s.rate / float64(s.replicas)
+	rate := s.rate
+	if s.learned.perSecond > 0 && s.now().Before(s.learned.until) {
+		rate = min(rate, s.learned.perSecond)
+	}
+	share := rate / float64(s.replicas)
 	next, wait := s.local.take(s.now(), share, max(1, s.capacity/float64(s.replicas)), n)
 	if wait == 0 {
 		s.local = next
@@ -272,6 +283,30 @@ func (s *SharedBudget) PauseAll(until time.Time) {
 	}
 }
 
+// LimitAll lowers every replica's rate to perSecond until until: an API
+// without rate-limit headers showed its quota. Like PauseAll, Run writes
+// it into the pool.
+func (s *SharedBudget) LimitAll(perSecond float64, until time.Time) {
+	l := learnedLimit{perSecond, until}
+	s.mu.Lock()
+	s.learned = l
+	s.mu.Unlock()
+	for {
+		select {
+		case s.limits <- l:
+			return
+		default:
+		}
+		select {
+		case old := <-s.limits:
+			if old.perSecond < l.perSecond {
+				l = old
+			}
+		default:
+		}
+	}
+}
+
 // Run renews this replica's place in the count, shares pauses, and finds
 // out when NATS is back after a failure, until ctx ends; then it leaves
 // the count, so the others' equal share grows at once.
@@ -292,7 +327,9 @@ func (s *SharedBudget) Run(ctx context.Context) error {
 		case <-renew.C:
 			s.renew(ctx, key)
 		case until := <-s.pauses:
-			s.sharePause(ctx, until)
+			s.share(ctx, func(p tokenPool) (tokenPool, bool) { return p.pause(until) })
+		case l := <-s.limits:
+			s.share(ctx, func(p tokenPool) (tokenPool, bool) { return p.limit(l.perSecond, l.until, s.now()) })
 		case <-probe.C:
 			s.mu.Lock()
 			alone := s.alone
@@ -335,8 +372,9 @@ func (s *SharedBudget) renew(ctx context.Context, key string) {
 	}
 }
 
-// sharePause writes a pause into the pool, unless a later one is there.
-func (s *SharedBudget) sharePause(ctx context.Context, until time.Time) {
+// share writes what change makes of the pool into it, unless change says
+// the pool has it already (a later pause, a lower limit).
+func (s *SharedBudget) share(ctx context.Context, change func(tokenPool) (tokenPool, bool)) {
 	for attempt := 0; attempt < 10; attempt++ {
 		opCtx, cancel := context.WithTimeout(ctx, budgetOpTimeout)
 		pool, rev, err := s.read(opCtx)
@@ -344,7 +382,7 @@ func (s *SharedBudget) sharePause(ctx context.Context, until time.Time) {
 			cancel()
 			return // alone, this replica's own client holds its requests
 		}
-		next, changed := pool.pause(until)
+		next, changed := change(pool)
 		if !changed {
 			cancel()
 			return

@@ -15,6 +15,10 @@ type tokenPool struct {
 	At     time.Time `json:"at"`
 	// PausedUntil holds every replica: the API said its budget is spent.
 	PausedUntil time.Time `json:"paused_until,omitzero"`
+	// Limit, until LimitUntil, is a lower rate than the configured one
+	// that the API showed (rockety.Budget.Learn).
+	Limit      float64   `json:"limit,omitempty"`
+	LimitUntil time.Time `json:"limit_until,omitzero"`
 }
 
 // maxPoolLead is how far ahead of a replica's clock the pool's may be
@@ -32,18 +36,26 @@ const maxPoolLead = 10 * time.Second
 //	At > now + maxPoolLead      → broken: reset to empty at now
 //	Tokens NaN, ±Inf, < 0       → broken: reset to empty at now
 //	paused until after now      → wait for the pause
+//	a lower limit until later   → refilled at the limit
+//	a limit that has ended      → refilled at rate, the limit dropped
 //	n > capacity                → capacity counts as n (never waits for ever)
 func (p tokenPool) take(now time.Time, rate, capacity float64, n int) (tokenPool, time.Duration) {
 	want := float64(n)
 	capacity = max(capacity, want)
 	switch {
 	case p.At.IsZero():
-		p = tokenPool{Tokens: capacity, At: now, PausedUntil: p.PausedUntil}
+		p = tokenPool{Tokens: capacity, At: now, PausedUntil: p.PausedUntil, Limit: p.Limit, LimitUntil: p.LimitUntil}
 	case math.IsNaN(p.Tokens) || math.IsInf(p.Tokens, 0) || p.Tokens < 0 || p.At.After(now.Add(maxPoolLead)):
-		p = tokenPool{At: now, PausedUntil: p.PausedUntil}
+		p = tokenPool{At: now, PausedUntil: p.PausedUntil, Limit: p.Limit, LimitUntil: p.LimitUntil}
 	}
 	if now.Before(p.PausedUntil) {
 		return p, p.PausedUntil.Sub(now)
+	}
+	var limit float64
+	var limitUntil time.Time
+	if p.Limit > 0 && now.Before(p.LimitUntil) {
+		limit, limitUntil = p.Limit, p.LimitUntil
+		rate = min(rate, p.Limit)
 	}
 	at := p.At
 	if now.After(at) {
@@ -51,7 +63,7 @@ func (p tokenPool) take(now time.Time, rate, capacity float64, n int) (tokenPool
 	}
 	tokens := min(capacity, p.Tokens+rate*at.Sub(p.At).Seconds())
 	if tokens >= want {
-		return tokenPool{Tokens: tokens - want, At: at}, 0
+		return tokenPool{Tokens: tokens - want, At: at, Limit: limit, LimitUntil: limitUntil}, 0
 	}
 	wait := at.Sub(now) + time.Duration(math.Ceil((want-tokens)/rate*float64(time.Second)))
 	return p, wait
@@ -63,6 +75,16 @@ func (p tokenPool) pause(until time.Time) (tokenPool, bool) {
 		return p, false
 	}
 	p.PausedUntil = until
+	return p, true
+}
+
+// limit lowers the pool's rate to perSecond until until, unless a lower
+// limit is in force at now.
+func (p tokenPool) limit(perSecond float64, until, now time.Time) (tokenPool, bool) {
+	if p.Limit > 0 && now.Before(p.LimitUntil) && p.Limit <= perSecond {
+		return p, false
+	}
+	p.Limit, p.LimitUntil = perSecond, until
 	return p, true
 }
 

@@ -39,6 +39,12 @@ func TestTokenPoolTake(t *testing.T) {
 			want: tokenPool{Tokens: 4, At: t0, PausedUntil: sec(2)}, wantWait: time.Second},
 		{name: "pause over: refilled and taken, the pause dropped", pool: tokenPool{Tokens: 0, At: t0, PausedUntil: sec(1)}, now: sec(2), n: 1,
 			want: tokenPool{Tokens: 3, At: sec(2)}},
+		{name: "a lower limit in force: refilled at it", pool: tokenPool{Tokens: 0, At: t0, Limit: 2, LimitUntil: sec(60)}, now: sec(1), n: 1,
+			want: tokenPool{Tokens: 1, At: sec(1), Limit: 2, LimitUntil: sec(60)}},
+		{name: "a limit that has ended: refilled at the rate, dropped", pool: tokenPool{Tokens: 0, At: t0, Limit: 2, LimitUntil: sec(1)}, now: sec(1), n: 1,
+			want: tokenPool{Tokens: 3, At: sec(1)}},
+		{name: "a limit above the rate: the rate", pool: tokenPool{Tokens: 0, At: t0, Limit: 50, LimitUntil: sec(60)}, now: sec(0.1), n: 1,
+			want: tokenPool{Tokens: 0, At: sec(0.1), Limit: 50, LimitUntil: sec(60)}},
 		{name: "more than the capacity: served once that many are there", pool: tokenPool{Tokens: 0, At: t0}, now: sec(1), n: 6,
 			want: tokenPool{Tokens: 0, At: sec(1)}},
 	}
@@ -48,7 +54,8 @@ func TestTokenPoolTake(t *testing.T) {
 			if wait != tt.wantWait {
 				t.Errorf("wait = %v, want %v", wait, tt.wantWait)
 			}
-			if math.Abs(got.Tokens-tt.want.Tokens) > 1e-9 || !got.At.Equal(tt.want.At) || !got.PausedUntil.Equal(tt.want.PausedUntil) {
+			if math.Abs(got.Tokens-tt.want.Tokens) > 1e-9 || !got.At.Equal(tt.want.At) || !got.PausedUntil.Equal(tt.want.PausedUntil) ||
+				got.Limit != tt.want.Limit || !got.LimitUntil.Equal(tt.want.LimitUntil) {
 				t.Errorf("pool = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -92,6 +99,20 @@ func TestTokenPoolPause(t *testing.T) {
 	q, changed := p.pause(t0.Add(2 * time.Second))
 	if !changed || !q.PausedUntil.Equal(t0.Add(2*time.Second)) {
 		t.Fatalf("pause = %+v, %v", q, changed)
+	}
+}
+
+func TestTokenPoolLimit(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	p := tokenPool{Limit: 5, LimitUntil: t0.Add(time.Minute)}
+	if _, changed := p.limit(8, t0.Add(time.Hour), t0); changed {
+		t.Fatal("a higher limit replaced a lower one in force")
+	}
+	if q, changed := p.limit(3, t0.Add(time.Hour), t0); !changed || q.Limit != 3 {
+		t.Fatalf("a lower limit: %+v, %v", q, changed)
+	}
+	if q, changed := p.limit(8, t0.Add(time.Hour), t0.Add(2*time.Minute)); !changed || q.Limit != 8 {
+		t.Fatalf("a limit after the last ended: %+v, %v", q, changed)
 	}
 }
 

@@ -68,6 +68,12 @@ type PauseSharer interface {
 	PauseAll(until time.Time)
 }
 
+// LimitSharer is implemented by Tokens that tell every replica of a lower
+// rate learned from the API (Budget.Learn).
+type LimitSharer interface {
+	LimitAll(perSecond float64, until time.Time)
+}
+
 // Budget hands out turns to send a request at ROCKETY_RATE_LIMIT per
 // second, by lane: the waiting requests of the highest lane go first, in
 // order of arrival within a lane. Turns are drawn from the Tokens in small
@@ -80,13 +86,18 @@ type Budget struct {
 	burst int
 	lanes bool
 
-	mu          sync.Mutex
-	tokens      Tokens
-	waiting     [laneCount][]*turn
-	queued      int
-	dispatching bool
-	takeLane    Lane
-	cancelTake  context.CancelFunc
+	mu     sync.Mutex
+	tokens Tokens
+	local  *rate.Limiter
+	// learned, while before learnedUntil, is a lower rate than rate
+	// that the API showed (Learn).
+	learned      float64
+	learnedUntil time.Time
+	waiting      [laneCount][]*turn
+	queued       int
+	dispatching  bool
+	takeLane     Lane
+	cancelTake   context.CancelFunc
 
 	granted atomic.Uint64
 	window  grantWindow
@@ -102,12 +113,52 @@ type turn struct {
 // 0), drawn from a limiter of this process until ShareWith.
 func NewBudget(perSecond float64) *Budget {
 	burst := max(1, int(perSecond/10))
+	local := rate.NewLimiter(rate.Limit(perSecond), burst)
 	return &Budget{
 		rate:   perSecond,
 		burst:  burst,
 		lanes:  true,
-		tokens: localTokens{rate.NewLimiter(rate.Limit(perSecond), burst)},
+		local:  local,
+		tokens: localTokens{local},
 	}
+}
+
+// Learn lowers the budget to perSecond until until: the quota an API
+// without rate-limit headers showed when it refused a request. Every
+// replica sharing the budget is told. A rate no lower than the one in
+// force changes nothing; Learn reports whether it lowered it.
+func (b *Budget) Learn(perSecond float64, until time.Time) bool {
+	b.mu.Lock()
+	if perSecond <= 0 || perSecond >= b.inForceLocked(time.Now()) {
+		b.mu.Unlock()
+		return false
+	}
+	b.learned, b.learnedUntil = perSecond, until
+	b.local.SetLimit(rate.Limit(perSecond))
+	t := b.tokens
+	b.mu.Unlock()
+	if s, ok := t.(LimitSharer); ok {
+		s.LimitAll(perSecond, until)
+	}
+	return true
+}
+
+// InForce is the rate in force now: Rate, or a lower one learned.
+func (b *Budget) InForce() float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inForceLocked(time.Now())
+}
+
+func (b *Budget) inForceLocked(now time.Time) float64 {
+	if b.learned > 0 && !now.Before(b.learnedUntil) {
+		b.learned = 0
+		b.local.SetLimit(rate.Limit(b.rate))
+	}
+	if b.learned > 0 {
+		return b.learned
+	}
+	return b.rate
 }
 
 // WithoutLanes makes b serve every request in order of arrival, whatever
@@ -218,6 +269,7 @@ func (b *Budget) dispatch() {
 			want = len(b.waiting[LaneCommand])
 		}
 		want = min(want, b.burst)
+		b.inForceLocked(time.Now()) // a learned rate ends on time
 		ctx, cancel := context.WithCancel(context.Background())
 		b.cancelTake, b.takeLane = cancel, top
 		tokens := b.tokens

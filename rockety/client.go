@@ -31,6 +31,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,7 +77,25 @@ type Client struct {
 	maxRetryAfter   time.Duration
 
 	pauseUntil atomic.Int64 // unix nanoseconds; requests wait until then
-	now        func() time.Time
+
+	// The requests the API accepted since the first one sent after the
+	// last pause: the evidence a 429 without rate-limit headers is read
+	// against (LearnedRate).
+	windowMu    sync.Mutex
+	windowStart time.Time
+	accepted    int
+	// left is what the API's headers last said it will still take before
+	// resetAt, less the requests in flight then and sent since; -1 when
+	// no header said. Requests wait for the reset rather than spend
+	// past it: with pages fetched in parallel, waiting for a remaining of
+	// 0 would send the requests already in flight to a 429.
+	left     int64
+	resetAt  time.Time
+	inFlight int64
+	probing  bool
+	// quotaNews is closed, and replaced, at every answer.
+	quotaNews chan struct{}
+	now       func() time.Time
 }
 
 // Observer receives one call per HTTP attempt, for metrics. It must be fast
@@ -102,6 +121,9 @@ type RequestInfo struct {
 	// waited for its turn in the budget before it was sent.
 	Lane       Lane
 	BudgetWait time.Duration
+	// Learned is the rate the budget was lowered to because this answer
+	// was a 429 from an API without rate-limit headers (LearnedRate), or 0.
+	Learned float64
 }
 
 // Option configures a Client. An invalid value is reported by New, wrapped in
@@ -314,6 +336,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	}
 	c.base = u
 	c.basePath = u.Path
+	c.left, c.quotaNews = quotaUnknown, make(chan struct{})
 	return c, nil
 }
 
@@ -483,16 +506,25 @@ func (c *Client) attempt(ctx context.Context, req call, n int) (resp response, r
 		hreq.Header.Set("Content-Type", "application/json")
 	}
 
+	if err := c.takeQuota(ctx); err != nil {
+		return response{}, false, fmt.Errorf("rockety: %s %s: %w", req.method, req.path, err)
+	}
 	start := c.now()
+	c.windowMu.Lock()
+	if c.windowStart.IsZero() {
+		c.windowStart = start
+	}
+	c.windowMu.Unlock()
 	hresp, err := c.http.Do(hreq)
+	c.answered(hresp)
 	if err != nil {
-		c.observe(req, 0, n, start, 0, 0, lane, waited)
+		c.observe(req, 0, n, start, 0, 0, lane, waited, 0)
 		return response{}, gotConn.Load(), c.transportError(req, err)
 	}
 	defer closeBody(hresp.Body)
 	data, err := readBody(hresp.Body, hresp.ContentLength, c.maxBodyBytes)
-	pause, asked := c.pauseFor(hresp)
-	c.observe(req, hresp.StatusCode, n, start, pause, asked, lane, waited)
+	pause, asked, learned := c.pauseFor(hresp)
+	c.observe(req, hresp.StatusCode, n, start, pause, asked, lane, waited, learned)
 	if errors.Is(err, errBodyTooLarge) {
 		return response{}, true, fmt.Errorf("rockety: %s %s: the response is larger than %d bytes; lower ROCKETY_PAGE_SIZE: %w",
 			req.method, req.path, c.maxBodyBytes, ErrDecode)
@@ -510,34 +542,144 @@ func (c *Client) attempt(ctx context.Context, req call, n int) (resp response, r
 	return response{}, true, apiErr
 }
 
+// takeQuota waits, when the API's headers said its budget is spent by the
+// requests in flight and sent since, until the reset; then it counts the
+// request as sent. After a reset one request goes alone, and its answer
+// says how much the new window has.
+func (c *Client) takeQuota(ctx context.Context) error {
+	for {
+		c.windowMu.Lock()
+		now := c.now()
+		if c.left >= 0 && !now.Before(c.resetAt) {
+			c.left = quotaRenewed
+		}
+		var wait <-chan time.Time
+		var timer *time.Timer
+		switch {
+		case c.left == quotaUnknown || c.left > 0:
+			if c.left > 0 {
+				c.left--
+			}
+			c.inFlight++
+			c.windowMu.Unlock()
+			return nil
+		case c.left == quotaRenewed && !c.probing:
+			c.probing = true
+			c.inFlight++
+			c.windowMu.Unlock()
+			return nil
+		case c.left == 0:
+			timer = time.NewTimer(c.resetAt.Sub(now))
+			wait = timer.C
+		}
+		news := c.quotaNews
+		c.windowMu.Unlock()
+		select {
+		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			return context.Cause(ctx)
+		case <-wait:
+		case <-news:
+			if timer != nil {
+				timer.Stop()
+			}
+		}
+	}
+}
+
+// What c.left holds when no header has said what is left.
+const (
+	quotaUnknown = -1 // never said: requests go as the budget lets them
+	quotaRenewed = -2 // a window ended: one request goes to learn the new one
+)
+
+// answered counts a request as no longer in flight and reads what its
+// answer, if any, says of the budget left.
+func (c *Client) answered(hresp *http.Response) {
+	now := c.now()
+	c.windowMu.Lock()
+	defer c.windowMu.Unlock()
+	c.inFlight--
+	defer func() {
+		// Wake the requests waiting for news of the quota.
+		close(c.quotaNews)
+		c.quotaNews = make(chan struct{})
+	}()
+	if c.left == quotaRenewed {
+		c.probing = false
+	}
+	var remaining int64
+	var resetIn time.Duration
+	ok := hresp != nil
+	if ok {
+		remaining, resetIn, ok = RateLimitState(hresp.Header, now)
+	}
+	if !ok {
+		if c.left == quotaRenewed {
+			c.left = quotaUnknown // the API stopped saying
+		}
+		return
+	}
+	left := max(0, remaining-c.inFlight)
+	if c.left >= 0 && now.Before(c.resetAt) {
+		// An answer overtaken by a later one says more is left than is.
+		c.left = min(c.left, left)
+		return
+	}
+	c.left, c.resetAt = left, now.Add(min(resetIn, c.maxRetryAfter))
+}
+
 // pauseFor holds every request of the client as the answer asks: the API's
 // limit is per token, so one answer speaks for all requests. It returns
 // the pause, and what the API asked for when the cap cut it.
-func (c *Client) pauseFor(hresp *http.Response) (pause, asked time.Duration) {
+//
+// A 429 with a Retry-After from an API that sends no rate-limit headers
+// also lowers the budget to the quota it showed (LearnedRate), so the
+// next windows are paced below it rather than refused once each.
+func (c *Client) pauseFor(hresp *http.Response) (pause, asked time.Duration, learned float64) {
 	now := c.now()
-	if hresp.StatusCode == http.StatusTooManyRequests {
+	refused := hresp.StatusCode == http.StatusTooManyRequests
+	var retryAfter time.Duration
+	if refused {
 		if ra, ok := ParseRetryAfter(hresp.Header.Get("Retry-After"), now); ok {
-			asked = ra
+			asked, retryAfter = ra, ra
 		}
 	}
 	if w, ok := RateLimitWait(hresp.Header, now); ok {
 		asked = max(asked, w)
 	}
+	c.windowMu.Lock()
+	if !refused {
+		c.accepted++
+	}
+	accepted, windowStart := c.accepted, c.windowStart
+	if asked > 0 {
+		// The API's window ends with the pause; the next begins after it.
+		c.windowStart, c.accepted = time.Time{}, 0
+	}
+	c.windowMu.Unlock()
 	if asked <= 0 {
-		return 0, 0
+		return 0, 0, 0
 	}
 	pause = min(asked, c.maxRetryAfter)
+	if retryAfter > 0 && c.budget != nil && !HasRateLimitHeaders(hresp.Header) {
+		if r, ok := LearnedRate(accepted, windowStart, now.Add(retryAfter)); ok && c.budget.Learn(r, now.Add(LearnedRateFor)) {
+			learned = r
+		}
+	}
 	c.pause(pause)
 	if pause == asked {
 		asked = 0
 	}
-	return pause, asked
+	return pause, asked, learned
 }
 
-func (c *Client) observe(req call, status, attempt int, start time.Time, pause, asked time.Duration, lane Lane, waited time.Duration) {
+func (c *Client) observe(req call, status, attempt int, start time.Time, pause, asked time.Duration, lane Lane, waited time.Duration, learned float64) {
 	if c.observer != nil {
 		c.observer.ObserveRequest(RequestInfo{Method: req.method, Resource: req.resource, Status: status,
-			Attempt: attempt, Duration: c.now().Sub(start), Pause: pause, PauseAsked: asked, Lane: lane, BudgetWait: waited})
+			Attempt: attempt, Duration: c.now().Sub(start), Pause: pause, PauseAsked: asked, Lane: lane, BudgetWait: waited, Learned: learned})
 	}
 }
 

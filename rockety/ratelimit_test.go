@@ -3,6 +3,7 @@ package rockety_test
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -100,5 +101,48 @@ func TestSpentBudgetPausesEveryRequest(t *testing.T) {
 func TestMaxRetryAfterMustBePositive(t *testing.T) {
 	if _, err := rockety.New("https://app.rockety.io/api/v1", rockety.WithToken("t"), rockety.WithMaxRetryAfter(0)); !errors.Is(err, rockety.ErrInvalidOption) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+func TestLearnedRate(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name     string
+		accepted int
+		window   time.Duration
+		want     float64
+		ok       bool
+	}{
+		{name: "a quota of 20 per 2 s: 9 per second with the margin", accepted: 20, window: 2 * time.Second, want: 9, ok: true},
+		{name: "a quota of 600 a minute", accepted: 600, window: time.Minute, want: 9, ok: true},
+		{name: "too few requests to tell a quota from a stray 429", accepted: 9, window: 2 * time.Second},
+		{name: "a window under a second", accepted: 100, window: 500 * time.Millisecond},
+		{name: "a window that ends before it starts", accepted: 100, window: -time.Second},
+		{name: "nothing accepted", accepted: 0, window: time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := rockety.LearnedRate(tt.accepted, t0, t0.Add(tt.window))
+			if ok != tt.ok || math.Abs(got-tt.want) > 1e-9 {
+				t.Fatalf("LearnedRate = %v, %v; want %v, %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestHasRateLimitHeaders(t *testing.T) {
+	for _, tt := range []struct {
+		header http.Header
+		want   bool
+	}{
+		{http.Header{}, false},
+		{http.Header{"Retry-After": {"2"}}, false},
+		{http.Header{"Ratelimit": {"r=0, t=2"}}, true},
+		{http.Header{"Ratelimit-Remaining": {"5"}}, true},
+		{http.Header{"X-Ratelimit-Remaining": {"5"}}, true},
+	} {
+		if got := rockety.HasRateLimitHeaders(tt.header); got != tt.want {
+			t.Errorf("HasRateLimitHeaders(%v) = %v, want %v", tt.header, got, tt.want)
+		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,3 +193,48 @@ func TestWritesReachTheSimulator(t *testing.T) {
 		t.Errorf("mutation log = %v", ops)
 	}
 }
+
+// TestQuotaHeadersHoldRequestsInFlight spends what the API's headers say
+// is left with requests sent all at once: those beyond it wait for the
+// reset instead of meeting a 429. Once the quota is shown, no request is
+// refused.
+func TestQuotaHeadersHoldRequestsInFlight(t *testing.T) {
+	for _, style := range []sim.QuotaHeaders{sim.QuotaHeadersIETF, sim.QuotaHeadersX} {
+		t.Run(string(style), func(t *testing.T) {
+			_, url := startSim(t, sim.Options{SeedItems: 3, Resources: []string{"tasks"},
+				Faults: sim.Faults{Quota: sim.Quota{Limit: 5, Window: time.Second, Headers: style}}})
+			var refused atomic.Int32
+			c, err := rockety.New(url, rockety.WithToken(secretToken), rockety.WithAllowInsecure(true),
+				rockety.WithObserver(observerFunc(func(r rockety.RequestInfo) {
+					if r.Status == 429 {
+						refused.Add(1)
+					}
+				})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if _, err := c.Get(ctx, "tasks", "1"); err != nil { // the quota shows: 4 left
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			for range 12 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := c.Get(ctx, "tasks", "1"); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			if n := refused.Load(); n != 0 {
+				t.Fatalf("%d requests refused with 429 after the headers showed the quota", n)
+			}
+		})
+	}
+}
+
+type observerFunc func(rockety.RequestInfo)
+
+func (f observerFunc) ObserveRequest(r rockety.RequestInfo) { f(r) }

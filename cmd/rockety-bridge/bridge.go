@@ -161,6 +161,10 @@ type pauseLog struct {
 
 func (p pauseLog) ObserveRequest(r rockety.RequestInfo) {
 	p.Observer.ObserveRequest(r)
+	if r.Learned > 0 {
+		p.log.Warn("the Rockety API refused a request for its quota and sends no rate-limit headers; the budget of every replica is lowered to what it accepted in its window, with a margin, for "+rockety.LearnedRateFor.String()+". Set ROCKETY_RATE_LIMIT at or below the quota to avoid this",
+			zap.String("resource", r.Resource), zap.Float64("requests_per_second", r.Learned))
+	}
 	if r.PauseAsked > 0 {
 		p.log.Warn("the Rockety API asked every request to wait longer than ROCKETY_MAX_RETRY_AFTER; the wait is cut to it",
 			zap.String("resource", r.Resource), zap.Int("status", r.Status), zap.Duration("asked", r.PauseAsked), zap.Duration("waiting", r.Pause))

@@ -233,3 +233,94 @@ func judgeEventually(t *testing.T, s *sim.Server, js jetstream.JetStream, from b
 		time.Sleep(500 * time.Millisecond)
 	}
 }
+
+// statusClock counts the API's answers by status, and when the first
+// request came.
+type statusClock struct {
+	next  http.Handler
+	mu    sync.Mutex
+	first time.Time
+	late  []time.Time // 429s, when they were sent
+	total int
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (c *statusClock) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, sim.AdminPath) {
+		c.next.ServeHTTP(w, r)
+		return
+	}
+	c.mu.Lock()
+	if c.first.IsZero() {
+		c.first = time.Now()
+	}
+	c.mu.Unlock()
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	c.next.ServeHTTP(rec, r)
+	c.mu.Lock()
+	c.total++
+	if rec.status == http.StatusTooManyRequests {
+		c.late = append(c.late, time.Now())
+	}
+	c.mu.Unlock()
+}
+
+// TestQuotaWithEachHeaderStyle polls against a real quota of 20 requests
+// per 2 s, with ROCKETY_RATE_LIMIT well above it, in each style of
+// rate-limit headers: the bridge spends the quota and waits for the reset
+// (the headers), or learns the quota from the first 429 (no headers), so
+// no request is refused after the first window; and no change is lost.
+func TestQuotaWithEachHeaderStyle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs 20 s per style")
+	}
+	const window = 2 * time.Second
+	for _, style := range []sim.QuotaHeaders{sim.QuotaHeadersIETF, sim.QuotaHeadersX, sim.QuotaHeadersNone} {
+		t.Run(string(style), func(t *testing.T) {
+			s := lab.NewSim(t, sim.Options{Seed: 8, SeedItems: 60, Churn: 3,
+				Faults: sim.Faults{Quota: sim.Quota{Limit: 20, Window: window, Headers: style}}})
+			clock := &statusClock{next: s}
+			client := lab.Serve(t, clock, rockety.WithRateLimit(30), rockety.WithPageSize(10))
+			ns := natstest.Start(t)
+			js, _ := jetstream.New(ns.Connect(t))
+			busyReplica(t, "pod-a", ns, client, 2*time.Second)
+
+			lab.WaitFor(t, "the first window", 10*time.Second, func() bool {
+				clock.mu.Lock()
+				defer clock.mu.Unlock()
+				return !clock.first.IsZero() && time.Since(clock.first) > window
+			})
+			time.Sleep(4 * time.Second) // the baselines, at 10 requests a second
+			from := takeBaseline(t, s, js)
+			churn, stop := context.WithCancel(context.Background())
+			if err := s.Start(churn); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(12 * time.Second)
+			stop()
+			judgeEventually(t, s, js, from, 30*time.Second)
+
+			clock.mu.Lock()
+			defer clock.mu.Unlock()
+			var refused []string
+			for _, at := range clock.late {
+				if at.Sub(clock.first) > window {
+					refused = append(refused, at.Sub(clock.first).Round(10*time.Millisecond).String())
+				}
+			}
+			t.Logf("%d requests, %d refused, %d after the first window", clock.total, len(clock.late), len(refused))
+			if len(refused) > 0 {
+				t.Errorf("refused with 429 after the first window, at %v from the first request", refused)
+			}
+		})
+	}
+}

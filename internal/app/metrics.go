@@ -183,8 +183,8 @@ func (m *Metrics) WatchBudget(budget *rockety.Budget, shared *publisher.SharedBu
 	const ns = "rockety_bridge"
 	collectors := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "api_budget_rate",
-			Help: "The API budget of the whole deployment in requests per second (ROCKETY_RATE_LIMIT)."},
-			budget.Rate),
+			Help: "The API budget of the whole deployment in force, in requests per second: ROCKETY_RATE_LIMIT, or a lower rate learned from an API without rate-limit headers that refused a request for its quota."},
+			budget.InForce),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "api_budget_granted_per_second",
 			Help: "Turns this replica was granted per second, over the last ten seconds."},
 			budget.GrantedRate),
