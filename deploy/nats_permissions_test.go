@@ -252,7 +252,7 @@ func (b bridgeEnv) start(t *testing.T, id string) (*process, string) {
 	addr := freeAddr(t)
 	p := start(t, id, b.bin, []string{
 		"ROCKETY_API_URL=" + b.apiURL, "ROCKETY_API_TOKEN_FILE=" + b.tokenFile, "ROCKETY_ALLOW_INSECURE=true",
-		"ROCKETY_POLL_INTERVAL=1s", "ROCKETY_RATE_LIMIT=0",
+		"ROCKETY_POLL_INTERVAL=1s", "ROCKETY_RATE_LIMIT=50", // a budget, so its sharing runs under the permissions too
 		"NATS_URL=" + b.natsURL, "NATS_USER=" + bridgeUser, "NATS_PASSWORD=" + bridgePassword,
 		"BRIDGE_SUBJECT_PREFIX=" + permPrefix, "BRIDGE_HTTP_ADDR=" + addr, "BRIDGE_INSTANCE_ID=" + id,
 		"BRIDGE_INITIAL_SYNC=snapshot", "BRIDGE_LEASE_TTL=2s", "BRIDGE_SHUTDOWN_GRACE=2s", "LOG_LEVEL=info",

@@ -30,6 +30,10 @@ const budgetOpTimeout = time.Second
 // replica spends an equal share alone, and when it is back.
 type BudgetObserver interface {
 	BudgetFallback(alone bool, share float64, replicas int, err error)
+	// BudgetUncounted: the replicas could not be counted (a missing
+	// permission, say), so the equal share of an outage may be wrong.
+	// Said once until a count succeeds again.
+	BudgetUncounted(err error)
 }
 
 // SharedBudget is the API budget (ROCKETY_RATE_LIMIT) of every replica
@@ -64,6 +68,7 @@ type SharedBudget struct {
 	lastErr   error
 
 	fallbacks atomic.Uint64
+	uncounted bool // the last count failed, and the observer was told
 	pauses    chan time.Time
 	limits    chan learnedLimit
 }
@@ -352,10 +357,12 @@ func (s *SharedBudget) renew(ctx context.Context, key string) {
 	opCtx, cancel := context.WithTimeout(ctx, budgetOpTimeout)
 	defer cancel()
 	if _, err := s.kv.Put(opCtx, key, []byte(s.instance)); err != nil {
+		s.countFailed(ctx, fmt.Errorf("publisher: renewing %s in %s: %w", key, s.kv.Bucket(), err))
 		return
 	}
 	lister, err := s.kv.ListKeysFiltered(opCtx, budgetReplicasKey+">")
 	if err != nil {
+		s.countFailed(ctx, fmt.Errorf("publisher: listing %s* in %s: %w", budgetReplicasKey, s.kv.Bucket(), err))
 		return
 	}
 	defer func() { _ = lister.Stop() }()
@@ -368,7 +375,21 @@ func (s *SharedBudget) renew(ctx context.Context, key string) {
 	if count > 0 {
 		s.mu.Lock()
 		s.replicas = count
+		s.uncounted = false
 		s.mu.Unlock()
+	}
+}
+
+func (s *SharedBudget) countFailed(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return // shutting down
+	}
+	s.mu.Lock()
+	tell := !s.uncounted && !s.alone // alone, the outage is said already
+	s.uncounted = true
+	s.mu.Unlock()
+	if tell && s.observer != nil {
+		s.observer.BudgetUncounted(err)
 	}
 }
 

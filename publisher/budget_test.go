@@ -12,8 +12,9 @@ import (
 )
 
 type fallbackLog struct {
-	mu    sync.Mutex
-	calls []string
+	mu        sync.Mutex
+	calls     []string
+	uncounted int
 }
 
 func (f *fallbackLog) BudgetFallback(alone bool, share float64, replicas int, err error) {
@@ -24,6 +25,12 @@ func (f *fallbackLog) BudgetFallback(alone bool, share float64, replicas int, er
 	} else {
 		f.calls = append(f.calls, "shared")
 	}
+}
+
+func (f *fallbackLog) BudgetUncounted(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.uncounted++
 }
 
 func (f *fallbackLog) seen() []string {

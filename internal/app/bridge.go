@@ -397,6 +397,11 @@ func (l *budgetLog) BudgetFallback(alone bool, share float64, replicas int, err 
 	b.log.Info("the API budget is shared through NATS again", zap.Int("replicas", replicas))
 }
 
+func (l *budgetLog) BudgetUncounted(err error) {
+	(*Bridge)(l).log.Warn("the replicas sharing the API budget cannot be counted; the budget is still shared, but while NATS is away this replica would spend the share of the last count. Check the bridge's NATS permissions on the leases bucket",
+		zap.Error(err))
+}
+
 // observer logs and counts what the pollers report.
 type observer Bridge
 
