@@ -664,7 +664,9 @@ func (c *Client) pauseFor(hresp *http.Response) (pause, asked time.Duration, lea
 		return 0, 0, 0
 	}
 	pause = min(asked, c.maxRetryAfter)
-	if retryAfter > 0 && c.budget != nil && !HasRateLimitHeaders(hresp.Header) {
+	// A Retry-After beyond the cap is not taken for a window: an absurd
+	// one would lower the budget to almost nothing.
+	if retryAfter > 0 && retryAfter <= c.maxRetryAfter && c.budget != nil && !HasRateLimitHeaders(hresp.Header) {
 		if r, ok := LearnedRate(accepted, windowStart, now.Add(retryAfter)); ok && c.budget.Learn(r, now.Add(LearnedRateFor)) {
 			learned = r
 		}
