@@ -454,3 +454,58 @@ func TestPagesStopsWhenTheLoopBreaks(t *testing.T) {
 		t.Errorf("%d requests after breaking at page 2", n)
 	}
 }
+
+// TestQuotaLearnedFromA429 answers twelve requests, then refuses with a
+// Retry-After and no rate-limit header: the budget comes down to what the
+// API accepted in its window. A Retry-After beyond the cap teaches nothing.
+func TestQuotaLearnedFromA429(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		retryAfter string
+		learns     bool
+	}{
+		{name: "a window's Retry-After", retryAfter: "1", learns: true},
+		{name: "an absurd Retry-After", retryAfter: "86400"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var n atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if n.Add(1) > 12 {
+					w.Header().Set("Retry-After", tt.retryAfter)
+					w.WriteHeader(http.StatusTooManyRequests)
+					return
+				}
+				_, _ = w.Write([]byte(`{"id":1}`))
+			}))
+			defer srv.Close()
+			var learned atomic.Value
+			c, err := rockety.New(srv.URL, rockety.WithToken("t"), rockety.WithAllowInsecure(true), rockety.WithRateLimit(100),
+				rockety.WithMaxRetryAfter(2*time.Second), rockety.WithRetry(time.Millisecond, time.Millisecond, 0),
+				rockety.WithObserver(observerFunc(func(r rockety.RequestInfo) {
+					if r.Learned > 0 {
+						learned.Store(r.Learned)
+					}
+				})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 13 {
+				_, _ = c.Get(context.Background(), "tasks", "1")
+			}
+			got := c.Budget().InForce()
+			if !tt.learns {
+				if got != 100 || learned.Load() != nil {
+					t.Fatalf("rate in force %v, learned %v; want 100, nothing learned", got, learned.Load())
+				}
+				return
+			}
+			if got >= 100 || got <= 0 || learned.Load() != got {
+				t.Fatalf("rate in force %v, reported %v; want the rate learned, below 100", got, learned.Load())
+			}
+			// Twelve accepted in a window of at least the Retry-After.
+			if got > 0.9*12/1.0 {
+				t.Fatalf("learned %v/s from 12 requests in a window of over 1 s", got)
+			}
+		})
+	}
+}
