@@ -91,7 +91,10 @@ type Client struct {
 	// 0 would send the requests already in flight to a 429.
 	left     int64
 	resetAt  time.Time
-	inFlight int64
+	// sent numbers the requests; inFlight holds the numbers of those
+	// not answered yet.
+	sent     uint64
+	inFlight map[uint64]struct{}
 	probing  bool
 	// quotaNews is closed, and replaced, at every answer.
 	quotaNews chan struct{}
@@ -336,7 +339,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	}
 	c.base = u
 	c.basePath = u.Path
-	c.left, c.quotaNews = quotaUnknown, make(chan struct{})
+	c.left, c.quotaNews, c.inFlight = quotaUnknown, make(chan struct{}), map[uint64]struct{}{}
 	return c, nil
 }
 
@@ -506,7 +509,8 @@ func (c *Client) attempt(ctx context.Context, req call, n int) (resp response, r
 		hreq.Header.Set("Content-Type", "application/json")
 	}
 
-	if err := c.takeQuota(ctx); err != nil {
+	seq, err := c.takeQuota(ctx)
+	if err != nil {
 		return response{}, false, fmt.Errorf("rockety: %s %s: %w", req.method, req.path, err)
 	}
 	start := c.now()
@@ -516,7 +520,7 @@ func (c *Client) attempt(ctx context.Context, req call, n int) (resp response, r
 	}
 	c.windowMu.Unlock()
 	hresp, err := c.http.Do(hreq)
-	c.answered(hresp)
+	c.answered(seq, hresp)
 	if err != nil {
 		c.observe(req, 0, n, start, 0, 0, lane, waited, 0)
 		return response{}, gotConn.Load(), c.transportError(req, err)
@@ -546,7 +550,7 @@ func (c *Client) attempt(ctx context.Context, req call, n int) (resp response, r
 // requests in flight and sent since, until the reset; then it counts the
 // request as sent. After a reset one request goes alone, and its answer
 // says how much the new window has.
-func (c *Client) takeQuota(ctx context.Context) error {
+func (c *Client) takeQuota(ctx context.Context) (seq uint64, err error) {
 	for {
 		c.windowMu.Lock()
 		now := c.now()
@@ -560,14 +564,14 @@ func (c *Client) takeQuota(ctx context.Context) error {
 			if c.left > 0 {
 				c.left--
 			}
-			c.inFlight++
+			seq = c.sendLocked()
 			c.windowMu.Unlock()
-			return nil
+			return seq, nil
 		case c.left == quotaRenewed && !c.probing:
 			c.probing = true
-			c.inFlight++
+			seq = c.sendLocked()
 			c.windowMu.Unlock()
-			return nil
+			return seq, nil
 		case c.left == 0:
 			timer = time.NewTimer(c.resetAt.Sub(now))
 			wait = timer.C
@@ -579,7 +583,7 @@ func (c *Client) takeQuota(ctx context.Context) error {
 			if timer != nil {
 				timer.Stop()
 			}
-			return context.Cause(ctx)
+			return 0, context.Cause(ctx)
 		case <-wait:
 		case <-news:
 			if timer != nil {
@@ -595,13 +599,19 @@ const (
 	quotaRenewed = -2 // a window ended: one request goes to learn the new one
 )
 
-// answered counts a request as no longer in flight and reads what its
+func (c *Client) sendLocked() uint64 {
+	c.sent++
+	c.inFlight[c.sent] = struct{}{}
+	return c.sent
+}
+
+// answered counts request seq as no longer in flight and reads what its
 // answer, if any, says of the budget left.
-func (c *Client) answered(hresp *http.Response) {
+func (c *Client) answered(seq uint64, hresp *http.Response) {
 	now := c.now()
 	c.windowMu.Lock()
 	defer c.windowMu.Unlock()
-	c.inFlight--
+	delete(c.inFlight, seq)
 	defer func() {
 		// Wake the requests waiting for news of the quota.
 		close(c.quotaNews)
@@ -622,7 +632,16 @@ func (c *Client) answered(hresp *http.Response) {
 		}
 		return
 	}
-	left := max(0, remaining-c.inFlight)
+	// The API counted the requests it answered before this one: those
+	// sent earlier, as a rule. Those sent later and still unanswered it
+	// may not have counted yet.
+	var later int64
+	for q := range c.inFlight {
+		if q > seq {
+			later++
+		}
+	}
+	left := max(0, remaining-later)
 	if c.left >= 0 && now.Before(c.resetAt) {
 		// An answer overtaken by a later one says more is left than is.
 		c.left = min(c.left, left)
