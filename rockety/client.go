@@ -89,8 +89,8 @@ type Client struct {
 	// no header said. Requests wait for the reset rather than spend
 	// past it: with pages fetched in parallel, waiting for a remaining of
 	// 0 would send the requests already in flight to a 429.
-	left     int64
-	resetAt  time.Time
+	left    int64
+	resetAt time.Time
 	// sent numbers the requests; inFlight holds the numbers of those
 	// not answered yet.
 	sent     uint64
