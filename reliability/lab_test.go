@@ -39,6 +39,7 @@ var (
 	// its cycles are incremental ones (one request when nothing changed)
 	// with a full traversal, the only source of deletes, now and then.
 	flagIncremental     = flag.Bool("incremental", false, "poll incrementally: ROCKETY_CHANGED_SINCE=*:updated_since, with a full traversal every -incremental.full")
+	flagRateLimit       = flag.Float64("ratelimit", 0, "ROCKETY_RATE_LIMIT of the bridges (0: unlimited); above 0 every request is taken from the budget shared through NATS, so kills land in the middle of its takes too")
 	flagIncrementalFull = flag.Duration("incremental.full", 20*time.Second, "ROCKETY_FULL_SYNC_INTERVAL with -incremental")
 )
 
@@ -168,7 +169,7 @@ func (l *rig) startBridge(env ...string) *lab.Process {
 	l.bridges++
 	base := []string{
 		"ROCKETY_API_URL=" + l.api, "ROCKETY_API_TOKEN=" + token, "ROCKETY_ALLOW_INSECURE=true",
-		"ROCKETY_POLL_INTERVAL=1s", "ROCKETY_RATE_LIMIT=0",
+		"ROCKETY_POLL_INTERVAL=1s", "ROCKETY_RATE_LIMIT=" + strconv.FormatFloat(*flagRateLimit, 'f', -1, 64),
 		"NATS_URL=" + l.natsURL, "BRIDGE_HTTP_ADDR=" + l.httpAddr, "BRIDGE_INSTANCE_ID=" + instanceID,
 		"BRIDGE_INITIAL_SYNC=baseline", "LOG_LEVEL=debug", "LOG_FORMAT=json",
 	}

@@ -229,6 +229,9 @@ func Compare(t Truth, evs []Observed) Report {
 					add(FalseDelete, k, "%s, but the API never deleted it", at)
 				case !existed:
 					add(Duplicate, k, "%s of an item already reported deleted", at)
+				case reported == 0 && len(deletes) == 0:
+					add(FalseDelete, k, "%s detected at %s, but every delete the API made of it was reported already",
+						at, e.DetectedAt.Format(time.RFC3339Nano))
 				case reported == 0:
 					add(FalseDelete, k, "%s detected at %s, before the API deleted it at %s",
 						at, e.DetectedAt.Format(time.RFC3339Nano), deletes[0].Format(time.RFC3339Nano))

@@ -119,6 +119,14 @@ func TestCompare(t *testing.T) {
 			},
 			evs:  append(slices.Clone(good), ev(9, events.OpCreated, 2, 3, "", "y", 18), ev(10, events.OpDeleted, 2, 4, "y", "", 19)),
 			want: []string{"false delete: tasks/2: deleted event at stream seq 10 detected at 2026-01-02T03:04:24Z, before the API deleted it at 2026-01-02T03:04:30Z"}},
+		{name: "a second delete the API never made",
+			truth: func(tr judge.Truth) judge.Truth {
+				tr.Mutations = append(tr.Mutations, mut(18, sim.OpCreated, 2, "y"))
+				tr.Final[judge.Key{Resource: "tasks", ID: "2"}] = st(2, "y")
+				return tr
+			},
+			evs: append(slices.Clone(good), ev(9, events.OpCreated, 2, 3, "", "y", 18), ev(10, events.OpDeleted, 2, 4, "y", "", 19)),
+			want: []string{"false delete: tasks/2: deleted event at stream seq 10 detected at 2026-01-02T03:04:24Z, but every delete the API made of it was reported already; then the API has the item"}},
 		{name: "a change undone between polls needs no event",
 			truth: func(tr judge.Truth) judge.Truth {
 				tr.Mutations = append(tr.Mutations, mut(18, sim.OpUpdated, 1, "a"))
