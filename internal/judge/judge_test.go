@@ -125,7 +125,7 @@ func TestCompare(t *testing.T) {
 				tr.Final[judge.Key{Resource: "tasks", ID: "2"}] = st(2, "y")
 				return tr
 			},
-			evs: append(slices.Clone(good), ev(9, events.OpCreated, 2, 3, "", "y", 18), ev(10, events.OpDeleted, 2, 4, "y", "", 19)),
+			evs:  append(slices.Clone(good), ev(9, events.OpCreated, 2, 3, "", "y", 18), ev(10, events.OpDeleted, 2, 4, "y", "", 19)),
 			want: []string{"false delete: tasks/2: deleted event at stream seq 10 detected at 2026-01-02T03:04:24Z, but every delete the API made of it was reported already; then the API has the item"}},
 		{name: "a change undone between polls needs no event",
 			truth: func(tr judge.Truth) judge.Truth {
