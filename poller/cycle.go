@@ -363,6 +363,14 @@ func (c *cycle) publish(batch []Change) error {
 	writes := make([]plan.Write, 0, len(batch))
 	var n notes
 	for i, ch := range batch {
+		if p.synced && stored[i].Deleted && stored[i].Revision != ch.Replaces {
+			// Someone else (a command's write-through) deleted the item
+			// after the index last looked, maybe after this page was
+			// read: the listing may be older than the delete, and must
+			// not bring the item back. The index now has the delete; a
+			// later cycle that lists the item again creates it.
+			continue
+		}
 		marked := plan.MarkedDeleted(ch.Raw, p.cfg.DeletedField)
 		d := plan.Decide(p.cfg.Resource, stored[i], plan.Observation{Kind: plan.Listed, Value: ch.Raw, Sync: sync, MarkedDeleted: marked}, now)
 		if marked {
@@ -555,11 +563,13 @@ func (c *cycle) deletes() error {
 	return err
 }
 
-// learnOthers puts in the index the live items that someone else stored
-// since it last looked (a command's write-through, on any replica) and no
-// traversal has listed: one this traversal did not list is then a suspect
-// like any other. Without it, an item a command created and the API
-// deleted before a traversal listed it would never get its delete.
+// learnOthers puts in the index what someone else stored since it last
+// looked (a command's write-through, on any replica): live items no
+// traversal has listed, so that one this traversal did not list is a
+// suspect like any other (else an item a command created and the API
+// deleted before a traversal listed it would never get its delete); and
+// deletes, so that an item listed again after one is created, not taken
+// for unchanged.
 func (c *cycle) learnOthers() error {
 	p := c.p
 	var unknown []string
@@ -567,13 +577,14 @@ func (c *cycle) learnOthers() error {
 	last := p.othersFrom
 	_, err := p.deps.Journal.Replay(c.ctx, p.cfg.Resource, p.othersFrom, 0, func(seq uint64, e events.Event) error {
 		last = max(last, seq)
-		if e.Op == events.OpDeleted || asked[e.ID] {
+		if asked[e.ID] {
 			return nil
 		}
 		p.mu.Lock()
 		_, live := p.ix.Revision(e.ID)
 		p.mu.Unlock()
-		if !live {
+		// A live item the index lacks, or a delete it has not heard of.
+		if live == (e.Op == events.OpDeleted) {
 			asked[e.ID] = true
 			unknown = append(unknown, e.ID)
 		}
@@ -589,7 +600,7 @@ func (c *cycle) learnOthers() error {
 		}
 		p.mu.Lock()
 		for _, s := range stored {
-			if s.Revision != 0 && !s.Deleted {
+			if s.Revision != 0 {
 				p.refreshLocked(s)
 			}
 		}

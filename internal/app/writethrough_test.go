@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"iter"
 	"testing"
 	"time"
 
@@ -194,5 +195,87 @@ func TestCommandCreatedItemDeletedBeforeAnyPoll(t *testing.T) {
 	}
 	if len(ops) != 2 || ops[0] != events.OpCreated || ops[1] != events.OpDeleted {
 		t.Fatalf("events of the command's item %s: %v, want [created deleted]", resp.Item.ID, ops)
+	}
+}
+
+// deleteAfterFirstPage lists like its client, and once, right after the
+// first page was read, runs hook: a command that lands between a page and
+// the publish of what it held.
+type deleteAfterFirstPage struct {
+	*rockety.Client
+	hook func()
+}
+
+func (d *deleteAfterFirstPage) Pages(ctx context.Context, resource string, filters ...rockety.Filter) iter.Seq2[*rockety.Page, error] {
+	return func(yield func(*rockety.Page, error) bool) {
+		for page, err := range d.Client.Pages(ctx, resource, filters...) {
+			if !yield(page, err) {
+				return
+			}
+			if d.hook != nil {
+				d.hook()
+				d.hook = nil
+			}
+		}
+	}
+}
+
+// TestCommandDeleteBetweenPageAndPublish deletes an item through a
+// command after a poll read it changed and before the poll publishes it:
+// the poll's listing is older than the delete and must not bring the item
+// back (a created event after the write-through's deleted).
+func TestCommandDeleteBetweenPageAndPublish(t *testing.T) {
+	s := lab.NewSim(t, sim.Options{Seed: 3, SeedItems: 5, Resources: []string{"tasks"}})
+	client := lab.Serve(t, s, rockety.WithRateLimit(0))
+	ns := natstest.Start(t)
+	nc := ns.Connect(t)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	res, err := publisher.Provision(ctx, js, publisher.Config{Subjects: subjects, LeaseTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := publisher.NewStateStore(js, res.State)
+	pub, _ := publisher.NewPublisher(nc)
+	sink := publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: client.BaseURL()}
+	lister := &deleteAfterFirstPage{Client: client}
+	p, err := poller.New(poller.Config{Resource: "tasks", Interval: time.Second, InitialSync: poller.SyncBaseline, MaxDeleteRatio: 0.5},
+		poller.Deps{Lister: lister, Mirror: store, Checkpoints: publisher.NewCheckpoints(res.Checkpoints, res.State),
+			Sink: sink, Journal: publisher.NewJournal(js, subjects)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Update(ctx, "tasks", "3", json.RawMessage(`{"title":"changed before the delete"}`)); err != nil {
+		t.Fatal(err)
+	}
+	wt := app.WriteThrough{Store: store, Sink: sink}
+	lister.hook = func() {
+		req := consumer.Request{Resource: "tasks", Action: events.ActionDelete, ID: "3"}
+		done := wt.Begin(ctx, req)
+		resp, err := client.Delete(ctx, "tasks", "3")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := done(ctx, &resp); err != nil {
+			t.Error(err)
+		}
+	}
+	for range 3 {
+		if _, err := p.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ops []events.Op
+	for _, o := range lab.Events(t, js, subjects, 0) {
+		if o.Event.ID == "3" {
+			ops = append(ops, o.Event.Op)
+		}
+	}
+	if len(ops) != 1 || ops[0] != events.OpDeleted {
+		t.Fatalf("events of task 3: %v, want [deleted] (the command's)", ops)
 	}
 }
