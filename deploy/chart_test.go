@@ -841,6 +841,7 @@ func TestNonDefaultRendering(t *testing.T) {
 			"RocketyBridgeMassDeleteGuard":   "rockety_bridge_mass_delete_guard_trips_total",
 			"RocketyBridgeCommandsFailing":   "rockety_bridge_commands_total",
 			"RocketyBridgeLeaseNotHeld":      "rockety_bridge_lease_held",
+			"RocketyBridgeBudgetAlone":       "rockety_bridge_api_budget_alone",
 			"RocketyBridgeAbsent":            "up",
 			"RocketyBridgeApiRetries":        "rockety_bridge_api_retries_total",
 		}, `job="acme-bridge"`)
@@ -934,6 +935,7 @@ func TestNoSuccessfulCycleThresholds(t *testing.T) {
 		"RocketyBridgeMassDeleteGuard":   "rockety_bridge_mass_delete_guard_trips_total",
 		"RocketyBridgeCommandsFailing":   "rockety_bridge_commands_total",
 		"RocketyBridgeLeaseNotHeld":      "rockety_bridge_lease_held",
+		"RocketyBridgeBudgetAlone":       "rockety_bridge_api_budget_alone",
 		"RocketyBridgeAbsent":            "up",
 	}, `job="rockety-bridge", namespace="default"`)
 	if !strings.Contains(fmt.Sprint(pr), `rockety_bridge_last_successful_cycle_timestamp_seconds{job="rockety-bridge", namespace="default"}) > 150`) {
