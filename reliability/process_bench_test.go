@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rockety-io/rockety-bridge/internal/lab"
+	"github.com/rockety-io/rockety-bridge/rockety"
 )
 
 var (
@@ -47,31 +48,41 @@ const (
 type processResult struct {
 	items int
 	// cycle vs bare traversal
-	interval       time.Duration
-	cycles, bares  []time.Duration
-	overlaps       int // bare traversals that ran into the next bridge cycle
-	baseline       time.Duration
-	steadyRSS      int64 // median VmRSS through the steady cycles
-	steadyRSSMax   int64
-	steadyHWM      int64
-	rssSamples     int
-	gomaxprocs     string
-	updateChanged  int
-	updatePuts     time.Duration
-	updateEvents   int
-	updateSpan     time.Duration
-	updateCycles   []string // the cycles that published them
-	eventSize      int      // mean data bytes of those events
-	rawEvents      int
-	rawSpan        time.Duration // first to last stored
-	rawWall        time.Duration // first publish to the last ack
-	resumeLease    time.Duration // process start to the "poll lease" held line
-	resumeFirstReq time.Duration // process start to the first API request (the first cycle's traversal begins)
-	resumeDone     time.Duration // process start to the first cycle's log line
-	resumeTook     time.Duration // that cycle's took (load included)
-	hwmAtFirstReq  int64
-	hwmAfterCycle  int64
-	rssAfterCycle  int64
+	interval      time.Duration
+	cycles, bares []time.Duration
+	clients       []time.Duration // the bridge's own client (rockety.Client.Pages) from the test process
+	overlaps      int             // bare traversals that ran into the next bridge cycle
+	baseline      time.Duration
+	steadyRSS     int64 // median VmRSS through the steady cycles
+	steadyRSSMax  int64
+	steadyHWM     int64
+	rssSamples    int
+	gomaxprocs    string
+	updateChanged int
+	updatePuts    time.Duration
+	updateEvents  int
+	updateSpan    time.Duration
+	updateCycles  []string      // the cycles that published them
+	eventSize     int           // mean data bytes of those events
+	mirrorWrites  int           // KV writes to the mirror the update made
+	mirrorSpan    time.Duration // the first event stored to the last of those writes
+	rawEvents     int
+	rawSpan       time.Duration // first to last stored
+	rawWall       time.Duration // first publish to the last ack
+	// resume is a restart in the steady state (no event in the 2 minutes
+	// a start replays); resumeAfter, one right after the mass update, its
+	// events in that window.
+	resume, resumeAfter resumeResult
+}
+
+type resumeResult struct {
+	lease         time.Duration // process start to the "poll lease" held line
+	firstReq      time.Duration // process start to the first API request (the first cycle's traversal begins)
+	done          time.Duration // process start to the first cycle's log line
+	took          time.Duration // that cycle's took (load included)
+	hwmAtFirstReq int64
+	hwmAfterCycle int64
+	rssAfterCycle int64
 }
 
 // TestProcessBench is issue 16's process-level benchmark: the bridge,
@@ -89,9 +100,13 @@ type processResult struct {
 //     update), timed from the first to the last resulting event stored
 //     in ROCKETY_EVENTS (message timestamps), against PublishMsgAsync of
 //     as many messages of the same mean size to a scratch stream;
-//   - a resume: SIGTERM, a new process, the time to its first API request
-//     (the first cycle's traversal begins, the state loaded) and its
-//     VmHWM on the way.
+//   - the cycle against the bridge's own client alone (rockety.Client.Pages
+//     at the same page size and concurrency), run right after each bare
+//     traversal: what the diff, the publish and the rest add to the fetch;
+//   - a resume, twice: SIGTERM, a new process, the time to its first API
+//     request (the first cycle's traversal begins, the state loaded) and
+//     its VmHWM on the way; once in the steady state, once right after the
+//     mass update, whose events are then in the 2 minutes a start replays.
 //
 // Run it with
 //
@@ -209,6 +224,11 @@ func processRun(t *testing.T, parent *rig, n int) processResult {
 			t.Fatal(err)
 		}
 		res.bares = append(res.bares, d)
+		d, err = clientTraversal(l.api, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.clients = append(res.clients, d)
 		bareSpans = append(bareSpans, span{from, time.Now()})
 		waitLines(fmt.Sprintf("steady cycle %d", i+1), 3+i, 30*time.Minute)
 	}
@@ -225,7 +245,8 @@ func processRun(t *testing.T, parent *rig, n int) processResult {
 			res.overlaps++
 		}
 	}
-	t.Logf("steady cycles took %v; bare traversals took %v; %d bare traversals ran into the next cycle", res.cycles, res.bares, res.overlaps)
+	t.Logf("steady cycles took %v; bare traversals took %v; the bridge's client (rockety.Client.Pages) took %v; %d of these pairs ran into the next cycle",
+		res.cycles, res.bares, res.clients, res.overlaps)
 	res.rssSamples = len(rss)
 	if len(rss) == 0 {
 		t.Fatal("no VmRSS sample")
@@ -236,8 +257,68 @@ func processRun(t *testing.T, parent *rig, n int) processResult {
 	t.Logf("VmRSS through the steady cycles: median %s, max %s (%d samples); VmHWM %s",
 		mib(res.steadyRSS), mib(res.steadyRSSMax), len(rss), mib(res.steadyHWM))
 
+	// doResume stops the bridge (SIGTERM), starts a new process and times
+	// it to its first API request and its first cycle.
+	doResume := func(what string) resumeResult {
+		t.Helper()
+		var rr resumeResult
+		if code := b.Stop(time.Minute); code != 0 {
+			t.Fatalf("the bridge exited %d after SIGTERM:\n%s", code, b.Tail(30))
+		}
+		st, err := l.sim.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		requestsBefore := st.Total
+		b = l.startBridge(env...)
+		started := b.Started
+		pid = bridgePid(t, l)
+		// Polled every 5 ms (lab.Wait slows to 50 ms): the time is known
+		// to about that.
+		var hwm int64
+		for deadline := time.Now().Add(30 * time.Minute); ; time.Sleep(5 * time.Millisecond) {
+			if b.Exited() {
+				t.Fatalf("the resumed bridge exited:\n%s", b.Tail(30))
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the resumed bridge sent no API request in 30 minutes")
+			}
+			if v, err := procStatus(pid, "VmHWM"); err == nil {
+				hwm = v
+			}
+			if st, err := l.sim.Stats(ctx); err == nil && st.Total > requestsBefore {
+				break
+			}
+		}
+		rr.firstReq = time.Since(started)
+		if v, err := procStatus(pid, "VmHWM"); err == nil {
+			hwm = v
+		}
+		rr.hwmAtFirstReq = hwm
+		log = &bridgeLog{path: b.LogPath}
+		waitLines("the resumed bridge's first cycle", 1, 30*time.Minute)
+		rr.done = log.cycles[0].ts.Sub(started)
+		rr.took = log.cycles[0].took
+		if len(log.leases) > 0 {
+			rr.lease = log.leases[0].Sub(started)
+		}
+		rr.hwmAfterCycle, _ = procStatus(pid, "VmHWM")
+		rr.rssAfterCycle, _ = procStatus(pid, "VmRSS")
+		t.Logf("%s: process start to the poll lease held %s, to the first API request %s, to the first cycle's line %s (its took %s, load included); VmHWM %s at the first request, %s after the first cycle; VmRSS after it %s",
+			what, rr.lease.Round(time.Millisecond), rr.firstReq.Round(time.Millisecond), rr.done.Round(time.Millisecond),
+			rr.took.Round(time.Millisecond), mib(rr.hwmAtFirstReq), mib(rr.hwmAfterCycle), mib(rr.rssAfterCycle))
+		levels, notes := logNotes(b)
+		t.Logf("%s: the new bridge's log lines by level %v; warnings and errors: %s", what, levels, formatNotes(notes))
+		return rr
+	}
+	res.resume = doResume("resume")
+
 	// Mass update: 10% of the items by PUT, right after a cycle ends.
 	before, err := l.streamLastSeq(eventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvBefore, err := l.streamLastSeq("KV_" + stateBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,6 +361,12 @@ func processRun(t *testing.T, parent *rig, n int) processResult {
 	}
 	res.updateEvents, res.updateSpan = ev.msgs, ev.last.Sub(ev.first)
 	res.eventSize = ev.bytes / max(1, ev.msgs)
+	kv, err := streamSpan(l.js, "KV_"+stateBucket, kvBefore+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.mirrorWrites, res.mirrorSpan = kv.msgs, kv.last.Sub(ev.first)
+	t.Logf("mirror writes of the mass update: %d, the last %s after the first event", kv.msgs, res.mirrorSpan.Round(time.Millisecond))
 	t.Logf("mass update events: %d stored in %s (first to last), mean data %d B, mean headers %d B; published by: %v",
 		ev.msgs, res.updateSpan.Round(time.Millisecond), res.eventSize, ev.headerBytes/max(1, ev.msgs), res.updateCycles)
 
@@ -293,55 +380,9 @@ func processRun(t *testing.T, parent *rig, n int) processResult {
 		res.rawEvents, res.eventSize, res.rawSpan.Round(time.Millisecond), res.rawWall.Round(time.Millisecond))
 
 	// Let the bridge settle on the new state (one quiet cycle), then
-	// resume: SIGTERM, a new process, its first cycle.
+	// restart it with the update's events in the window a start replays.
 	waitLines("a cycle after the raw publish", len(log.cycles)+1, 30*time.Minute)
-	if code := b.Stop(time.Minute); code != 0 {
-		t.Fatalf("the bridge exited %d after SIGTERM:\n%s", code, b.Tail(30))
-	}
-	st, err := l.sim.Stats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	requestsBefore := st.Total
-	b = l.startBridge(env...)
-	started := b.Started
-	pid = bridgePid(t, l)
-	// Polled every 5 ms (lab.Wait slows to 50 ms): the time is known
-	// to about that.
-	var hwm int64
-	for deadline := time.Now().Add(30 * time.Minute); ; time.Sleep(5 * time.Millisecond) {
-		if b.Exited() {
-			t.Fatalf("the resumed bridge exited:\n%s", b.Tail(30))
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the resumed bridge sent no API request in 30 minutes")
-		}
-		if v, err := procStatus(pid, "VmHWM"); err == nil {
-			hwm = v
-		}
-		if st, err := l.sim.Stats(ctx); err == nil && st.Total > requestsBefore {
-			break
-		}
-	}
-	res.resumeFirstReq = time.Since(started)
-	if v, err := procStatus(pid, "VmHWM"); err == nil {
-		hwm = v
-	}
-	res.hwmAtFirstReq = hwm
-	log = &bridgeLog{path: b.LogPath}
-	waitLines("the resumed bridge's first cycle", 1, 30*time.Minute)
-	res.resumeDone = log.cycles[0].ts.Sub(started)
-	res.resumeTook = log.cycles[0].took
-	if len(log.leases) > 0 {
-		res.resumeLease = log.leases[0].Sub(started)
-	}
-	res.hwmAfterCycle, _ = procStatus(pid, "VmHWM")
-	res.rssAfterCycle, _ = procStatus(pid, "VmRSS")
-	t.Logf("resume: process start to the poll lease held %s, to the first API request %s, to the first cycle's line %s (its took %s, load included); VmHWM %s at the first request, %s after the first cycle; VmRSS after it %s",
-		res.resumeLease.Round(time.Millisecond), res.resumeFirstReq.Round(time.Millisecond), res.resumeDone.Round(time.Millisecond),
-		res.resumeTook.Round(time.Millisecond), mib(res.hwmAtFirstReq), mib(res.hwmAfterCycle), mib(res.rssAfterCycle))
-	levels, notes := logNotes(b)
-	t.Logf("resumed bridge's log lines by level %v; warnings and errors: %s", levels, formatNotes(notes))
+	res.resumeAfter = doResume("resume after the mass update")
 	return res
 }
 
@@ -419,6 +460,30 @@ func (b *bareTraverser) page(p int64) (int, error) {
 		return 0, fmt.Errorf("page %d: %w", p, err)
 	}
 	return len(env.Data), nil
+}
+
+// clientTraversal reads every page of tasks with the bridge's own API
+// client, at the bridge's page size and concurrency, and nothing else:
+// what the cycle's traversal costs before the diff and the publish.
+func clientTraversal(api string, items int) (time.Duration, error) {
+	c, err := rockety.New(api, rockety.WithToken(token), rockety.WithAllowInsecure(true),
+		rockety.WithPageSize(processPageSize), rockety.WithPageConcurrency(processConcurrency))
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	seen := 0
+	for p, err := range c.Pages(context.Background(), "tasks") {
+		if err != nil {
+			return 0, err
+		}
+		seen += len(p.Items)
+	}
+	took := time.Since(start)
+	if seen != items {
+		return took, fmt.Errorf("the client's traversal saw %d items, want %d", seen, items)
+	}
+	return took, nil
 }
 
 // massUpdate PUTs a new title to each task of ids, conc at a time, and
@@ -694,33 +759,39 @@ func processReport(l *rig, rs []processResult) string {
 	ref := rs[0]
 	fmt.Fprintf(&b, "source %s; seed %d; test GOMAXPROCS %d (NumCPU %d); bridge GOMAXPROCS %s; page size %d, page concurrency %d, no rate limit, no API latency; mass update: %s\n\n",
 		l.source, l.seed, runtime.GOMAXPROCS(0), runtime.NumCPU(), orUnknown(ref.gomaxprocs), processPageSize, processConcurrency, *flagProcessUpdate)
-	b.WriteString("| items | interval | bridge cycle (median) | bare traversal (median) | cycle / bare | steady VmRSS (median; max) | RSS growth per item vs 1,000 | mass update events/s | raw async publish events/s | ratio |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| items | interval | bridge cycle (median) | bare traversal (median) | cycle / bare | the bridge's client alone (median) | cycle / client | steady VmRSS (median; max) | RSS growth per item vs 1,000 | mass update events/s | raw async publish events/s | ratio |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
-		c, bt := median(r.cycles), median(r.bares)
+		c, bt, ct := median(r.cycles), median(r.bares), median(r.clients)
 		growth := "(reference)"
 		if r.items != ref.items {
 			growth = fmt.Sprintf("%.0f B", float64(r.steadyRSS-ref.steadyRSS)/float64(r.items-ref.items))
 		}
 		upd := float64(r.updateEvents) / max(r.updateSpan.Seconds(), 1e-3)
 		raw := float64(r.rawEvents) / max(r.rawSpan.Seconds(), 1e-3)
-		fmt.Fprintf(&b, "| %d | %s | %s %v | %s %v | %.2f× | %s; %s | %s | %.0f (%d in %s) | %.0f (%d in %s; wall %s) | %.2f× |\n",
+		fmt.Fprintf(&b, "| %d | %s | %s %v | %s %v | %.2f× | %s %v | %.2f× | %s; %s | %s | %.0f (%d in %s) | %.0f (%d in %s; wall %s) | %.2f× |\n",
 			r.items, r.interval, c.Round(time.Millisecond), roundAll(r.cycles), bt.Round(time.Millisecond), roundAll(r.bares),
-			c.Seconds()/bt.Seconds(), mib(r.steadyRSS), mib(r.steadyRSSMax), growth,
+			c.Seconds()/bt.Seconds(), ct.Round(time.Millisecond), roundAll(r.clients), c.Seconds()/ct.Seconds(), mib(r.steadyRSS), mib(r.steadyRSSMax), growth,
 			upd, r.updateEvents, r.updateSpan.Round(time.Millisecond), raw, r.rawEvents, r.rawSpan.Round(time.Millisecond), r.rawWall.Round(time.Millisecond), upd/raw)
 	}
-	b.WriteString("\n| items | start to poll lease held | start to first API request (first cycle begins) | start to first cycle done (its took) | VmHWM at first request | VmHWM after first cycle | steady VmRSS | peak / steady |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| items | resume | start to poll lease held | start to first API request (first cycle begins) | start to first cycle done (its took) | VmHWM at first request | VmHWM after first cycle | steady VmRSS | peak / steady |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "| %d | %s | %s | %s (%s) | %s | %s | %s | %.2f× |\n", r.items, r.resumeLease.Round(time.Millisecond),
-			r.resumeFirstReq.Round(time.Millisecond), r.resumeDone.Round(time.Millisecond), r.resumeTook.Round(time.Millisecond),
-			mib(r.hwmAtFirstReq), mib(r.hwmAfterCycle), mib(r.steadyRSS), float64(r.hwmAfterCycle)/float64(r.steadyRSS))
+		for _, x := range []struct {
+			what string
+			rr   resumeResult
+		}{{"steady", r.resume}, {"after the mass update", r.resumeAfter}} {
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s (%s) | %s | %s | %s | %.2f× |\n", r.items, x.what, x.rr.lease.Round(time.Millisecond),
+				x.rr.firstReq.Round(time.Millisecond), x.rr.done.Round(time.Millisecond), x.rr.took.Round(time.Millisecond),
+				mib(x.rr.hwmAtFirstReq), mib(x.rr.hwmAfterCycle), mib(r.steadyRSS), float64(x.rr.hwmAfterCycle)/float64(r.steadyRSS))
+		}
 	}
 	b.WriteString("\n")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "- %d items: baseline cycle %s; %d bare traversals ran into the next cycle; %d VmRSS samples; VmHWM after the steady cycles %s; mass update %d PUTs in %s, published by %v, mean event data %d B\n",
+		fmt.Fprintf(&b, "- %d items: baseline cycle %s; %d bare traversals ran into the next cycle; %d VmRSS samples; VmHWM after the steady cycles %s; mass update %d PUTs in %s, published by %v, mean event data %d B; %d mirror writes, the last %s after the first event (%.0f changes/s end to end)\n",
 			r.items, r.baseline.Round(time.Millisecond), r.overlaps, r.rssSamples, mib(r.steadyHWM), r.updateChanged,
-			r.updatePuts.Round(time.Millisecond), r.updateCycles, r.eventSize)
+			r.updatePuts.Round(time.Millisecond), r.updateCycles, r.eventSize, r.mirrorWrites, r.mirrorSpan.Round(time.Millisecond),
+			float64(r.mirrorWrites)/max(r.mirrorSpan.Seconds(), 1e-3))
 	}
 	return b.String()
 }
