@@ -222,6 +222,9 @@ type Poller struct {
 
 	leaseMu    sync.Mutex
 	leaseUntil time.Time
+	// leaseTaken wakes Run when the lease is taken, so the first cycle
+	// does not wait out its look-again timer.
+	leaseTaken chan struct{}
 }
 
 // New returns a poller; it reads nothing until its first cycle.
@@ -238,7 +241,7 @@ func New(cfg Config, deps Deps) (*Poller, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Poller{cfg: cfg, deps: deps, ix: NewIndex(0)}, nil
+	return &Poller{cfg: cfg, deps: deps, ix: NewIndex(0), leaseTaken: make(chan struct{}, 1)}, nil
 }
 
 // Resource is the polled resource.

@@ -47,8 +47,15 @@ func (p *Poller) checkLease() error {
 
 func (p *Poller) setLease(until time.Time) {
 	p.leaseMu.Lock()
+	taken := p.leaseUntil.IsZero() && !until.IsZero()
 	p.leaseUntil = until
 	p.leaseMu.Unlock()
+	if taken {
+		select {
+		case p.leaseTaken <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Backoff ceilings: a failure that may heal by itself (5xx, NATS away) is
@@ -119,6 +126,7 @@ func (p *Poller) Run(ctx context.Context, grace time.Duration) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
+		case <-p.leaseTaken:
 		}
 		if p.checkLease() != nil {
 			timer.Reset(time.Second) // not the holder: look again soon
