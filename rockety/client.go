@@ -514,11 +514,6 @@ func (c *Client) attempt(ctx context.Context, req call, n int) (resp response, r
 		return response{}, false, fmt.Errorf("rockety: %s %s: %w", req.method, req.path, err)
 	}
 	start := c.now()
-	c.windowMu.Lock()
-	if c.windowStart.IsZero() {
-		c.windowStart = start
-	}
-	c.windowMu.Unlock()
 	hresp, err := c.http.Do(hreq)
 	c.answered(seq, hresp)
 	if err != nil {
@@ -599,7 +594,12 @@ const (
 	quotaRenewed = -2 // a window ended: one request goes to learn the new one
 )
 
+// sendLocked counts a request as sent; the first after a pause opens the
+// window a 429 is read against.
 func (c *Client) sendLocked() uint64 {
+	if c.windowStart.IsZero() {
+		c.windowStart = c.now()
+	}
 	c.sent++
 	c.inFlight[c.sent] = struct{}{}
 	return c.sent

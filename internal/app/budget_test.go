@@ -13,13 +13,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rockety-io/rockety-bridge/command"
-	"github.com/rockety-io/rockety-bridge/consumer"
 	"github.com/rockety-io/rockety-bridge/events"
-	"github.com/rockety-io/rockety-bridge/internal/app"
 	"github.com/rockety-io/rockety-bridge/internal/judge"
 	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
-	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/rockety"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
@@ -56,25 +53,7 @@ func (c *requestClock) seconds() []int {
 // budget lets it (small pages, short intervals) and serves commands.
 func busyReplica(t *testing.T, name string, ns *natstest.Server, client *rockety.Client, ttl time.Duration) *instance {
 	t.Helper()
-	in := &instance{name: name, nc: ns.Connect(t), done: make(chan error, 1)}
-	ctx, cancel := context.WithCancel(context.Background())
-	in.cancel = cancel
-	var resources []app.Resource
-	for _, r := range sim.DefaultResources {
-		resources = append(resources, app.Resource{Name: r, Interval: 200 * time.Millisecond})
-	}
-	b, err := app.New(ctx, app.Options{
-		Client: client, Conn: in.nc, Subjects: subjects, InitialSync: poller.SyncBaseline, MaxDeleteRatio: 0.5,
-		InstanceID: name, LeaseTTL: ttl, ShutdownGrace: time.Second, Metrics: app.NewMetrics("test"),
-		Resources: resources,
-		Commands:  &app.Commands{Writer: client, Allow: consumer.Allow{"*"}, Observer: countingObserver{t, in}, AckWait: 10 * time.Second},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { in.done <- b.Run(ctx) }()
-	t.Cleanup(func() { in.cancel(); <-in.done })
-	return in
+	return startReplica(t, name, ns, client, ttl, 200*time.Millisecond, 10*time.Second)
 }
 
 // TestThreeReplicasShareOneBudget runs three replicas, each with the

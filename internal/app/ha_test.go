@@ -49,15 +49,25 @@ func (o countingObserver) Problem(msg, commandID string, err error) {
 
 func startInstance(t *testing.T, name string, ns *natstest.Server, client *rockety.Client, ttl time.Duration) *instance {
 	t.Helper()
+	return startReplica(t, name, ns, client, ttl, time.Second, 5*time.Second)
+}
+
+// startReplica runs a bridge that polls every default resource at interval
+// and serves commands, on a NATS connection of its own, until cleanup.
+func startReplica(t *testing.T, name string, ns *natstest.Server, client *rockety.Client, ttl, interval, ackWait time.Duration) *instance {
+	t.Helper()
 	in := &instance{name: name, nc: ns.Connect(t), done: make(chan error, 1), cycles: map[string]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
-	metrics := app.NewMetrics("test")
+	var resources []app.Resource
+	for _, r := range sim.DefaultResources {
+		resources = append(resources, app.Resource{Name: r, Interval: interval})
+	}
 	b, err := app.New(ctx, app.Options{
 		Client: client, Conn: in.nc, Subjects: subjects, InitialSync: poller.SyncBaseline, MaxDeleteRatio: 0.5,
-		InstanceID: name, LeaseTTL: ttl, ShutdownGrace: time.Second, Metrics: metrics,
-		Resources: []app.Resource{{Name: "projects", Interval: time.Second}, {Name: "tasks", Interval: time.Second}, {Name: "users", Interval: time.Second}},
-		Commands:  &app.Commands{Writer: client, Allow: consumer.Allow{"*"}, Observer: countingObserver{t, in}, AckWait: 5 * time.Second},
+		InstanceID: name, LeaseTTL: ttl, ShutdownGrace: time.Second, Metrics: app.NewMetrics("test"),
+		Resources: resources,
+		Commands:  &app.Commands{Writer: client, Allow: consumer.Allow{"*"}, Observer: countingObserver{t, in}, AckWait: ackWait},
 	})
 	if err != nil {
 		t.Fatal(err)

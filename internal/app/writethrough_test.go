@@ -148,28 +148,8 @@ func TestWriteThrough(t *testing.T) {
 // lists it: the next full traversal, which never saw it, still publishes
 // its delete, learned from the write-through's event.
 func TestCommandCreatedItemDeletedBeforeAnyPoll(t *testing.T) {
-	s := lab.NewSim(t, sim.Options{Seed: 3, SeedItems: 5, Resources: []string{"tasks"}})
-	client := lab.Serve(t, s, rockety.WithRateLimit(0))
-	ns := natstest.Start(t)
-	nc := ns.Connect(t)
-	js, _ := jetstream.New(nc)
-	ctx := context.Background()
-	res, err := publisher.Provision(ctx, js, publisher.Config{Subjects: subjects, LeaseTTL: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := publisher.NewStateStore(js, res.State)
-	pub, _ := publisher.NewPublisher(nc)
-	sink := publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: client.BaseURL()}
-	p, err := poller.New(poller.Config{Resource: "tasks", Interval: time.Second, InitialSync: poller.SyncBaseline, MaxDeleteRatio: 0.5},
-		poller.Deps{Lister: client, Mirror: store, Checkpoints: publisher.NewCheckpoints(res.Checkpoints, res.State),
-			Sink: sink, Journal: publisher.NewJournal(js, subjects)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r := newPollRig(t, nil)
+	ctx, client, store, sink, js, p := context.Background(), r.client, r.store, r.sink, r.js, r.poller
 
 	wt := app.WriteThrough{Store: store, Sink: sink}
 	req := consumer.Request{Resource: "tasks", Action: events.ActionCreate}
@@ -196,6 +176,51 @@ func TestCommandCreatedItemDeletedBeforeAnyPoll(t *testing.T) {
 	if len(ops) != 2 || ops[0] != events.OpCreated || ops[1] != events.OpDeleted {
 		t.Fatalf("events of the command's item %s: %v, want [created deleted]", resp.Item.ID, ops)
 	}
+}
+
+// pollRig is a poller of five tasks, after its baseline cycle, with the
+// mirror and sink a command's write-through uses: a simulator over HTTP and
+// an embedded NATS server.
+type pollRig struct {
+	client *rockety.Client
+	store  *publisher.StateStore
+	sink   publisher.EventSink
+	js     jetstream.JetStream
+	poller *poller.Poller
+}
+
+// newPollRig builds the rig; a non-nil wrap lists through the client it
+// is given.
+func newPollRig(t *testing.T, wrap *deleteAfterFirstPage) pollRig {
+	t.Helper()
+	s := lab.NewSim(t, sim.Options{Seed: 3, SeedItems: 5, Resources: []string{"tasks"}})
+	r := pollRig{client: lab.Serve(t, s, rockety.WithRateLimit(0))}
+	ns := natstest.Start(t)
+	nc := ns.Connect(t)
+	r.js, _ = jetstream.New(nc)
+	ctx := context.Background()
+	res, err := publisher.Provision(ctx, r.js, publisher.Config{Subjects: subjects, LeaseTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.store = publisher.NewStateStore(r.js, res.State)
+	pub, _ := publisher.NewPublisher(nc)
+	r.sink = publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: r.client.BaseURL()}
+	var lister poller.Lister = r.client
+	if wrap != nil {
+		wrap.Client = r.client
+		lister = wrap
+	}
+	r.poller, err = poller.New(poller.Config{Resource: "tasks", Interval: time.Second, InitialSync: poller.SyncBaseline, MaxDeleteRatio: 0.5},
+		poller.Deps{Lister: lister, Mirror: r.store, Checkpoints: publisher.NewCheckpoints(res.Checkpoints, res.State),
+			Sink: r.sink, Journal: publisher.NewJournal(r.js, subjects)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.poller.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // deleteAfterFirstPage lists like its client, and once, right after the
@@ -225,29 +250,9 @@ func (d *deleteAfterFirstPage) Pages(ctx context.Context, resource string, filte
 // the poll's listing is older than the delete and must not bring the item
 // back (a created event after the write-through's deleted).
 func TestCommandDeleteBetweenPageAndPublish(t *testing.T) {
-	s := lab.NewSim(t, sim.Options{Seed: 3, SeedItems: 5, Resources: []string{"tasks"}})
-	client := lab.Serve(t, s, rockety.WithRateLimit(0))
-	ns := natstest.Start(t)
-	nc := ns.Connect(t)
-	js, _ := jetstream.New(nc)
-	ctx := context.Background()
-	res, err := publisher.Provision(ctx, js, publisher.Config{Subjects: subjects, LeaseTTL: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := publisher.NewStateStore(js, res.State)
-	pub, _ := publisher.NewPublisher(nc)
-	sink := publisher.EventSink{Publisher: pub, Subjects: subjects, APIBaseURL: client.BaseURL()}
-	lister := &deleteAfterFirstPage{Client: client}
-	p, err := poller.New(poller.Config{Resource: "tasks", Interval: time.Second, InitialSync: poller.SyncBaseline, MaxDeleteRatio: 0.5},
-		poller.Deps{Lister: lister, Mirror: store, Checkpoints: publisher.NewCheckpoints(res.Checkpoints, res.State),
-			Sink: sink, Journal: publisher.NewJournal(js, subjects)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.RunOnce(ctx); err != nil {
-		t.Fatal(err)
-	}
+	lister := &deleteAfterFirstPage{}
+	r := newPollRig(t, lister)
+	ctx, client, store, sink, js, p := context.Background(), r.client, r.store, r.sink, r.js, r.poller
 	if _, err := client.Update(ctx, "tasks", "3", json.RawMessage(`{"title":"changed before the delete"}`)); err != nil {
 		t.Fatal(err)
 	}
