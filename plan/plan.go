@@ -26,14 +26,23 @@
 //	live A     listed, marked deleted,  Baseline      — (BRIDGE_INITIAL_SYNC=baseline) delete at r
 //	           first sync
 //	none/gone  gone                     Unchanged     —                               —
-//	rev ≠ r    gone, suspected at r     Stale         — (judged again next cycle)     —
+//	rev ≠ r    listed or gone, last     Stale         — (judged again next cycle)     —
+//	           known at r (a poll)
 //	rev r      replayed event of rev    Recovered     — (published before a stop)     its state at r
 //	           r+1 that fits the state
 //	other      replayed event           Unchanged     — (committed already, or        —
 //	                                                  superseded)
 //
+// A poll's observation may be older than the stored state: a command's
+// write-through can store a newer one between the page read and its
+// publish. Replaces says which revision the poll knew, and a stored
+// revision that moved on since makes the observation Stale: the next
+// cycle looks again, after the write, instead of undoing it (a delete
+// brought back, an update reverted).
+//
 // A command's successful write is an observation like a poll's: its
-// answer is a listed item, a delete is gone. After publishing, an event
+// answer is a listed item, a delete is gone, both newer than anything
+// stored (Answer), so no revision is checked. After publishing, an event
 // that JetStream drops as a duplicate may carry another state than ours
 // (a command's write-through raced a cycle): Adopt turns the write into
 // the state of the stored event, so the item's events stay one chain.
@@ -134,12 +143,15 @@ type Observation struct {
 	// ROCKETY_DELETED_FIELD is set, see MarkedDeleted). It is a delete of
 	// the last live state, from any kind of cycle.
 	MarkedDeleted bool
-	// Replaces is the revision a Gone item's delete replaces, the one it
-	// was last seen live at: a stored revision that moved on since then
-	// means someone else stored a newer state, which is judged again
-	// rather than deleted. 0 accepts any stored revision (a command's
-	// delete).
+	// Replaces is the revision the observer last knew the item at (the
+	// poller's index; 0 when it never knew the item): a stored revision
+	// that moved on since then means someone else stored a newer state,
+	// which this observation may predate, so it is judged again rather
+	// than published. Not checked for an Answer.
 	Replaces uint64
+	// Answer: the observation is the API's answer to a write of the
+	// bridge's own (a command), newer than anything stored.
+	Answer bool
 	// Event is the replayed event (Replayed).
 	Event events.Event
 }
@@ -185,13 +197,16 @@ func Decide(resource string, stored State, obs Observation, now time.Time) Decis
 }
 
 func listed(resource string, s State, obs Observation, now time.Time) Decision {
+	if stale(s, obs) {
+		return Decision{Outcome: Stale}
+	}
 	if obs.MarkedDeleted {
 		// The API keeps listing it, but for subscribers it is gone, like a
 		// confirmed 404; a later listing without the mark is a create.
 		if obs.Sync == FirstBaseline && s.Live() {
 			return Decision{Outcome: Baseline, Write: &Write{ID: s.ID, Replaces: s.Revision}}
 		}
-		return gone(resource, s, Observation{Kind: Gone}, now)
+		return gone(resource, s, Observation{Kind: Gone, Replaces: s.Revision}, now)
 	}
 	write := &Write{ID: s.ID, Value: obs.Value, Replaces: s.Revision}
 	live := s.Live()
@@ -227,7 +242,7 @@ func listed(resource string, s State, obs Observation, now time.Time) Decision {
 }
 
 func gone(resource string, s State, obs Observation, now time.Time) Decision {
-	if obs.Replaces != 0 && s.Revision != obs.Replaces {
+	if stale(s, obs) {
 		return Decision{Outcome: Stale}
 	}
 	if !s.Live() {
@@ -235,6 +250,12 @@ func gone(resource string, s State, obs Observation, now time.Time) Decision {
 	}
 	return Decision{Outcome: Deleted, Event: event(resource, events.OpDeleted, s, s.Value, nil, nil, now),
 		Write: &Write{ID: s.ID, Replaces: s.Revision}}
+}
+
+// stale reports whether someone else stored a state of the item after
+// the observer last knew it, so that the observation may predate it.
+func stale(s State, obs Observation) bool {
+	return !obs.Answer && s.Revision != obs.Replaces
 }
 
 // replayed finishes the commit of an event published before a stop: it is

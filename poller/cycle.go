@@ -363,16 +363,12 @@ func (c *cycle) publish(batch []Change) error {
 	writes := make([]plan.Write, 0, len(batch))
 	var n notes
 	for i, ch := range batch {
-		if p.synced && stored[i].Deleted && stored[i].Revision != ch.Replaces {
-			// Someone else (a command's write-through) deleted the item
-			// after the index last looked, maybe after this page was
-			// read: the listing may be older than the delete, and must
-			// not bring the item back. The index now has the delete; a
-			// later cycle that lists the item again creates it.
-			continue
-		}
 		marked := plan.MarkedDeleted(ch.Raw, p.cfg.DeletedField)
-		d := plan.Decide(p.cfg.Resource, stored[i], plan.Observation{Kind: plan.Listed, Value: ch.Raw, Sync: sync, MarkedDeleted: marked}, now)
+		d := plan.Decide(p.cfg.Resource, stored[i],
+			plan.Observation{Kind: plan.Listed, Value: ch.Raw, Sync: sync, MarkedDeleted: marked, Replaces: ch.Replaces}, now)
+		if d.Outcome == plan.Stale {
+			continue // the index has the newer state now; the next cycle judges the item against it
+		}
 		if marked {
 			n.tombstone(ch)
 			if d.Write == nil {

@@ -84,9 +84,10 @@ func (w WriteThrough) written(ctx context.Context, req consumer.Request, resp ro
 	if prev.err != nil {
 		return prev.err
 	}
-	obs := plan.Observation{Kind: plan.Listed, Value: resp.Item.Raw, MarkedDeleted: plan.MarkedDeleted(resp.Item.Raw, w.DeletedField)}
+	obs := plan.Observation{Kind: plan.Listed, Value: resp.Item.Raw, Answer: true,
+		MarkedDeleted: plan.MarkedDeleted(resp.Item.Raw, w.DeletedField)}
 	if req.Action == events.ActionDelete {
-		obs = plan.Observation{Kind: plan.Gone}
+		obs = plan.Observation{Kind: plan.Gone, Answer: true}
 	}
 	d := plan.Decide(req.Resource, prev.state, obs, time.Now())
 	if d.Event == nil {
