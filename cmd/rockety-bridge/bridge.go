@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -30,7 +31,7 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("BRIDGE_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: httpHandler(metrics, func() error { return (*readiness.Load())() }), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: httpHandler(metrics, func() error { return (*readiness.Load())() }, cfg.Pprof), ReadHeaderTimeout: 5 * time.Second}
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
@@ -193,8 +194,17 @@ func newClient(cfg Config, obs rockety.Observer) (*rockety.Client, error) {
 	return rockety.New(cfg.APIURL, opts...)
 }
 
-func httpHandler(m *app.Metrics, ready func() error) http.Handler {
+func httpHandler(m *app.Metrics, ready func() error, profiles bool) http.Handler {
 	mux := http.NewServeMux()
+	if profiles {
+		// Off by default: a profile shows item data in its labels and
+		// costs CPU while it is taken.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))

@@ -53,6 +53,7 @@ type env struct {
 	SubjectPrefix   string `envconfig:"BRIDGE_SUBJECT_PREFIX" default:"rockety" desc:"subject, stream and bucket prefix"`
 	DataDir         string `envconfig:"BRIDGE_DATA_DIR" default:"./data" desc:"embedded NATS storage"`
 	HTTPAddr        string `envconfig:"BRIDGE_HTTP_ADDR" default:":8080" desc:"/metrics, /healthz, /readyz"`
+	Pprof           string `envconfig:"BRIDGE_PPROF" default:"false" desc:"also serve Go's profiles at /debug/pprof/ on BRIDGE_HTTP_ADDR"`
 	InitialSync     string `envconfig:"BRIDGE_INITIAL_SYNC" default:"baseline" desc:"baseline or snapshot"`
 	MaxDeleteRatio  string `envconfig:"BRIDGE_MAX_DELETE_RATIO" default:"0.5" desc:"mass-delete guard"`
 	Commands        string `envconfig:"BRIDGE_COMMANDS" default:"true" desc:"run the command consumer"`
@@ -93,6 +94,7 @@ type Config struct {
 	Subjects         events.Subjects
 	DataDir          string
 	HTTPAddr         string
+	Pprof            bool
 	InitialSync      poller.InitialSync
 	MaxDeleteRatio   float64
 	Commands         bool
@@ -361,6 +363,7 @@ func (k *checker) bridge(e env, c *Config) {
 // commands: the consumer, what it allows, how many at once, how old.
 func (k *checker) commands(e env, c *Config) {
 	k.boolVar("BRIDGE_COMMANDS", e.Commands, &c.Commands)
+	k.boolVar("BRIDGE_PPROF", e.Pprof, &c.Pprof)
 	for _, pat := range strings.Split(e.CommandAllow, ",") {
 		pat = strings.TrimSpace(pat)
 		if pat == "" {
@@ -486,6 +489,7 @@ func printConfig(w io.Writer, c Config) {
 		{"NATS_USER", c.NATS.User}, {"NATS_PASSWORD", secret(c.NATS.Password)}, {"NATS_TOKEN", secret(c.NATS.Token)},
 		{"NATS_TLS_CA", c.NATS.TLSCA}, {"NATS_TLS_CERT", c.NATS.TLSCert}, {"NATS_TLS_KEY", c.NATS.TLSKey},
 		{"BRIDGE_SUBJECT_PREFIX", c.Subjects.Prefix()}, {"BRIDGE_DATA_DIR", c.DataDir}, {"BRIDGE_HTTP_ADDR", c.HTTPAddr},
+		{"BRIDGE_PPROF", strconv.FormatBool(c.Pprof)},
 		{"BRIDGE_INITIAL_SYNC", string(c.InitialSync)}, {"BRIDGE_MAX_DELETE_RATIO", strconv.FormatFloat(c.MaxDeleteRatio, 'f', -1, 64)},
 		{"BRIDGE_COMMANDS", strconv.FormatBool(c.Commands)}, {"BRIDGE_COMMAND_ALLOW", strings.Join(c.CommandAllow, ",")},
 		{"BRIDGE_COMMAND_CONCURRENCY", strconv.Itoa(c.CommandConc)},

@@ -82,7 +82,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("demo: -http-addr %s: %w", f.httpAddr, err)
 	}
-	stopHTTP := serve(httpLn, httpHandler(metrics, bridge.Ready))
+	stopHTTP := serve(httpLn, httpHandler(metrics, bridge.Ready, false))
 	defer stopHTTP()
 	subjects := events.MustSubjects(events.DefaultPrefix)
 	cmds, err := command.New(nc, subjects)

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rockety-io/rockety-bridge/internal/app"
 	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
@@ -283,5 +284,27 @@ func TestRunUntilGraceStopsWaitingForStuckWork(t *testing.T) {
 	}
 	if err := runUntilGrace(context.Background(), func(context.Context) error { return nil }, time.Hour); err != nil {
 		t.Errorf("work that returns: %v", err)
+	}
+}
+
+// TestProfilesOnlyWhenAsked: BRIDGE_PPROF adds Go's profiles to the
+// metrics port; without it they are not there.
+func TestProfilesOnlyWhenAsked(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		srv := httptest.NewServer(httpHandler(app.NewMetrics("test"), func() error { return nil }, on))
+		resp, err := http.Get(srv.URL + "/debug/pprof/goroutine?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		srv.Close()
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusOK
+		}
+		if resp.StatusCode != want || (on && !strings.Contains(string(body), "goroutine profile")) {
+			t.Errorf("BRIDGE_PPROF=%v: GET /debug/pprof/goroutine: %d %.80q, want %d", on, resp.StatusCode, body, want)
+		}
 	}
 }
