@@ -30,7 +30,10 @@ type cycle struct {
 	queued   []Change
 	queuedAt int64 // unix nanos of the oldest queued change
 	send     func([]Change) error
-	lastSeq  uint64
+	// drain, during a traversal, waits until every batch handed on is
+	// committed.
+	drain   func() error
+	lastSeq uint64
 
 	kind  Kind
 	start time.Time
@@ -133,11 +136,15 @@ func (c *cycle) catchUp() error {
 	since := filterTime(later(p.bookmark.Cursor, c.listedTo), p.cfg.Lookback)
 	c.stats.CatchUps++
 	// An item the catch-up lists may have a change queued from its page
-	// already: the two go in separate batches, and publish reads the
-	// mirror again, so the second is judged against the state the first
-	// stored.
+	// already: that one is committed first, so that the catch-up's is
+	// judged against the state it stored, not taken for someone else's.
 	if err := c.flush(); err != nil {
 		return err
+	}
+	if c.drain != nil {
+		if err := c.drain(); err != nil {
+			return err
+		}
 	}
 	var newest time.Time
 	listed := map[rockety.ID]bool{}
@@ -206,43 +213,21 @@ func (c *cycle) diff(items []rockety.Item, ownPage bool) error {
 	return c.add(changes)
 }
 
-// traverse reads every page and diffs it, while a background flusher
-// publishes and commits the changes found so far: fetching the next pages
-// never waits for JetStream. At most two batches are in the pipeline.
+// traverse reads every page and diffs it, while a pipeline publishes and
+// commits the changes found so far: fetching the next pages never waits
+// for JetStream.
 func (c *cycle) traverse() error {
 	p := c.p
 	res := p.cfg.Resource
-	batches := make(chan []Change, 1)
-	failed := make(chan struct{}) // closed when the flusher gives up
-	var flushErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for batch := range batches {
-			if flushErr != nil {
-				continue // drain: the traversal stops at its next page
-			}
-			if flushErr = c.publish(batch); flushErr != nil {
-				close(failed)
-			}
-		}
-	}()
-	c.send = func(batch []Change) error {
-		select {
-		case <-failed:
-			return flushErr
-		case batches <- batch:
-			return nil
-		}
-	}
+	pl := c.startPipeline()
+	c.send, c.drain = pl.send, pl.drain
 	finish := func(err error) error {
 		if len(c.queued) > 0 {
 			// What was seen is published even when the traversal failed.
 			_ = c.send(c.queued)
 		}
-		c.queued, c.send = nil, nil
-		close(batches)
-		<-done
+		c.queued, c.send, c.drain = nil, nil, nil
+		flushErr := pl.close()
 		if err != nil && errors.Is(err, flushErr) {
 			return err
 		}
@@ -322,6 +307,24 @@ func (c *cycle) flush() error {
 // publish decides the event and the write of each change in batch,
 // publishes the events and commits the writes of those acknowledged.
 func (c *cycle) publish(batch []Change) error {
+	d, err := c.prepare(batch)
+	if err != nil {
+		return err
+	}
+	return c.publishAndCommit(d.out, d.writes, &d.notes)
+}
+
+// decided is a batch whose events and writes are decided.
+type decided struct {
+	ids    []string // in the pipeline: what the batch holds
+	out    []plan.Outgoing
+	writes []plan.Write
+	notes  notes
+}
+
+// prepare reads the mirror's state of each change in batch and decides its
+// event and write.
+func (c *cycle) prepare(batch []Change) (decided, error) {
 	p := c.p
 	batch = lastOfEach(batch)
 	sync := plan.Live
@@ -342,7 +345,7 @@ func (c *cycle) publish(batch []Change) error {
 		}
 		var err error
 		if stored, err = p.deps.Mirror.Lookup(c.ctx, p.cfg.Resource, ids); err != nil {
-			return err
+			return decided{}, err
 		}
 		p.mu.Lock()
 		for i, s := range stored {
@@ -387,7 +390,7 @@ func (c *cycle) publish(batch []Change) error {
 			writes = append(writes, *d.Write)
 		}
 	}
-	return c.publishAndCommit(out, writes, &n)
+	return decided{out: out, writes: writes, notes: n}, nil
 }
 
 // notes are what a batch's commit needs to know beyond its writes.
@@ -418,11 +421,18 @@ func (n *notes) tombstone(ch Change) {
 // its write; writes without an event (silent ones) are committed as well.
 // Writes are matched to events by item id.
 func (c *cycle) publishAndCommit(out []plan.Outgoing, writes []plan.Write, n *notes) error {
-	if n == nil {
-		n = &notes{}
-	}
+	toCommit, err := c.deliver(out, writes, n)
+	return errors.Join(err, c.commit(toCommit, n.tombstones))
+}
+
+// deliver publishes out and returns the writes to commit: those of the
+// events acknowledged (turned into the stored event's state where
+// JetStream dropped ours as a duplicate), and those without an event. What
+// was acknowledged is to be committed even when part of the batch was not:
+// the event is out, and its state must follow.
+func (c *cycle) deliver(out []plan.Outgoing, writes []plan.Write, n *notes) ([]plan.Write, error) {
 	if err := c.p.checkLease(); err != nil {
-		return err
+		return nil, err
 	}
 	acked := make(map[string]bool, len(out))
 	var dups map[string]uint64 // id -> sequence of the event stored before
@@ -463,9 +473,7 @@ func (c *cycle) publishAndCommit(out []plan.Outgoing, writes []plan.Write, n *no
 		}
 		toCommit = append(toCommit, w)
 	}
-	// Commit what was acknowledged even when part of the batch was not:
-	// the event is out, and its state must follow.
-	return errors.Join(pubErr, errors.Join(dupErrs...), c.commit(toCommit, n.tombstones))
+	return toCommit, errors.Join(pubErr, errors.Join(dupErrs...))
 }
 
 // storedState turns w into the state of the event stored at seq, for an
@@ -696,7 +704,7 @@ func (c *cycle) publishDeletes(gone []Suspect) error {
 		out = append(out, *d.Event)
 		writes = append(writes, *d.Write)
 	}
-	return c.publishAndCommit(out, writes, nil)
+	return c.publishAndCommit(out, writes, &notes{})
 }
 
 // lastOfEach keeps, of changes to one item, the last: two decided against
