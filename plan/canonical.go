@@ -211,39 +211,100 @@ func skipScalar(b []byte, i int) int {
 // and formatting inside a field never make it differ.
 func ChangedFields(before, after []byte) ([]string, error) {
 	hs := newHasher()
-	var b, a map[string]json.RawMessage
-	if err := json.Unmarshal(before, &b); err != nil {
+	b, err := hs.members(before)
+	if err != nil {
 		return nil, fmt.Errorf("before: %w", err)
 	}
-	if err := json.Unmarshal(after, &a); err != nil {
+	a, err := hs.members(after)
+	if err != nil {
 		return nil, fmt.Errorf("after: %w", err)
 	}
 	var changed []string
-	for k, bv := range b {
-		av, ok := a[k]
-		if !ok {
-			changed = append(changed, k)
+	i, j := 0, 0
+	for i < len(b) || j < len(a) {
+		switch {
+		case j == len(a) || (i < len(b) && bytes.Compare(b[i].key, a[j].key) < 0):
+			changed = append(changed, string(b[i].key))
+			i++
+		case i == len(b) || bytes.Compare(b[i].key, a[j].key) > 0:
+			changed = append(changed, string(a[j].key))
+			j++
+		default:
+			if b[i].hash != a[j].hash {
+				changed = append(changed, string(b[i].key))
+			}
+			i++
+			j++
+		}
+	}
+	return changed, nil
+}
+
+// member is a top-level field of an object: its name, unescaped, and the
+// hash of its value's canonical JSON.
+type member struct {
+	key  []byte
+	hash uint64
+}
+
+// members reads the top-level fields of the object raw, sorted by name. A
+// name written twice counts once, with its last value, as every JSON
+// decoder into a map reads it.
+func (hs *hasher) members(raw []byte) ([]member, error) {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return nil, fmt.Errorf("plan: not a JSON object")
+	}
+	ms := make([]member, 0, 16)
+	i = skipSpace(raw, i+1)
+	if i < len(raw) && raw[i] == '}' {
+		i++
+	} else {
+		for {
+			if i >= len(raw) || raw[i] != '"' {
+				return nil, fmt.Errorf("plan: JSON object key expected")
+			}
+			keyEnd, plain := scanString(raw, i)
+			key, err := unquote(raw[i:keyEnd], plain)
+			if err != nil {
+				return nil, err
+			}
+			i = skipSpace(raw, keyEnd)
+			if i >= len(raw) || raw[i] != ':' {
+				return nil, fmt.Errorf("plan: JSON object colon expected")
+			}
+			h, end, err := hs.value(raw, skipSpace(raw, i+1))
+			if err != nil {
+				return nil, err
+			}
+			ms = append(ms, member{key: key, hash: h})
+			i = skipSpace(raw, end)
+			if i >= len(raw) {
+				return nil, fmt.Errorf("plan: JSON object cut short")
+			}
+			if raw[i] == '}' {
+				i++
+				break
+			}
+			if raw[i] != ',' {
+				return nil, fmt.Errorf("plan: JSON object comma expected")
+			}
+			i = skipSpace(raw, i+1)
+		}
+	}
+	if skipSpace(raw, i) != len(raw) {
+		return nil, fmt.Errorf("plan: trailing data after JSON value")
+	}
+	slices.SortStableFunc(ms, func(x, y member) int { return bytes.Compare(x.key, y.key) })
+	out := ms[:0]
+	for _, m := range ms {
+		if n := len(out); n > 0 && bytes.Equal(out[n-1].key, m.key) {
+			out[n-1] = m
 			continue
 		}
-		bh, err := hs.Sum(bv)
-		if err != nil {
-			return nil, err
-		}
-		ah, err := hs.Sum(av)
-		if err != nil {
-			return nil, err
-		}
-		if ah != bh {
-			changed = append(changed, k)
-		}
+		out = append(out, m)
 	}
-	for k := range a {
-		if _, ok := b[k]; !ok {
-			changed = append(changed, k)
-		}
-	}
-	slices.Sort(changed)
-	return changed, nil
+	return out, nil
 }
 
 // Field returns the value of item's top-level field name as it is written,

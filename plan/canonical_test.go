@@ -85,6 +85,46 @@ func FuzzCanonicalHash(f *testing.F) {
 	})
 }
 
+// FuzzChangedFields holds ChangedFields, which reads each object once, to
+// the plain reading: both objects decoded by encoding/json into maps, each
+// field's value compared by its canonical hash.
+func FuzzChangedFields(f *testing.F) {
+	f.Add([]byte(`{"a":1,"b":{"x":1,"y":2},"c":"s"}`), []byte(`{"b":{"y":2,"x":1},"a":2,"d":null}`))
+	f.Add([]byte(`{"a":1,"a":2}`), []byte(`{"a":2,"\u0061":3}`))
+	f.Fuzz(func(t *testing.T, before, after []byte) {
+		got, err := ChangedFields(before, after)
+		var b, a map[string]json.RawMessage
+		if json.Unmarshal(before, &b) != nil || json.Unmarshal(after, &a) != nil || b == nil || a == nil {
+			return // only "no panic" is promised for anything but two objects
+		}
+		if err != nil {
+			t.Fatalf("ChangedFields(%s, %s): %v", before, after, err)
+		}
+		var want []string
+		for k, bv := range b {
+			av, ok := a[k]
+			if !ok {
+				want = append(want, k)
+				continue
+			}
+			bh, _ := Hash(bv)
+			ah, _ := Hash(av)
+			if ah != bh {
+				want = append(want, k)
+			}
+		}
+		for k := range a {
+			if _, ok := b[k]; !ok {
+				want = append(want, k)
+			}
+		}
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("ChangedFields(%s, %s) = %q; decoded into maps: %q", before, after, got, want)
+		}
+	})
+}
+
 // hasDuplicateKeys reports objects with a repeated key, which encoding/json
 // collapses and the hasher keeps.
 func hasDuplicateKeys(raw []byte) bool {
@@ -148,6 +188,13 @@ func TestChangedFields(t *testing.T) {
 		{name: "changed, added and removed", before: `{"a":1,"b":2,"c":3}`, after: `{"a":1,"b":5,"d":4}`, want: []string{"b", "c", "d"}},
 		{name: "nested change names the top field", before: `{"a":{"x":[1,2]}}`, after: `{"a":{"x":[2,1]}}`, want: []string{"a"}},
 		{name: "null is a value", before: `{"a":null}`, after: `{}`, want: []string{"a"}},
+		{name: "a name written twice counts with its last value", before: `{"a":1,"a":2}`, after: `{"a":2}`},
+		{name: "escaped names are their text", before: `{"a\u0062":1,"\u00e9":2}`, after: `{"ab":1,"é":3}`, want: []string{"é"}},
+		{name: "whitespace everywhere", before: " {\n \"a\" : 1 ,\t\"b\":[ 1 ] } ", after: `{"b":[1],"a":2}`, want: []string{"a"}},
+		{name: "empty objects", before: `{}`, after: `{ }`},
+		{name: "trailing data", before: `{"a":1}x`, after: `{}`, wantErr: true},
+		{name: "missing colon", before: `{"a" 1}`, after: `{}`, wantErr: true},
+		{name: "not JSON", before: `garbage`, after: `{}`, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,4 +204,38 @@ func TestChangedFields(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkChangedFields puts ChangedFields beside the plain reading it
+// replaced (both objects decoded into maps by encoding/json, each value
+// hashed), on a task of the simulator's shape with one field changed.
+func BenchmarkChangedFields(b *testing.B) {
+	before := []byte(`{"id":4242,"project_id":17,"title":"Write the quarterly report","status":"open","priority":"high","assignee_id":31,"labels":["finance","q4"],"due_on":"2026-12-15","estimate_hours":6.5,"description":"Collect the numbers from every team and write them up.","created_at":"2026-11-01T09:12:44Z","updated_at":"2026-11-30T17:03:09Z"}`)
+	after := bytes.Replace(before, []byte(`"open"`), []byte(`"done"`), 1)
+	b.Run("ours", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ChangedFields(before, after); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decoded", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var x, y map[string]json.RawMessage
+			if json.Unmarshal(before, &x) != nil || json.Unmarshal(after, &y) != nil {
+				b.Fatal("bad JSON")
+			}
+			var changed []string
+			for k, v := range x {
+				h1, _ := Hash(v)
+				h2, _ := Hash(y[k])
+				if h1 != h2 {
+					changed = append(changed, k)
+				}
+			}
+			slices.Sort(changed)
+		}
+	})
 }
