@@ -53,7 +53,7 @@ func NewMsg(subjects Subjects, apiBaseURL, id string, e Event) (*nats.Msg, error
 		return nil, fmt.Errorf("%w: event needs a valid op, an item id and an event id (op %q, id %q, event id %q)",
 			ErrMalformed, e.Op, e.ID, id)
 	}
-	body, err := EncodeJSON(e)
+	body, err := encodeEvent(e)
 	if err != nil {
 		return nil, fmt.Errorf("events: encoding %s %s %s: %w", e.Resource, e.Op, e.ID, err)
 	}
