@@ -437,6 +437,7 @@ func (c *cycle) deliver(out []plan.Outgoing, writes []plan.Write, n *notes) ([]p
 	acked := make(map[string]bool, len(out))
 	var dups map[string]uint64 // id -> sequence of the event stored before
 	var pubErr error
+	var stored []uint64 // where JetStream stored our events
 	if len(out) > 0 {
 		pubErr = c.p.deps.Sink.Publish(c.ctx, out, func(i int, ack plan.Ack) {
 			acked[out[i].Event.ID] = true
@@ -448,11 +449,15 @@ func (c *cycle) deliver(out []plan.Outgoing, writes []plan.Write, n *notes) ([]p
 				dups[out[i].Event.ID] = ack.Seq
 				return
 			}
+			stored = append(stored, ack.Seq)
 			c.count(out[i].Event.Op)
 			if n.missed[out[i].Event.ID] {
 				c.stats.Missed++
 			}
 		})
+		c.p.mu.Lock()
+		c.p.published = append(c.p.published, stored...)
+		c.p.mu.Unlock()
 	}
 	hasEvent := make(map[string]bool, len(out))
 	for _, o := range out {
@@ -579,7 +584,14 @@ func (c *cycle) learnOthers() error {
 	var unknown []string
 	asked := map[string]bool{}
 	last := p.othersFrom
-	_, err := p.deps.Journal.Replay(c.ctx, p.cfg.Resource, p.othersFrom, 0, func(seq uint64, e events.Event) error {
+	p.mu.Lock()
+	own := slices.Clone(p.published)
+	p.mu.Unlock()
+	slices.Sort(own)
+	if len(own) > 0 {
+		last = max(last, own[len(own)-1])
+	}
+	err := p.deps.Journal.ReplayOthers(c.ctx, p.cfg.Resource, p.othersFrom, own, func(seq uint64, e events.Event) error {
 		last = max(last, seq)
 		if asked[e.ID] {
 			return nil
@@ -610,7 +622,10 @@ func (c *cycle) learnOthers() error {
 		}
 		p.mu.Unlock()
 	}
+	p.mu.Lock()
 	p.othersFrom = last
+	p.published = slices.DeleteFunc(p.published, func(seq uint64) bool { return seq <= last })
+	p.mu.Unlock()
 	return nil
 }
 

@@ -64,6 +64,10 @@ type Journal interface {
 	// Replay reads the events of resource stored after afterSeq, and
 	// those stored up to lookback before it.
 	Replay(ctx context.Context, resource string, afterSeq uint64, lookback time.Duration, fn func(seq uint64, e events.Event) error) (skipped int, err error)
+	// ReplayOthers is Replay without lookback, leaving out the events at
+	// the sequences in own (sorted), and reading nothing when there are
+	// no others.
+	ReplayOthers(ctx context.Context, resource string, afterSeq uint64, own []uint64, fn func(seq uint64, e events.Event) error) error
 	Event(ctx context.Context, seq uint64) (events.Event, error)
 	// Latest reads the last event of op stored for one item.
 	Latest(ctx context.Context, resource, id string, op events.Op) (e events.Event, found bool, err error)
@@ -219,6 +223,9 @@ type Poller struct {
 	// others (a command's write-through, on any replica) were looked at
 	// for items the index does not know.
 	othersFrom uint64
+	// published are the events-stream sequences of the events this
+	// poller stored after othersFrom: learnOthers need not read them.
+	published []uint64
 
 	leaseMu    sync.Mutex
 	leaseUntil time.Time

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -96,12 +97,26 @@ func (j *Journal) latest(ctx context.Context, resource, id string, op events.Op)
 // replayBatch is how many events one pull of a replay asks for.
 const replayBatch = 1000
 
+// ReplayOthers calls fn, in stream order, for every change event of
+// resource stored after afterSeq but those at the sequences in own
+// (sorted): the caller's own, which it knows. When the stream holds no
+// other, it reads none: a full traversal after a mass update asks only
+// for the few events a command's write-through published.
+func (j *Journal) ReplayOthers(ctx context.Context, resource string, afterSeq uint64, own []uint64, fn func(seq uint64, e events.Event) error) error {
+	_, err := j.replay(ctx, resource, afterSeq, 0, own, fn)
+	return err
+}
+
 // Replay calls fn for every change event of resource stored after sequence
 // afterSeq, and for those stored up to lookback before it (0: none), in
 // stream order, up to the last one stored when Replay began.
 // Messages that are not valid change events are skipped: the stream is
 // shared, and one bad message must not stop a bridge from starting.
 func (j *Journal) Replay(ctx context.Context, resource string, afterSeq uint64, lookback time.Duration, fn func(seq uint64, e events.Event) error) (skipped int, err error) {
+	return j.replay(ctx, resource, afterSeq, lookback, nil, fn)
+}
+
+func (j *Journal) replay(ctx context.Context, resource string, afterSeq uint64, lookback time.Duration, own []uint64, fn func(seq uint64, e events.Event) error) (skipped int, err error) {
 	st, err := j.eventsStream(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("publisher: replaying %s events: %w", resource, err)
@@ -146,6 +161,22 @@ func (j *Journal) Replay(ctx context.Context, resource string, afterSeq uint64, 
 	if ci.NumPending == 0 {
 		return 0, nil
 	}
+	isOwn := func(seq uint64) bool {
+		_, found := slices.BinarySearch(own, seq)
+		return found
+	}
+	if len(own) > 0 && lookback == 0 {
+		// Every event from the consumer's start up to the last one is the
+		// caller's: nothing to read.
+		from, _ := slices.BinarySearch(own, max(afterSeq+1, info.State.FirstSeq))
+		to, found := slices.BinarySearch(own, last)
+		if found {
+			to++
+		}
+		if uint64(to-from) == ci.NumPending {
+			return 0, nil
+		}
+	}
 	// Fetched in batches: one pull per event made a replay of 100,000
 	// events take 30 s (a start after a mass update, or the full
 	// traversal that follows it).
@@ -164,10 +195,12 @@ func (j *Journal) Replay(ctx context.Context, resource string, afterSeq uint64, 
 			if meta.Sequence.Stream > last {
 				return skipped, nil
 			}
-			if e, _, err := events.DecodeStream(msg); err != nil || e.Resource != resource {
-				skipped++
-			} else if err := fn(meta.Sequence.Stream, e); err != nil {
-				return skipped, err
+			if !isOwn(meta.Sequence.Stream) { // the caller's own are known already
+				if e, _, err := events.DecodeStream(msg); err != nil || e.Resource != resource {
+					skipped++
+				} else if err := fn(meta.Sequence.Stream, e); err != nil {
+					return skipped, err
+				}
 			}
 			if meta.NumPending == 0 || meta.Sequence.Stream >= last {
 				return skipped, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -282,5 +283,50 @@ func TestPublishReportsWhatWasNotAcknowledged(t *testing.T) {
 	}
 	if rec.count() != 0 {
 		t.Errorf("%d messages reported acknowledged with the server down", rec.count())
+	}
+}
+
+// TestReplayOthers: the events at the caller's own sequences are left
+// out, and with none other in the range nothing is read at all.
+func TestReplayOthers(t *testing.T) {
+	ctx := context.Background()
+	_, _, js, _ := setup(t)
+	var seqs []uint64
+	for _, m := range eventMsgs(t, 6, "r") {
+		ack, err := js.PublishMsg(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, ack.Sequence)
+	}
+	j := publisher.NewJournal(js, subjects)
+	replay := func(after uint64, own []uint64) []string {
+		var got []string
+		if err := j.ReplayOthers(ctx, "tasks", after, own, func(_ uint64, e events.Event) error {
+			got = append(got, e.ID)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	tests := []struct {
+		name  string
+		after uint64
+		own   []uint64
+		want  []string
+	}{
+		{"nothing own: every event after the start", seqs[1], nil, []string{"r-2", "r-3", "r-4", "r-5"}},
+		{"some own: the others", seqs[1], []uint64{seqs[2], seqs[4]}, []string{"r-3", "r-5"}},
+		{"all own: none", seqs[1], seqs[2:], nil},
+		{"own before the start do not count", seqs[3], seqs, nil},
+		{"own that are not in the stream do not hide others", seqs[3], []uint64{seqs[4], seqs[5] + 100}, []string{"r-5"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := replay(tt.after, tt.own); !slices.Equal(got, tt.want) {
+				t.Errorf("replayed %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
