@@ -65,7 +65,13 @@ type Index struct {
 	nums     map[uint64]entry
 	strs     map[string]entry
 	live     int
+	// expected is how many ids a load announced: the slice grows to that
+	// at once instead of doubling up to it, which would hold it twice.
+	expected int
 }
+
+// Expect says that about n ids are coming (a load from the mirror).
+func (ix *Index) Expect(n int) { ix.expected = n }
 
 // NewIndex returns an empty index sized for n items.
 func NewIndex(n int) *Index {
@@ -132,12 +138,12 @@ func (ix *Index) put(id string, e entry) {
 // stays at least half full (or within the slack), and moves the ids it now
 // covers out of the map. It reports whether n fits.
 func (ix *Index) growDense(n uint64) bool {
-	limit := 2*uint64(ix.denseLen+len(ix.nums)+1) + denseSlack
+	limit := 2*uint64(max(ix.denseLen+len(ix.nums)+1, ix.expected)) + denseSlack
 	if n >= limit {
 		return false
 	}
 	// Doubling keeps the copies few; the limit keeps the slice half full.
-	size := max(n+1, min(max(2*uint64(len(ix.dense)), denseSlack), limit))
+	size := max(n+1, min(max(2*uint64(len(ix.dense)), denseSlack, uint64(ix.expected)+denseSlack), limit))
 	if size <= uint64(cap(ix.dense)) {
 		ix.dense = ix.dense[:size]
 	} else {

@@ -284,3 +284,27 @@ func TestIndexAgainstAMap(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexExpectGrowsOnce: a load that announces its size grows the
+// slice once, to that size, rather than doubling up to it (which holds
+// the old and the new slice at once).
+func TestIndexExpectGrowsOnce(t *testing.T) {
+	const n = 100_000
+	ix := NewIndex(16)
+	ix.Expect(n)
+	var caps []int
+	for id := 1; id <= n; id++ {
+		ix.Load(strconv.Itoa(id), 1, 1, uint64(id), false)
+		if c := cap(ix.dense); len(caps) == 0 || caps[len(caps)-1] != c {
+			caps = append(caps, c)
+		}
+	}
+	if len(caps) != 1 || caps[0] < n+1 || ix.Len() != n {
+		t.Errorf("the slice's capacity went %v over %d ids (%d held); want one size of at least %d", caps, n, ix.Len(), n+1)
+	}
+	// Ids far beyond the announced count still go to the map.
+	ix.Load(strconv.Itoa(10*n), 1, 1, 1, false)
+	if _, inMap := ix.nums[10*n]; !inMap {
+		t.Error("an id ten times beyond the others did not go to the map")
+	}
+}

@@ -33,7 +33,7 @@ type Lister interface {
 // poller's snapshot.
 type Mirror interface {
 	// Load streams every stored item of resource, deleted ones included.
-	Load(ctx context.Context, resource string, fn func(plan.State) error) error
+	Load(ctx context.Context, resource string, expect func(n int), fn func(plan.State) error) error
 	// Lookup reads the stored state of ids, in order.
 	Lookup(ctx context.Context, resource string, ids []string) ([]plan.State, error)
 	// Commit applies writes with compare-and-set; outcomes in order.
@@ -382,7 +382,9 @@ func (p *Poller) load(ctx context.Context) error {
 	}
 	seq := b.Checkpoint
 	ix := NewIndex(1024)
-	err = p.deps.Mirror.Load(ctx, res, func(s plan.State) error {
+	// Sized once: grown by doubling, the index of a million items would
+	// briefly be held twice.
+	err = p.deps.Mirror.Load(ctx, res, ix.Expect, func(s plan.State) error {
 		if s.Deleted {
 			ix.Load(s.ID, 0, 0, s.Revision, true)
 			return nil

@@ -142,7 +142,7 @@ func BenchmarkLoadState(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		loaded := 0
-		if err := store.Load(ctx, "tasks", func(e plan.State) error {
+		if err := store.Load(ctx, "tasks", nil, func(e plan.State) error {
 			loaded++
 			return nil
 		}); err != nil {

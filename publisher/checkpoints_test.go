@@ -62,7 +62,7 @@ func TestCheckpointsLiveApartFromTheMirror(t *testing.T) {
 	// The mirror holds items only.
 	store := publisher.NewStateStore(js, res.State)
 	n := 0
-	if err := store.Load(ctx, "tasks", func(plan.State) error { n++; return nil }); err != nil || n != 0 {
+	if err := store.Load(ctx, "tasks", nil, func(plan.State) error { n++; return nil }); err != nil || n != 0 {
 		t.Errorf("mirror: %d entries, %v", n, err)
 	}
 	keys, err := res.State.ListKeys(ctx)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,43 +52,86 @@ func NewStateStore(js jetstream.JetStream, kv jetstream.KeyValue) *StateStore {
 
 // Load streams the state of every item of resource to fn, deleted ones
 // included (as tombstones, so a re-created id continues its revisions).
-// It reads the bucket with one watcher, not one request per key.
-func (s *StateStore) Load(ctx context.Context, resource string, fn func(plan.State) error) error {
+// expect, when not nil, is told first how many entries follow, so that the
+// caller can size what it fills once rather than grow it.
+//
+// It pulls the bucket in batches of loadBatch through one consumer: the
+// server never runs more than a batch ahead, so a start holds a batch of
+// values at a time, not the tens of megabytes a push watcher let pile up
+// in the client at a million items.
+func (s *StateStore) Load(ctx context.Context, resource string, expect func(n int), fn func(plan.State) error) error {
 	if err := events.ValidResource(resource); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := s.kv.Watch(ctx, resource+".>")
+	fail := func(err error) error { return fmt.Errorf("publisher: loading %s state: %w", resource, err) }
+	stream, err := s.bucketStream(ctx)
 	if err != nil {
-		return fmt.Errorf("publisher: loading %s state: %w", resource, err)
+		return fail(err)
 	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("publisher: loading %s state: %w", resource, context.Cause(ctx))
-		case kve, ok := <-w.Updates():
-			if !ok {
-				return fmt.Errorf("publisher: loading %s state: the watcher stopped", resource)
-			}
-			if kve == nil { // the initial values are all delivered
-				return nil
-			}
-			_, id, err := events.ParseStateKey(kve.Key())
+	prefix := "$KV." + s.bucket + "."
+	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		Description:   "rockety-bridge load of " + resource,
+		FilterSubject: prefix + resource + ".>",
+		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		AckPolicy:     jetstream.AckNonePolicy,
+		// Cleaned up by the server even if this process dies mid-load.
+		InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	defer func() { _ = stream.DeleteConsumer(context.WithoutCancel(ctx), cons.CachedInfo().Name) }()
+	pending := cons.CachedInfo().NumPending
+	if expect != nil {
+		expect(int(pending))
+	}
+	for pending > 0 {
+		if err := ctx.Err(); err != nil {
+			return fail(context.Cause(ctx))
+		}
+		batch, err := cons.Fetch(loadBatch, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			return fail(err)
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			meta, err := msg.Metadata()
 			if err != nil {
-				return fmt.Errorf("publisher: loading %s state: %w", resource, err)
+				return fail(err)
 			}
-			e := plan.State{ID: id, Revision: kve.Revision(), Deleted: kve.Operation() != jetstream.KeyValuePut}
-			if !e.Deleted {
-				e.Value = kve.Value()
+			_, id, err := events.ParseStateKey(strings.TrimPrefix(msg.Subject(), prefix))
+			if err != nil {
+				return fail(err)
+			}
+			e := plan.State{ID: id, Revision: meta.Sequence.Stream}
+			switch msg.Headers().Get("KV-Operation") {
+			case "DEL", "PURGE":
+				e.Deleted = true
+			default:
+				e.Value = msg.Data()
 			}
 			if err := fn(e); err != nil {
 				return err
 			}
+			if meta.NumPending == 0 {
+				// The pull stays open until it expires: not waited for.
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return fail(err)
+		}
+		if got == 0 {
+			return fail(fmt.Errorf("no entries arrived within 10s though %d were pending", pending))
 		}
 	}
+	return nil
 }
+
+// loadBatch is how many entries one pull of a load asks for: about a
+// megabyte of values.
+const loadBatch = 1000
 
 func (s *StateStore) writeError(verb, resource, id string, lastRevision uint64, err error) error {
 	var apiErr *jetstream.APIError

@@ -71,7 +71,7 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 
 	var loaded []plan.State
-	if err := store.Load(ctx, "tasks", func(e plan.State) error {
+	if err := store.Load(ctx, "tasks", nil, func(e plan.State) error {
 		e.Value = append([]byte(nil), e.Value...)
 		loaded = append(loaded, e)
 		return nil
@@ -106,11 +106,11 @@ func TestStateRoundTrip(t *testing.T) {
 
 	// An empty resource loads nothing, quickly.
 	n := 0
-	if err := store.Load(ctx, "projects", func(plan.State) error { n++; return nil }); err != nil || n != 0 {
+	if err := store.Load(ctx, "projects", nil, func(plan.State) error { n++; return nil }); err != nil || n != 0 {
 		t.Errorf("empty load: %d entries, %v", n, err)
 	}
 	stop := errors.New("stop")
-	if err := store.Load(ctx, "tasks", func(plan.State) error { return stop }); !errors.Is(err, stop) {
+	if err := store.Load(ctx, "tasks", nil, func(plan.State) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("load err = %v, want the callback's error", err)
 	}
 }
@@ -284,7 +284,7 @@ func TestLookupCommitAndCheckpoint(t *testing.T) {
 	}
 
 	n := 0
-	if err := store.Load(ctx, "tasks", func(plan.State) error { n++; return nil }); err != nil || n != 600 {
+	if err := store.Load(ctx, "tasks", nil, func(plan.State) error { n++; return nil }); err != nil || n != 600 {
 		t.Errorf("load: %d entries, %v; want 600", n, err)
 	}
 }
