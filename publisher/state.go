@@ -55,10 +55,9 @@ func NewStateStore(js jetstream.JetStream, kv jetstream.KeyValue) *StateStore {
 // expect, when not nil, is told first how many entries follow, so that the
 // caller can size what it fills once rather than grow it.
 //
-// It pulls the bucket in batches of loadBatch through one consumer: the
-// server never runs more than a batch ahead, so a start holds a batch of
-// values at a time, not the tens of megabytes a push watcher let pile up
-// in the client at a million items.
+// It pulls the bucket through one consumer, at most loadBatch entries
+// ahead of fn: a push watcher let the server run ahead and tens of
+// megabytes of values pile up in the client at a million items.
 func (s *StateStore) Load(ctx context.Context, resource string, expect func(n int), fn func(plan.State) error) error {
 	if err := events.ValidResource(resource); err != nil {
 		return err
@@ -85,53 +84,53 @@ func (s *StateStore) Load(ctx context.Context, resource string, expect func(n in
 	if expect != nil {
 		expect(int(pending))
 	}
-	for pending > 0 {
-		if err := ctx.Err(); err != nil {
-			return fail(context.Cause(ctx))
+	if pending == 0 {
+		return nil
+	}
+	// The iterator asks for the next batch while the last is read, so the
+	// load never waits on a round trip, and holds at most loadBatch.
+	it, err := cons.Messages(jetstream.PullMaxMessages(loadBatch))
+	if err != nil {
+		return fail(err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return fail(context.Cause(ctx))
+			}
+			return fail(err)
 		}
-		batch, err := cons.Fetch(loadBatch, jetstream.FetchMaxWait(10*time.Second))
+		meta, err := msg.Metadata()
 		if err != nil {
 			return fail(err)
 		}
-		got := 0
-		for msg := range batch.Messages() {
-			got++
-			meta, err := msg.Metadata()
-			if err != nil {
-				return fail(err)
-			}
-			_, id, err := events.ParseStateKey(strings.TrimPrefix(msg.Subject(), prefix))
-			if err != nil {
-				return fail(err)
-			}
-			e := plan.State{ID: id, Revision: meta.Sequence.Stream}
-			switch msg.Headers().Get("KV-Operation") {
-			case "DEL", "PURGE":
-				e.Deleted = true
-			default:
-				e.Value = msg.Data()
-			}
-			if err := fn(e); err != nil {
-				return err
-			}
-			if meta.NumPending == 0 {
-				// The pull stays open until it expires: not waited for.
-				return nil
-			}
-		}
-		if err := batch.Error(); err != nil {
+		_, id, err := events.ParseStateKey(strings.TrimPrefix(msg.Subject(), prefix))
+		if err != nil {
 			return fail(err)
 		}
-		if got == 0 {
-			return fail(fmt.Errorf("no entries arrived within 10s though %d were pending", pending))
+		e := plan.State{ID: id, Revision: meta.Sequence.Stream}
+		switch msg.Headers().Get("KV-Operation") {
+		case "DEL", "PURGE":
+			e.Deleted = true
+		default:
+			e.Value = msg.Data()
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+		if meta.NumPending == 0 {
+			return nil
 		}
 	}
-	return nil
 }
 
-// loadBatch is how many entries one pull of a load asks for: about a
-// megabyte of values.
-const loadBatch = 1000
+// loadBatch bounds the entries a load holds at once: about two megabytes
+// of values.
+const loadBatch = 2000
 
 func (s *StateStore) writeError(verb, resource, id string, lastRevision uint64, err error) error {
 	var apiErr *jetstream.APIError
