@@ -62,7 +62,7 @@ func DecodePage(body []byte, resource string) (PageBody, error) {
 	out := PageBody{Meta: Meta{Page: -1, PerPage: -1, Total: -1, Pages: -1}}
 	// One validating pass up front lets the splitting below stay a cheap
 	// scan that never has to handle broken input.
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		var v any
 		err := json.Unmarshal(body, &v)
 		return out, fmt.Errorf("%w: %w", ErrDecode, err)
