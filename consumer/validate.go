@@ -115,6 +115,6 @@ func originalCommand(body []byte) json.RawMessage {
 	if len(body) > 0 && json.Valid(body) {
 		return json.RawMessage(body)
 	}
-	b, _ := json.Marshal(string(body))
+	b, _ := events.EncodeJSON(string(body)) // "<b>" stays "<b>", not "\u003cb\u003e"
 	return b
 }

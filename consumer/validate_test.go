@@ -72,6 +72,9 @@ func TestOriginalCommand(t *testing.T) {
 	if got := string(originalCommand([]byte(`{"id":`))); got != `"{\"id\":"` {
 		t.Errorf("broken body kept as %s", got)
 	}
+	if got := string(originalCommand([]byte(`<b>x</b> & {`))); got != `"<b>x</b> & {"` {
+		t.Errorf("a body that is not JSON is kept as %s, want it as written, not HTML-escaped", got)
+	}
 	if !events.ActionCreate.Valid() || events.Action("x").Valid() {
 		t.Error("Action.Valid")
 	}

@@ -182,8 +182,12 @@ func newDemoBridge(ctx context.Context, f *demoFlags, apiURL string, nc *nats.Co
 
 // printBanner says what runs where and how to look at it.
 func printBanner(w io.Writer, f *demoFlags, subjects events.Subjects, apiURL, natsURL, metricsURL, example string) {
-	fmt.Fprintf(w, "rockety-bridge demo: a simulated Rockety API with %d items per resource and %g changes a second,\n",
-		f.seedItems, f.churn)
+	changes := "changes"
+	if f.churn == 1 {
+		changes = "change"
+	}
+	fmt.Fprintf(w, "rockety-bridge demo: a simulated Rockety API with %d items per resource and %g %s a second,\n",
+		f.seedItems, f.churn, changes)
 	fmt.Fprintf(w, "polled every %s, each change published to NATS JetStream (stream %s).\n", f.interval, subjects.EventsStream())
 	fmt.Fprintf(w, "  Rockety API (simulated): %s   (curl -H 'Authorization: Bearer %s' %s/tasks)\n", apiURL, demoToken, apiURL)
 	fmt.Fprintf(w, "  NATS:                    %s\n", natsURL)
