@@ -46,7 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
-	if len(args) > 0 {
+	// demo, tail and command have flags of their own, and their own -h.
+	if ownFlags := cmd == "demo" || cmd == "tail" || cmd == "command"; len(args) > 0 && !ownFlags {
 		switch args[0] {
 		case "-h", "-help", "--help":
 			printUsage(stdout)

@@ -308,3 +308,14 @@ func TestProfilesOnlyWhenAsked(t *testing.T) {
 		}
 	}
 }
+
+// TestSubcommandHelp: -h after demo, tail or command shows that command's
+// own flags, not the general help.
+func TestSubcommandHelp(t *testing.T) {
+	for cmd, want := range map[string]string{"demo": "-command-interval", "tail": "usage: rockety-bridge tail", "command": "--command-id"} {
+		var out strings.Builder
+		if code := run(context.Background(), []string{cmd, "-h"}, &out, &out); code != 0 || !strings.Contains(out.String(), want) {
+			t.Errorf("%s -h: exit %d, output %.200q; want exit 0 and %q", cmd, code, out.String(), want)
+		}
+	}
+}
