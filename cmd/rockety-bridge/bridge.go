@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 // alive and says why it is not ready), then NATS, then the pollers and the
 // consumer until ctx ends.
 func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
+	tuneGC(os.Getenv)
 	metrics := app.NewMetrics(buildVersion())
 	var readiness atomic.Pointer[func() error]
 	notYet := func() error { return errors.New("starting: waiting for NATS and the streams") }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -317,5 +318,17 @@ func TestSubcommandHelp(t *testing.T) {
 		if code := run(context.Background(), []string{cmd, "-h"}, &out, &out); code != 0 || !strings.Contains(out.String(), want) {
 			t.Errorf("%s -h: exit %d, output %.200q; want exit 0 and %q", cmd, code, out.String(), want)
 		}
+	}
+}
+
+// TestGCPercent: GOGC, when set, is the user's; otherwise the bridge
+// collects at half the default headroom.
+func TestGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	if _, set := tuneGC(func(string) string { return "200" }); set || debug.SetGCPercent(100) != 100 {
+		t.Error("GOGC=200 was overridden")
+	}
+	if p, set := tuneGC(func(string) string { return "" }); !set || p != 50 || debug.SetGCPercent(100) != 50 {
+		t.Errorf("without GOGC the percent is %d (set %v), want 50", p, set)
 	}
 }
