@@ -23,7 +23,6 @@ import (
 // alive and says why it is not ready), then NATS, then the pollers and the
 // consumer until ctx ends.
 func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
-	tuneGC(os.Getenv)
 	metrics := app.NewMetrics(buildVersion())
 	var readiness atomic.Pointer[func() error]
 	notYet := func() error { return errors.New("starting: waiting for NATS and the streams") }
@@ -105,6 +104,9 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 	ready := bridge.Ready
 	readiness.Store(&ready)
 	log.Info("rockety-bridge running")
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	go tuneGCOnceReady(gcCtx, os.Getenv, bridge.Ready)
 	return runUntilGrace(ctx, bridge.Run, cfg.ShutdownGrace+time.Second)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -330,5 +331,27 @@ func TestGCPercent(t *testing.T) {
 	}
 	if p, set := tuneGC(func(string) string { return "" }); !set || p != 50 || debug.SetGCPercent(100) != 50 {
 		t.Errorf("without GOGC the percent is %d (set %v), want 50", p, set)
+	}
+}
+
+// TestGCPercentOnceReady: the percent changes only after the bridge is
+// ready (its loads done), and never once the bridge stops.
+func TestGCPercentOnceReady(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	tuneGCOnceReady(ctx, func(string) string { return "" }, func() error { return errors.New("loading") })
+	if p := debug.SetGCPercent(100); p != 100 {
+		t.Errorf("a bridge that stopped before it was ready set GOGC %d", p)
+	}
+	calls := 0
+	tuneGCOnceReady(context.Background(), func(string) string { return "" }, func() error {
+		if calls++; calls < 2 {
+			return errors.New("loading")
+		}
+		return nil
+	})
+	if p := debug.SetGCPercent(100); p != 50 || calls != 2 {
+		t.Errorf("GOGC %d after %d readiness checks, want 50 after 2", p, calls)
 	}
 }
