@@ -2,17 +2,72 @@ package plan
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"hash/maphash"
+	"math/bits"
 	"slices"
 	"unicode/utf8"
 )
 
-// seed is fixed for the life of the process: every hash the bridge compares
-// (of items loaded from the mirror and of items just fetched) is made in the
-// same process, so hashes never need to survive a restart.
-var seed = maphash.MakeSeed()
+// The hashes are stored with each mirror entry (HashHeader), so that a
+// start reads no values: they must come out the same in every process and
+// every version that reads them, which rules out hash/maphash and its
+// per-process seed. sum64 is a fixed function of the bytes and their
+// length. Most of what an item hashes (keys, numbers, short strings) is a
+// word or two, read as overlapping words and folded in with mix (a
+// bijection in either argument); longer input runs four lanes at once, as
+// XXH64 does. Changing it means a new HashVersion.
+func sum64(b []byte) uint64 {
+	n := len(b)
+	switch {
+	case n > 32:
+		return sumLong(b)
+	case n > 16:
+		h := mix(word(b), uint64(n))
+		h = mix(h, word(b[8:]))
+		h = mix(h, word(b[n-16:]))
+		return mix(h, word(b[n-8:]))
+	case n > 8:
+		return mix(mix(word(b), uint64(n)), word(b[n-8:]))
+	case n >= 4:
+		return mix(uint64(binary.LittleEndian.Uint32(b))|uint64(binary.LittleEndian.Uint32(b[n-4:]))<<32, uint64(n))
+	case n > 0:
+		return mix(uint64(b[0])|uint64(b[n/2])<<8|uint64(b[n-1])<<16, uint64(n))
+	}
+	return mix(0, 0)
+}
+
+func word(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
+
+const (
+	lane1 uint64 = 0x9e3779b185ebca87
+	lane2 uint64 = 0xc2b2ae3d27d4eb4f
+)
+
+func laneRound(acc, w uint64) uint64 { return bits.RotateLeft64(acc+w*lane2, 31) * lane1 }
+
+func sumLong(all []byte) uint64 {
+	n, b := len(all), all
+	v1, v2, v3, v4 := lane1^lane2, lane2, uint64(0), ^lane1
+	for len(b) >= 32 {
+		v1 = laneRound(v1, word(b))
+		v2 = laneRound(v2, word(b[8:]))
+		v3 = laneRound(v3, word(b[16:]))
+		v4 = laneRound(v4, word(b[24:]))
+		b = b[32:]
+	}
+	h := mix(mix(mix(v1, v2), mix(v3, v4)), uint64(n))
+	for len(b) >= 8 {
+		h = mix(h, word(b))
+		b = b[8:]
+	}
+	if len(b) > 0 {
+		// The last word overlaps what came before; the length is in h.
+		h = mix(h, word(all[n-8:]))
+	}
+	return h
+}
 
 // hasher computes the hash of an item's canonical JSON: object keys in any
 // order, whitespace dropped, string escapes resolved. Key order and
@@ -31,7 +86,7 @@ func Hash(raw []byte) (uint64, error) { return newHasher().Sum(raw) }
 
 // RawHash hashes the bytes as they are: equal bytes are certainly the same
 // item state, and this is far cheaper than the canonical hash.
-func RawHash(b []byte) uint64 { return maphash.Bytes(seed, b) }
+func RawHash(b []byte) uint64 { return sum64(b) }
 
 // Sum hashes raw, which must be valid JSON.
 func (hs *hasher) Sum(raw []byte) (uint64, error) {
@@ -106,14 +161,14 @@ func (hs *hasher) value(b []byte, i int) (uint64, int, error) {
 		if err != nil {
 			return 0, end, err
 		}
-		return maphash.Bytes(seed, s) ^ tagString, end, nil
+		return sum64(s) ^ tagString, end, nil
 	default:
 		end := skipScalar(b, i)
 		tag := tagLiteral
 		if c == '-' || (c >= '0' && c <= '9') {
 			tag = tagNumber
 		}
-		return maphash.Bytes(seed, b[i:end]) ^ tag, end, nil
+		return sum64(b[i:end]) ^ tag, end, nil
 	}
 }
 
@@ -139,7 +194,7 @@ func (hs *hasher) object(b []byte, i int) (uint64, int, error) {
 		if err != nil {
 			return 0, vEnd, err
 		}
-		sum += mix(maphash.Bytes(seed, key)^tagMember, vh)
+		sum += mix(sum64(key)^tagMember, vh)
 		n++
 		i = skipSpace(b, vEnd)
 		if i >= len(b) {

@@ -67,6 +67,11 @@ type State struct {
 	// item, 0 for an item never stored. It only grows, across deletes too.
 	Revision uint64
 	Deleted  bool
+	// Hash and RawHash are Value's (ValueHashes), and Hashed says they are
+	// known: a load from the mirror reads them from HashHeader instead of
+	// the value, and leaves Value nil.
+	Hash, RawHash uint64
+	Hashed        bool
 }
 
 // Live reports whether the item exists as far as the mirror knows.
@@ -83,6 +88,9 @@ type Write struct {
 // Committed is the outcome of one Write.
 type Committed struct {
 	Revision uint64
+	// Hash and RawHash are of the value written (ValueHashes); zero for a
+	// delete.
+	Hash, RawHash uint64
 	// Conflict: another writer got there first; nothing was written.
 	Conflict bool
 }

@@ -389,7 +389,7 @@ func (p *Poller) load(ctx context.Context) error {
 			ix.Load(s.ID, 0, 0, s.Revision, true)
 			return nil
 		}
-		h, raw := p.hashes(s.Value)
+		h, raw := hashesOf(s)
 		ix.Load(s.ID, h, raw, s.Revision, false)
 		return nil
 	})
@@ -459,8 +459,7 @@ func (p *Poller) apply(ctx context.Context, writes []plan.Write, res []plan.Comm
 		case w.Value == nil:
 			p.ix.Bury(w.ID, res[i].Revision)
 		default:
-			h, raw := p.hashes(w.Value)
-			p.ix.Commit(w.ID, h, raw, res[i].Revision)
+			p.ix.Commit(w.ID, res[i].Hash, res[i].RawHash, res[i].Revision)
 		}
 	}
 	p.mu.Unlock()
@@ -488,18 +487,16 @@ func (p *Poller) refreshLocked(s plan.State) {
 	case s.Deleted:
 		p.ix.Bury(s.ID, s.Revision)
 	default:
-		h, raw := p.hashes(s.Value)
+		h, raw := hashesOf(s)
 		p.ix.Commit(s.ID, h, raw, s.Revision)
 	}
 }
 
-// hashes returns the canonical and the raw hash of a stored value. A value
-// that is not JSON (the bridge never writes one) gets a canonical hash of
-// 0, which no item matches, so the next cycle stores the item afresh.
-func (p *Poller) hashes(value []byte) (canonical, raw uint64) {
-	h, err := plan.Hash(value)
-	if err != nil {
-		h = 0
+// hashesOf returns the hashes of a stored state: as the mirror gave them,
+// or of its value.
+func hashesOf(s plan.State) (canonical, raw uint64) {
+	if s.Hashed {
+		return s.Hash, s.RawHash
 	}
-	return h, plan.RawHash(value)
+	return plan.ValueHashes(s.Value)
 }

@@ -55,13 +55,30 @@ func NewStateStore(js jetstream.JetStream, kv jetstream.KeyValue) *StateStore {
 // expect, when not nil, is told first how many entries follow, so that the
 // caller can size what it fills once rather than grow it.
 //
-// It pulls the bucket through one consumer, at most loadBatch entries
-// ahead of fn: a push watcher let the server run ahead and tens of
-// megabytes of values pile up in the client at a million items.
+// Every entry the bridge writes carries the hashes of its value
+// (plan.HashHeader), so Load reads headers only: no values cross the wire
+// and none is hashed, and the states it gives have Hashed set and no
+// Value. Entries written before the header existed are read again with
+// their values: a mirror holding any of them is loaded as a whole a second
+// time, values included, and the states of that pass overwrite the first.
 func (s *StateStore) Load(ctx context.Context, resource string, expect func(n int), fn func(plan.State) error) error {
 	if err := events.ValidResource(resource); err != nil {
 		return err
 	}
+	err := s.load(ctx, resource, true, expect, fn)
+	if errors.Is(err, errUnhashedEntry) {
+		err = s.load(ctx, resource, false, nil, fn)
+	}
+	return err
+}
+
+// errUnhashedEntry stops a headers-only load at an entry without hashes.
+var errUnhashedEntry = errors.New("publisher: a mirror entry without " + plan.HashHeader)
+
+// load pulls the bucket through one consumer, at most loadBatch entries
+// ahead of fn: a push watcher let the server run ahead and tens of
+// megabytes of values pile up in the client at a million items.
+func (s *StateStore) load(ctx context.Context, resource string, headersOnly bool, expect func(n int), fn func(plan.State) error) error {
 	fail := func(err error) error { return fmt.Errorf("publisher: loading %s state: %w", resource, err) }
 	stream, err := s.bucketStream(ctx)
 	if err != nil {
@@ -73,6 +90,7 @@ func (s *StateStore) Load(ctx context.Context, resource string, expect func(n in
 		FilterSubject: prefix + resource + ".>",
 		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
 		AckPolicy:     jetstream.AckNonePolicy,
+		HeadersOnly:   headersOnly,
 		// Cleaned up by the server even if this process dies mid-load.
 		InactiveThreshold: time.Minute,
 	})
@@ -113,11 +131,19 @@ func (s *StateStore) Load(ctx context.Context, resource string, expect func(n in
 			return fail(err)
 		}
 		e := plan.State{ID: id, Revision: meta.Sequence.Stream}
-		switch msg.Headers().Get("KV-Operation") {
+		h := msg.Headers()
+		switch h.Get("KV-Operation") {
 		case "DEL", "PURGE":
 			e.Deleted = true
 		default:
-			e.Value = msg.Data()
+			if c, r, ok := plan.ParseHashes(h.Get(plan.HashHeader)); ok {
+				e.Hash, e.RawHash, e.Hashed = c, r, true
+			} else if headersOnly {
+				return errUnhashedEntry
+			}
+			if !headersOnly {
+				e.Value = msg.Data()
+			}
 		}
 		if err := fn(e); err != nil {
 			return err
@@ -254,6 +280,9 @@ func entryOf(id string, msg *jetstream.RawStreamMsg) plan.State {
 		e.Deleted = true
 	default:
 		e.Value = msg.Data
+		if c, r, ok := plan.ParseHashes(msg.Header.Get(plan.HashHeader)); ok {
+			e.Hash, e.RawHash, e.Hashed = c, r, true
+		}
 	}
 	return e
 }
@@ -270,7 +299,8 @@ func (s *StateStore) lookupOne(ctx context.Context, stream jetstream.Stream, res
 }
 
 // Commit applies writes with compare-and-set, all in flight at once, and
-// reports each outcome in order. An error other than a conflict fails the
+// reports each outcome in order, with the hashes of each value written
+// (stored with it, plan.HashHeader). An error other than a conflict fails the
 // whole call; writes that landed before it stay landed, and are found by
 // the next Lookup.
 func (s *StateStore) Commit(ctx context.Context, resource string, writes []plan.Write) ([]plan.Committed, error) {
@@ -282,6 +312,8 @@ func (s *StateStore) Commit(ctx context.Context, resource string, writes []plan.
 			m.Header.Set("KV-Operation", "DEL")
 		} else {
 			m.Data = w.Value
+			out[i].Hash, out[i].RawHash = plan.ValueHashes(w.Value)
+			m.Header.Set(plan.HashHeader, plan.FormatHashes(out[i].Hash, out[i].RawHash))
 		}
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.Replaces, 10))
 		fut, err := s.js.PublishMsgAsync(m)

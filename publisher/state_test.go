@@ -89,11 +89,14 @@ func TestStateRoundTrip(t *testing.T) {
 				t.Errorf("tombstone = %+v, want deleted at %d", e, tomb)
 			}
 		case "42":
-			if e.Revision != rev2 || string(e.Value) != `{"id":"42","v":2}` {
-				t.Errorf("42 = %+v", e)
+			// The load reads the hashes stored with the value, not the value.
+			c, r := plan.ValueHashes([]byte(`{"id":"42","v":2}`))
+			if e.Revision != rev2 || !e.Hashed || e.Hash != c || e.RawHash != r || e.Value != nil {
+				t.Errorf("42 = %+v, want revision %d and hashes %x %x without a value", e, rev2, c, r)
 			}
 		default:
-			if e.Deleted || e.Revision != revs[e.ID] {
+			c, r := plan.ValueHashes([]byte(fmt.Sprintf(`{"id":%q}`, e.ID)))
+			if e.Deleted || e.Revision != revs[e.ID] || !e.Hashed || e.Hash != c || e.RawHash != r {
 				t.Errorf("%q = %+v", e.ID, e)
 			}
 		}
@@ -113,6 +116,61 @@ func TestStateRoundTrip(t *testing.T) {
 	if err := store.Load(ctx, "tasks", nil, func(plan.State) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("load err = %v, want the callback's error", err)
 	}
+}
+
+// A mirror written by a bridge that stored no hashes (or hashes of
+// another version) is loaded with its values, each entry as it is now.
+func TestLoadReadsValuesOfEntriesWithoutHashes(t *testing.T) {
+	ctx := context.Background()
+	_, _, js, res := setup(t)
+	store := publisher.NewStateStore(js, res.State)
+	want := map[string]string{}
+	for i := range 50 {
+		id, value := fmt.Sprint(i), fmt.Sprintf(`{"id":%d, "n":"v%d"}`, i, i)
+		want[id] = value
+		switch i % 3 {
+		case 0: // by this bridge, with hashes
+			if _, err := commitOne(ctx, store, "tasks", id, []byte(value), 0); err != nil {
+				t.Fatal(err)
+			}
+		case 1: // by an older one, without
+			if _, err := res.State.Put(ctx, "tasks."+id, []byte(value)); err != nil {
+				t.Fatal(err)
+			}
+		case 2: // with hashes of a version this one does not know
+			m := nats.NewMsg("$KV." + res.State.Bucket() + ".tasks." + id)
+			m.Data = []byte(value)
+			m.Header.Set(plan.HashHeader, "x0:0000000000000001:0000000000000002")
+			if _, err := js.PublishMsg(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got := map[string]plan.State{}
+	if err := store.Load(ctx, "tasks", nil, func(e plan.State) error {
+		e.Value = append([]byte(nil), e.Value...)
+		got[e.ID] = e
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("loaded %d entries, want %d", len(got), len(want))
+	}
+	for id, value := range want {
+		e := got[id]
+		wc, wr := plan.ValueHashes([]byte(value))
+		if gc, gr := hashesOf(e); gc != wc || gr != wr {
+			t.Errorf("%s: hashes %x %x (%+v), want those of %s: %x %x", id, gc, gr, e, value, wc, wr)
+		}
+	}
+}
+
+func hashesOf(s plan.State) (uint64, uint64) {
+	if s.Hashed {
+		return s.Hash, s.RawHash
+	}
+	return plan.ValueHashes(s.Value)
 }
 
 func TestLeases(t *testing.T) {

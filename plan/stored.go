@@ -1,0 +1,77 @@
+package plan
+
+import (
+	"strconv"
+	"strings"
+)
+
+// HashHeader is the mirror entry header that carries the hashes of its
+// value, so that a start can load a million entries without reading or
+// hashing their values. Its value is HashVersion, the canonical hash and
+// the raw hash, separated by colons, the hashes in 16 hex digits:
+// "x1:0123456789abcdef:fedcba9876543210".
+const HashHeader = "Rockety-Hash"
+
+// HashVersion names how Hash and RawHash compute. An entry whose header
+// names another version (an older or newer bridge wrote it) is hashed
+// from its value instead.
+const HashVersion = "x1"
+
+// FormatHashes is the HashHeader value of a value with these hashes.
+func FormatHashes(canonical, raw uint64) string {
+	b := make([]byte, 0, len(HashVersion)+2+32)
+	b = append(b, HashVersion...)
+	b = append(b, ':')
+	b = appendHex16(b, canonical)
+	b = append(b, ':')
+	b = appendHex16(b, raw)
+	return string(b)
+}
+
+func appendHex16(b []byte, v uint64) []byte {
+	const digits = "0123456789abcdef"
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, digits[v>>uint(shift)&0xf])
+	}
+	return b
+}
+
+// ParseHashes reads a HashHeader value. ok is false for an empty, damaged
+// or other-version value: the caller then hashes the value itself.
+func ParseHashes(header string) (canonical, raw uint64, ok bool) {
+	version, rest, found := strings.Cut(header, ":")
+	if !found || version != HashVersion {
+		return 0, 0, false
+	}
+	c, r, found := strings.Cut(rest, ":")
+	if !found || len(c) != 16 || len(r) != 16 {
+		return 0, 0, false
+	}
+	canonical, err1 := strconv.ParseUint(c, 16, 64)
+	raw, err2 := strconv.ParseUint(r, 16, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return canonical, raw, true
+}
+
+// StoredHashes returns the hashes of a stored value: from its HashHeader
+// when that is of this version, else computed. A value that is not JSON
+// (the bridge never writes one) gets a canonical hash of 0, which no item
+// matches, so the next cycle stores the item afresh.
+func StoredHashes(header string, value []byte) (canonical, raw uint64) {
+	if c, r, ok := ParseHashes(header); ok {
+		return c, r
+	}
+	return ValueHashes(value)
+}
+
+// ValueHashes computes the canonical and the raw hash of value, a
+// canonical hash of 0 if it is not JSON.
+func ValueHashes(value []byte) (canonical, raw uint64) {
+	h, err := Hash(value)
+	if err != nil {
+		h = 0
+	}
+	return h, RawHash(value)
+}
