@@ -382,6 +382,32 @@ func TestNATSPermissions(t *testing.T) {
 		if r := command("c-bad", "frobnicate", `{}`); r["status"] != "rejected" {
 			t.Errorf("unknown action: %v", r)
 		}
+		// A resync, answered by whichever bridge holds the lease: the
+		// subscription and the answer need their own permissions.
+		reports, err := nc.SubscribeSync(permPrefix + ".cycles.tasks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, err := nc.Request(permPrefix+".control.resync.tasks", []byte(`{"mode":"full"}`), 10*time.Second)
+		if err != nil {
+			t.Fatalf("resync request: %v", err)
+		}
+		var reply struct {
+			Accepted bool   `json:"accepted"`
+			ResyncID string `json:"resync_id"`
+		}
+		if err := json.Unmarshal(answer.Data, &reply); err != nil || !reply.Accepted {
+			t.Fatalf("resync answer %s: %v", answer.Data, err)
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			m, err := reports.NextMsg(time.Until(deadline))
+			if err != nil {
+				t.Fatalf("no cycle report of resync %s: %v", reply.ResyncID, err)
+			}
+			if strings.Contains(string(m.Data), reply.ResyncID) {
+				break
+			}
+		}
 		// Lease handover: stop the holder of tasks, the other takes it;
 		// restart it (it replays its events at start).
 		kv, err := js.KeyValue(ctx, "ACME_LEASES")

@@ -48,6 +48,10 @@ func encodeEvent(e Event) ([]byte, error) {
 		return nil, err
 	}
 	b = append(b, t...)
+	if e.ResyncID != "" {
+		b = append(b, `,"resync_id":`...)
+		b = appendString(b, e.ResyncID)
+	}
 	return append(b, '}'), nil
 }
 

@@ -25,6 +25,7 @@ func TestEncodeEvent(t *testing.T) {
 			After: json.RawMessage(`{}`), Changed: []string{"<x>", "y\tz", "\xff"}, DetectedAt: at}},
 		{"U+2028 inside an item", Event{Resource: "tasks", Op: OpCreated, ID: "1", Revision: 1, After: json.RawMessage("{\"s\":\"a\u2028b\u2029\"}"), DetectedAt: at}},
 		{"an escaped quote inside an item", Event{Resource: "tasks", Op: OpCreated, ID: "1", Revision: 1, After: json.RawMessage(`{"s":"a\" }"}`), DetectedAt: at}},
+		{"a resync's snapshot", Event{Resource: "tasks", Op: OpSnapshot, ID: "1", Revision: 4, After: json.RawMessage(`{"id":1}`), DetectedAt: at, ResyncID: "9xQ<\"é"}},
 		{"another zone", Event{Resource: "tasks", Op: OpCreated, ID: "1", Revision: 1, After: json.RawMessage(`{}`), DetectedAt: at.In(time.FixedZone("X", 3600))}},
 	}
 	for _, tt := range tests {
@@ -49,7 +50,7 @@ func FuzzEncodeEvent(f *testing.F) {
 	f.Add("a\"b", []byte(`{"s":"\u2028"}`), []byte(nil), "\x00")
 	f.Fuzz(func(t *testing.T, id string, before, after []byte, changed string) {
 		e := Event{Resource: "tasks", Op: OpUpdated, ID: id, Revision: 7, Changed: []string{changed},
-			DetectedAt: time.Date(2026, 12, 2, 14, 0, 0, 1, time.UTC)}
+			DetectedAt: time.Date(2026, 12, 2, 14, 0, 0, 1, time.UTC), ResyncID: changed}
 		if before != nil {
 			e.Before = before
 		}

@@ -28,8 +28,9 @@ const (
 	OpCreated Op = "created"
 	OpUpdated Op = "updated"
 	OpDeleted Op = "deleted"
-	// OpSnapshot reports an item that existed when the bridge first
-	// synchronised with BRIDGE_INITIAL_SYNC=snapshot.
+	// OpSnapshot reports an item as it is: one per existing item when the
+	// bridge first synchronised with BRIDGE_INITIAL_SYNC=snapshot, or
+	// when a resync asked for a snapshot (then with ResyncID set).
 	OpSnapshot Op = "snapshot"
 )
 
@@ -65,6 +66,10 @@ type Event struct {
 	// Changed lists the top-level fields that differ, for updates.
 	Changed    []string  `json:"changed,omitempty"`
 	DetectedAt time.Time `json:"detected_at"`
+	// ResyncID is set on the snapshot events of a resync (rockety-bridge
+	// resync --snapshot), the same on every event of one batch and on its
+	// cycle report.
+	ResyncID string `json:"resync_id,omitempty"`
 }
 
 // EventID is the deterministic id of the event that changes an item from

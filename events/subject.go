@@ -183,6 +183,17 @@ func (s Subjects) Result(resource, action, commandID string) string {
 // Results is P.results.>, every command result.
 func (s Subjects) Results() string { return s.prefix + ".results.>" }
 
+// Cycle is P.cycles.<resource>, where the poller of resource reports each
+// cycle it finished.
+func (s Subjects) Cycle(resource string) string { return s.prefix + ".cycles." + resource }
+
+// Cycles is P.cycles.>, every cycle report.
+func (s Subjects) Cycles() string { return s.prefix + ".cycles.>" }
+
+// Resync is P.control.resync.<resource>, the request the holder of the
+// resource's lease answers by running a resync.
+func (s Subjects) Resync(resource string) string { return s.prefix + ".control.resync." + resource }
+
 // EventSubject is a parsed change event subject.
 type EventSubject struct {
 	Resource string

@@ -19,6 +19,8 @@
 //	none/gone  listed B, first sync     Baseline      — (BRIDGE_INITIAL_SYNC=baseline) B at r
 //	any        listed B, first sync,    Snapshot      snapshot, after B, rev r+1      B at r
 //	           not the stored state     (snapshot)
+//	any        listed B, resync         Snapshot      snapshot, after B, rev r+1,     B at r
+//	           snapshot (Resnapshot)                  its resync id
 //	live A     gone (a confirmed 404)   Deleted       deleted, before A, rev r+1      delete at r
 //	live A     listed B, marked deleted Deleted       deleted, before A, rev r+1      delete at r
 //	           (ROCKETY_DELETED_FIELD)
@@ -30,6 +32,7 @@
 //	           known at r (a poll)
 //	rev r      replayed event of rev    Recovered     — (published before a stop)     its state at r
 //	           r+1 that fits the state
+//	           (a snapshot fits any)
 //	other      replayed event           Unchanged     — (committed already, or        —
 //	                                                  superseded)
 //
@@ -138,6 +141,9 @@ const (
 	// FirstSnapshot publishes one snapshot event per item
 	// (BRIDGE_INITIAL_SYNC=snapshot).
 	FirstSnapshot
+	// Resnapshot publishes one snapshot event per listed item, unchanged
+	// ones too: a resync asked for a snapshot (Observation.ResyncID).
+	Resnapshot
 )
 
 // Observation is one look at an item.
@@ -162,6 +168,8 @@ type Observation struct {
 	Answer bool
 	// Event is the replayed event (Replayed).
 	Event events.Event
+	// ResyncID marks the snapshot events of a resync (Resnapshot).
+	ResyncID string
 }
 
 // Outcome names a row of the rule.
@@ -217,6 +225,13 @@ func listed(resource string, s State, obs Observation, now time.Time) Decision {
 		return gone(resource, s, Observation{Kind: Gone, Replaces: s.Revision}, now)
 	}
 	write := &Write{ID: s.ID, Value: obs.Value, Replaces: s.Revision}
+	if obs.Sync == Resnapshot {
+		// Stored afresh even when unchanged: the event's revision must be
+		// the item's, or the next change would repeat it.
+		d := Decision{Outcome: Snapshot, Event: event(resource, events.OpSnapshot, s, nil, obs.Value, nil, now), Write: write}
+		d.Event.Event.ResyncID = obs.ResyncID
+		return d
+	}
 	live := s.Live()
 	var changed []string
 	if live && s.Value != nil {
@@ -238,7 +253,9 @@ func listed(resource string, s State, obs Observation, now time.Time) Decision {
 	case obs.Sync == FirstBaseline:
 		return Decision{Outcome: Baseline, Write: write}
 	case obs.Sync == FirstSnapshot:
-		return Decision{Outcome: Snapshot, Event: event(resource, events.OpSnapshot, s, nil, obs.Value, nil, now), Write: write}
+		d := Decision{Outcome: Snapshot, Event: event(resource, events.OpSnapshot, s, nil, obs.Value, nil, now), Write: write}
+		d.Event.Event.ResyncID = obs.ResyncID
+		return d
 	case !live:
 		return Decision{Outcome: Created, Event: event(resource, events.OpCreated, s, nil, obs.Value, nil, now), Write: write}
 	case s.Value == nil:
@@ -276,7 +293,10 @@ func replayed(s State, e events.Event) Decision {
 	}
 	live := s.Live()
 	switch e.Op {
-	case events.OpCreated, events.OpSnapshot:
+	case events.OpSnapshot:
+		// Of an item not live (the first sync) or live (a resync): the
+		// revision says it is the next change.
+	case events.OpCreated:
 		if live {
 			return Decision{Outcome: Unchanged}
 		}

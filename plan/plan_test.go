@@ -37,6 +37,7 @@ func TestDecide(t *testing.T) {
 		writeValue  []byte
 		noWrite     bool
 		deleteWrite bool
+		resyncID    string
 	}{
 		{name: "created: never stored", stored: none, obs: plan.Observation{Kind: plan.Listed, Value: b},
 			outcome: plan.Created, op: events.OpCreated, replaced: 0, writeValue: b},
@@ -63,6 +64,22 @@ func TestDecide(t *testing.T) {
 		{name: "first sync, snapshot over an older stored state", stored: liveA,
 			obs: plan.Observation{Kind: plan.Listed, Value: b, Sync: plan.FirstSnapshot, Replaces: 7}, outcome: plan.Snapshot, op: events.OpSnapshot,
 			replaced: 7, writeValue: b},
+		{name: "resync snapshot of an unchanged item: a snapshot, stored afresh", stored: liveA,
+			obs: plan.Observation{Kind: plan.Listed, Value: a, Sync: plan.Resnapshot, Replaces: 7, ResyncID: "r-1"}, outcome: plan.Snapshot,
+			op: events.OpSnapshot, replaced: 7, writeValue: a, resyncID: "r-1"},
+		{name: "resync snapshot of a changed item: a snapshot, not an update", stored: liveA,
+			obs: plan.Observation{Kind: plan.Listed, Value: b, Sync: plan.Resnapshot, Replaces: 7, ResyncID: "r-1"}, outcome: plan.Snapshot,
+			op: events.OpSnapshot, replaced: 7, writeValue: b, resyncID: "r-1"},
+		{name: "resync snapshot of an item new to the mirror", stored: gone,
+			obs: plan.Observation{Kind: plan.Listed, Value: b, Sync: plan.Resnapshot, Replaces: 9, ResyncID: "r-1"}, outcome: plan.Snapshot,
+			op: events.OpSnapshot, replaced: 9, writeValue: b, resyncID: "r-1"},
+		{name: "resync snapshot of a listing older than the stored state: judged again", stored: liveA,
+			obs: plan.Observation{Kind: plan.Listed, Value: b, Sync: plan.Resnapshot, Replaces: 5, ResyncID: "r-1"}, outcome: plan.Stale, noWrite: true},
+		{name: "resync snapshot of a soft-deleted item: its delete, no snapshot", stored: liveA,
+			obs:     plan.Observation{Kind: plan.Listed, Value: b, Sync: plan.Resnapshot, MarkedDeleted: true, Replaces: 7, ResyncID: "r-1"},
+			outcome: plan.Deleted, op: events.OpDeleted, replaced: 7, before: a, deleteWrite: true},
+		{name: "replayed resync snapshot of a live item: recovered", stored: liveA, obs: replay(events.OpSnapshot, 8, b),
+			outcome: plan.Recovered, replaced: 7, writeValue: b},
 		{name: "deleted: a confirmed 404", stored: liveA, obs: plan.Observation{Kind: plan.Gone, Replaces: 7},
 			outcome: plan.Deleted, op: events.OpDeleted, replaced: 7, before: a, deleteWrite: true},
 		{name: "deleted by a command: its answer is newer than any stored revision", stored: liveA, obs: plan.Observation{Kind: plan.Gone, Answer: true},
@@ -125,6 +142,9 @@ func TestDecide(t *testing.T) {
 				}
 			} else {
 				checkEvent(t, d.Event, res, tt.op, tt.replaced, tt.before, tt.changed, now)
+				if d.Event.Event.ResyncID != tt.resyncID {
+					t.Errorf("resync id %q, want %q", d.Event.Event.ResyncID, tt.resyncID)
+				}
 				if tt.op != events.OpDeleted && string(d.Event.Event.After) != string(tt.writeValue) {
 					t.Errorf("after %s, want %s", d.Event.Event.After, tt.writeValue)
 				}

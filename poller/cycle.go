@@ -37,6 +37,8 @@ type cycle struct {
 
 	kind  Kind
 	start time.Time
+	// resync is the resync this cycle runs for, or nil.
+	resync *resyncRequest
 	// since is what an incremental cycle's filter asks from.
 	since time.Time
 	// listedTo is the largest changed-at value in the complete lists of
@@ -188,7 +190,11 @@ func (c *cycle) diff(items []rockety.Item, ownPage bool) error {
 	var err error
 	if ownPage {
 		var dupes int
-		changes, dupes, err = p.ix.Diff(p.cycle, items)
+		if c.resnapshot() {
+			changes, dupes, err = p.ix.DiffAll(p.cycle, items)
+		} else {
+			changes, dupes, err = p.ix.Diff(p.cycle, items)
+		}
 		c.stats.Dupes += dupes
 		c.stats.Seen += len(items) - dupes
 	} else {
@@ -327,13 +333,7 @@ type decided struct {
 func (c *cycle) prepare(batch []Change) (decided, error) {
 	p := c.p
 	batch = lastOfEach(batch)
-	sync := plan.Live
-	switch {
-	case !p.synced && p.cfg.InitialSync == SyncBaseline:
-		sync = plan.FirstBaseline
-	case !p.synced:
-		sync = plan.FirstSnapshot
-	}
+	sync := c.sync()
 	stored := make([]plan.State, len(batch))
 	if p.synced {
 		// The mirror holds the full previous state for `before`, and tells
@@ -368,7 +368,7 @@ func (c *cycle) prepare(batch []Change) (decided, error) {
 	for i, ch := range batch {
 		marked := plan.MarkedDeleted(ch.Raw, p.cfg.DeletedField)
 		d := plan.Decide(p.cfg.Resource, stored[i],
-			plan.Observation{Kind: plan.Listed, Value: ch.Raw, Sync: sync, MarkedDeleted: marked, Replaces: ch.Replaces}, now)
+			plan.Observation{Kind: plan.Listed, Value: ch.Raw, Sync: sync, MarkedDeleted: marked, Replaces: ch.Replaces, ResyncID: c.resyncID()}, now)
 		if d.Outcome == plan.Stale {
 			continue // the index has the newer state now; the next cycle judges the item against it
 		}
@@ -391,6 +391,30 @@ func (c *cycle) prepare(batch []Change) (decided, error) {
 		}
 	}
 	return decided{out: out, writes: writes, notes: n}, nil
+}
+
+// sync is how the cycle records what it lists.
+func (c *cycle) sync() plan.Sync {
+	snapshot := c.resync != nil && c.resync.snapshot
+	switch {
+	case c.p.synced && snapshot:
+		return plan.Resnapshot
+	case c.p.synced:
+		return plan.Live
+	case c.p.cfg.InitialSync == SyncBaseline && !snapshot:
+		return plan.FirstBaseline
+	}
+	return plan.FirstSnapshot
+}
+
+// resnapshot: every item the cycle lists is published, unchanged ones too.
+func (c *cycle) resnapshot() bool { return c.sync() == plan.Resnapshot }
+
+func (c *cycle) resyncID() string {
+	if c.resync == nil {
+		return ""
+	}
+	return c.resync.id
 }
 
 // notes are what a batch's commit needs to know beyond its writes.
@@ -556,7 +580,11 @@ func (c *cycle) deletes() error {
 	// Items the paging missed are still there: publish their updates, if
 	// any, like any other.
 	p.mu.Lock()
-	changes, _, derr := p.ix.Diff(p.cycle, back)
+	diff := p.ix.Diff
+	if c.resnapshot() {
+		diff = p.ix.DiffAll
+	}
+	changes, _, derr := diff(p.cycle, back)
 	p.mu.Unlock()
 	if derr == nil {
 		derr = c.add(changes)

@@ -247,7 +247,13 @@ type Change struct {
 //	7 seen this cycle       {"id":7,...}           skipped, dupes+1
 //	7 dead, listed hash     the same item          nothing (still soft-deleted)
 func (ix *Index) Diff(cycle uint32, items []rockety.Item) (changes []Change, dupes int, err error) {
-	return ix.diff(cycle, items, true)
+	return ix.diff(cycle, items, true, false)
+}
+
+// DiffAll is Diff for a resync's snapshot: live items come back unchanged
+// too (a soft-deleted one listed as before still does not).
+func (ix *Index) DiffAll(cycle uint32, items []rockety.Item) (changes []Change, dupes int, err error) {
+	return ix.diff(cycle, items, true, true)
 }
 
 // Recheck is Diff for a list read beside the traversal (a full
@@ -257,11 +263,11 @@ func (ix *Index) Diff(cycle uint32, items []rockety.Item) (changes []Change, dup
 // item when it comes (a change that did not move the changed-at value is
 // found there).
 func (ix *Index) Recheck(cycle uint32, items []rockety.Item) ([]Change, error) {
-	changes, _, err := ix.diff(cycle, items, false)
+	changes, _, err := ix.diff(cycle, items, false, false)
 	return changes, err
 }
 
-func (ix *Index) diff(cycle uint32, items []rockety.Item, own bool) (changes []Change, dupes int, err error) {
+func (ix *Index) diff(cycle uint32, items []rockety.Item, own, all bool) (changes []Change, dupes int, err error) {
 	for _, it := range items {
 		id := string(it.ID)
 		e, known := ix.get(id)
@@ -278,6 +284,9 @@ func (ix *Index) diff(cycle uint32, items []rockety.Item, own bool) (changes []C
 		raw := plan.RawHash(it.Raw)
 		if e.raw == raw && (!e.dead() || e.hash != 0) {
 			ix.put(id, e)
+			if all && !e.dead() {
+				changes = append(changes, Change{Live: true, ID: id, Raw: it.Raw, Hash: e.hash, RawHash: raw, Replaces: e.rev()})
+			}
 			continue
 		}
 		h, err := plan.Hash(it.Raw)
@@ -289,7 +298,7 @@ func (ix *Index) diff(cycle uint32, items []rockety.Item, own bool) (changes []C
 			e.raw = raw // a soft-deleted item listed again, formatted otherwise
 		case e.dead():
 			changes = append(changes, Change{ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaces: e.rev()})
-		case e.hash != h:
+		case e.hash != h || all:
 			changes = append(changes, Change{Live: true, ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaces: e.rev()})
 		default:
 			// Only the formatting changed: remember these bytes so the

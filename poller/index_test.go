@@ -308,3 +308,32 @@ func TestIndexExpectGrowsOnce(t *testing.T) {
 		t.Error("an id ten times beyond the others did not go to the map")
 	}
 }
+
+// DiffAll, a resync's snapshot, gives every live item listed, changed or
+// not, once; a soft-deleted item listed as before stays out.
+func TestIndexDiffAll(t *testing.T) {
+	sum := func(s string) (uint64, uint64) { return plan.ValueHashes([]byte(s)) }
+	ix := NewIndex(0)
+	h, r := sum(`{"id":1,"t":"a"}`)
+	ix.Load("1", h, r, 5, false)
+	h, r = sum(`{"id":2,"t":"a"}`)
+	ix.Load("2", h, r, 6, false)
+	h, r = sum(`{"id":3,"gone":true}`)
+	ix.BuryListed("3", h, r, 7)
+	changes, dupes, err := ix.DiffAll(1, items(`{"id":1,"t":"a"}`, `{"t":"a","id":2}`, `{"id":3,"gone":true}`, `{"id":4}`, `{"id":1,"t":"a"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range changes {
+		got = append(got, fmt.Sprintf("%s live=%v replaces=%d", c.ID, c.Live, c.Replaces))
+	}
+	want := []string{"1 live=true replaces=5", "2 live=true replaces=6", "4 live=false replaces=0"}
+	if !slices.Equal(got, want) || dupes != 1 {
+		t.Fatalf("DiffAll = %q, %d dupes; want %q, 1 dupe", got, dupes, want)
+	}
+	// Diff of the same page in a later cycle: nothing changed.
+	if changes, _, _ := ix.Diff(2, items(`{"id":1,"t":"a"}`, `{"id":2,"t":"a"}`)); len(changes) != 0 {
+		t.Fatalf("Diff after DiffAll = %+v, want nothing", changes)
+	}
+}

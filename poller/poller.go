@@ -125,6 +125,9 @@ type Config struct {
 	// DeletedField marks a soft-deleted item (ROCKETY_DELETED_FIELD),
 	// published as a delete from any cycle; empty is off.
 	DeletedField string
+	// Instance is this replica's BRIDGE_INSTANCE_ID, named in its cycle
+	// reports.
+	Instance string
 }
 
 func (c *Config) setDefaults() error {
@@ -173,7 +176,8 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// Deps are a poller's collaborators. Lease and Observer may be nil.
+// Deps are a poller's collaborators. Lease, Observer and Reports may be
+// nil.
 type Deps struct {
 	Lister      Lister
 	Mirror      Mirror
@@ -182,7 +186,9 @@ type Deps struct {
 	Journal     Journal
 	Lease       Lease
 	Observer    Observer
-	Now         func() time.Time
+	// Reports, when set, is told of every cycle Run finishes.
+	Reports Reporter
+	Now     func() time.Time
 }
 
 // ErrLeaseLost stops a cycle whose lease ran out; nothing more is published.
@@ -229,9 +235,14 @@ type Poller struct {
 
 	leaseMu    sync.Mutex
 	leaseUntil time.Time
-	// leaseTaken wakes Run when the lease is taken, so the first cycle
-	// does not wait out its look-again timer.
-	leaseTaken chan struct{}
+	// wake starts Run's next cycle at once: the lease was taken (so the
+	// first cycle does not wait out its look-again timer), or a resync
+	// was asked for.
+	wake chan struct{}
+
+	resyncMu sync.Mutex
+	// resync is the resync asked for and not yet begun.
+	resync *resyncRequest
 }
 
 // New returns a poller; it reads nothing until its first cycle.
@@ -248,7 +259,7 @@ func New(cfg Config, deps Deps) (*Poller, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Poller{cfg: cfg, deps: deps, ix: NewIndex(0), leaseTaken: make(chan struct{}, 1)}, nil
+	return &Poller{cfg: cfg, deps: deps, ix: NewIndex(0), wake: make(chan struct{}, 1)}, nil
 }
 
 // Resource is the polled resource.
@@ -290,6 +301,8 @@ type CycleStats struct {
 	// the lists of changed items a full traversal asked for between its
 	// pages, and CatchUpsFailed those that could not be read whole.
 	Requests, CatchUps, CatchUpsFailed int
+	// ResyncID names the resync this cycle ran for, if one did.
+	ResyncID string
 }
 
 // RunOnce runs one cycle: on the first, load the snapshot and finish what
@@ -312,6 +325,16 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 	}
 	start := p.deps.Now()
 	stats.Kind = p.schedule().nextKind(start)
+	rs := p.takeResync()
+	if rs != nil {
+		stats.ResyncID = rs.id
+		if stats.Kind == KindIncremental {
+			stats.Kind = KindFull
+		}
+		if rs.snapshot {
+			stats.Kind = KindSnapshot
+		}
+	}
 	stats.Cursor = p.bookmark.Cursor
 	p.cycle++
 	// An incremental cycle is a handful of requests that keep latency low;
@@ -321,7 +344,7 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 		lane = rockety.LaneIncremental
 	}
 	ctx = rockety.WithLane(ctx, lane)
-	c := &cycle{p: p, ctx: ctx, stats: &stats, lastSeq: p.bookmark.Checkpoint, kind: stats.Kind, start: start}
+	c := &cycle{p: p, ctx: ctx, stats: &stats, lastSeq: p.bookmark.Checkpoint, kind: stats.Kind, start: start, resync: rs}
 	if c.kind == KindIncremental {
 		c.since = filterTime(p.bookmark.Cursor, p.cfg.Lookback)
 	}

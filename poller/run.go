@@ -52,7 +52,7 @@ func (p *Poller) setLease(until time.Time) {
 	p.leaseMu.Unlock()
 	if taken {
 		select {
-		case p.leaseTaken <- struct{}{}:
+		case p.wake <- struct{}{}:
 		default:
 		}
 	}
@@ -126,7 +126,7 @@ func (p *Poller) Run(ctx context.Context, grace time.Duration) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-		case <-p.leaseTaken:
+		case <-p.wake:
 		}
 		if p.checkLease() != nil {
 			timer.Reset(time.Second) // not the holder: look again soon
@@ -135,7 +135,11 @@ func (p *Poller) Run(ctx context.Context, grace time.Duration) error {
 		start := p.deps.Now()
 		p.deps.Observer.CycleStarted(p.cfg.Resource)
 		stats, err := p.RunOnce(work)
-		p.deps.Observer.CycleDone(p.cfg.Resource, stats, p.deps.Now().Sub(start), err)
+		finish := p.deps.Now()
+		p.deps.Observer.CycleDone(p.cfg.Resource, stats, finish.Sub(start), err)
+		if p.deps.Reports != nil {
+			p.deps.Reports.Report(work, reportOf(p.cfg.Resource, p.cfg.Instance, stats, start, finish, err))
+		}
 		if work.Err() != nil {
 			return nil
 		}

@@ -114,8 +114,8 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config) (Resourc
 	var res Resources
 	res.Events, err = ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        s.EventsStream(),
-		Description: "Rockety change events and command results (rockety-bridge)",
-		Subjects:    []string{s.Events(), s.Results()},
+		Description: "Rockety change events, command results and cycle reports (rockety-bridge)",
+		Subjects:    []string{s.Events(), s.Results(), s.Cycles()},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      cfg.MaxAge,

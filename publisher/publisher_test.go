@@ -60,7 +60,7 @@ func TestProvisionIsIdempotentAndKeepsMessages(t *testing.T) {
 		before.Config.MaxAge != 7*24*time.Hour {
 		t.Errorf("events stream config = %+v", before.Config)
 	}
-	if got := before.Config.Subjects; len(got) != 2 || got[0] != "rockety.events.>" || got[1] != "rockety.results.>" {
+	if got := before.Config.Subjects; !slices.Equal(got, []string{"rockety.events.>", "rockety.results.>", "rockety.cycles.>"}) {
 		t.Errorf("events stream subjects = %v", got)
 	}
 
@@ -82,6 +82,34 @@ func TestProvisionIsIdempotentAndKeepsMessages(t *testing.T) {
 		t.Errorf("leases bucket TTL %s history %d", leases.TTL(), leases.History())
 	}
 	_ = nc
+}
+
+// A stream made by a bridge that published no cycle reports gains their
+// subjects in place, keeping what it holds.
+func TestProvisionAddsTheCycleSubjectsToAnOlderStream(t *testing.T) {
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	js, _ := jetstream.New(srv.Connect(t))
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ROCKETY_EVENTS", Subjects: []string{"rockety.events.>", "rockety.results.>"},
+		Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute, MaxAge: 7 * 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := js.Publish(ctx, subjects.Event("tasks", events.OpCreated, fmt.Sprint(i)), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := publisher.Provision(ctx, js, publisher.Config{Subjects: subjects, LeaseTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, subjects.Cycle("tasks"), []byte(`{}`)); err != nil {
+		t.Fatalf("a cycle report after provisioning: %v", err)
+	}
+	info, _ := res.Events.Info(ctx)
+	if info.State.Msgs != 4 || !slices.Contains(info.Config.Subjects, "rockety.cycles.>") {
+		t.Errorf("after provisioning: %d messages, subjects %v; want the 3 events, the report and rockety.cycles.>", info.State.Msgs, info.Config.Subjects)
+	}
 }
 
 func TestProvisionRefusals(t *testing.T) {

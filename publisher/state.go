@@ -51,7 +51,9 @@ func NewStateStore(js jetstream.JetStream, kv jetstream.KeyValue) *StateStore {
 }
 
 // Load streams the state of every item of resource to fn, deleted ones
-// included (as tombstones, so a re-created id continues its revisions).
+// included (as tombstones, so a re-created id continues its revisions). An
+// id may come more than once, in the order it was stored: its last state
+// is the one that holds.
 // expect, when not nil, is told first how many entries follow, so that the
 // caller can size what it fills once rather than grow it.
 //
@@ -88,7 +90,13 @@ func (s *StateStore) load(ctx context.Context, resource string, headersOnly bool
 	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		Description:   "rockety-bridge load of " + resource,
 		FilterSubject: prefix + resource + ".>",
-		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		// The bucket keeps one revision per key (History 1), so every
+		// message is the last of its key: the server streams them in order,
+		// where asking for the last per subject made it search for each
+		// (at a million keys, most of the load's time). A key with older
+		// revisions (a bucket provisioned otherwise) still ends at its
+		// latest, which comes last and overwrites the rest in fn's hands.
+		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckNonePolicy,
 		HeadersOnly:   headersOnly,
 		// Cleaned up by the server even if this process dies mid-load.

@@ -487,6 +487,10 @@ func (l *rig) readStream() (evs []judge.Observed, results map[string][]events.Re
 			fmt.Fprintf(w, "{\"seq\":%d,\"subject\":%q,\"msg_id\":%q,\"data\":%s}\n", md.Sequence.Stream, subj,
 				msg.Headers().Get(jetstream.MsgIDHeader), msg.Data())
 			switch {
+			case strings.HasPrefix(subj, subjects.Prefix()+".cycles."):
+				if err := schemas.ValidateCycleReport(msg.Data()); err != nil {
+					l.t.Errorf("cycle report at stream seq %d breaks the schema: %v", md.Sequence.Stream, err)
+				}
 			case strings.HasPrefix(subj, subjects.Prefix()+".results."):
 				var res events.Result
 				if err := json.Unmarshal(msg.Data(), &res); err != nil {

@@ -59,6 +59,13 @@ var sources = []source{
 		extra: "succeeded: the API accepted the write (2xx); failed: the API refused it, or kept failing until the retries ran out; rejected: never sent. A failed or rejected result carries error and the original command, so the results stream doubles as the dead-letter record.",
 		patch: patchResult,
 	},
+	{
+		name:  "cycle",
+		typ:   events.CycleReport{},
+		title: "Rockety cycle report",
+		extra: "It travels on P.cycles.<resource> and is kept in the events stream: one per finished poll cycle.",
+		patch: patchCycle,
+	},
 	{name: "project", typ: model.Project{}, title: "Rockety project", extra: resourceExtra, patch: patchResource},
 	{name: "task", typ: model.Task{}, title: "Rockety task", extra: resourceExtra, patch: patchResource},
 	{name: "user", typ: model.User{}, title: "Rockety user", extra: resourceExtra, patch: patchResource},
@@ -69,7 +76,7 @@ const resourceExtra = "Only id is guaranteed: any other field may be missing or 
 // commentFiles are the Go files whose doc comments become descriptions.
 // Files rather than folders, so that a test type in the same folder cannot
 // shadow a model's comment.
-var commentFiles = []string{"../events/event.go", "../events/command.go", "../rockety/model/model.go"}
+var commentFiles = []string{"../events/event.go", "../events/command.go", "../events/cycle.go", "../rockety/model/model.go"}
 
 // generate returns every schema as the bytes its file should hold.
 func generate() (map[string][]byte, error) {
@@ -219,6 +226,20 @@ func patchEvent(s obj) {
 			obj{"properties": obj{"before": isObject, "after": isObject}}),
 		when("op", []string{string(events.OpDeleted)},
 			obj{"properties": obj{"before": isObject, "after": isNull, "changed": false}}),
+	}
+}
+
+func patchCycle(s obj) {
+	describe(s, map[string]string{
+		"resource":    "The resource's name as in the API's path, \"tasks\" say.",
+		"kind":        "full: every page; incremental: the items changed since the cursor; snapshot: a full traversal that publishes one snapshot event per item.",
+		"outcome":     "complete: every change found is published and stored; partial: a page could not be read, no delete was published; failed: the cycle stopped early, the next takes it up.",
+		"started_at":  "When the cycle began (RFC 3339).",
+		"finished_at": "When it ended (RFC 3339).",
+	})
+	s["allOf"] = []obj{
+		when("outcome", []string{string(events.CycleComplete)}, obj{"properties": obj{"error": obj{"const": ""}}}),
+		when("outcome", []string{string(events.CyclePartial), string(events.CycleFailed)}, obj{"properties": obj{"error": obj{"minLength": 1}}}),
 	}
 }
 

@@ -85,7 +85,7 @@ func readJSON(file string) (any, error) {
 }
 
 // Names lists the schemas by the names Validate takes, sorted: "command",
-// "event", "project", "result", "task", "user".
+// "cycle", "event", "project", "result", "task", "user".
 func Names() []string {
 	names, _ := fs.Glob(files, "*.json") // the pattern is valid, so no error
 	for i, n := range names {
@@ -103,6 +103,11 @@ func ValidateEvent(data []byte) error { return Validate("event", data) }
 // "command" schema. It returns a *ValidationError when the command breaks
 // the contract.
 func ValidateCommand(data []byte) error { return Validate("command", data) }
+
+// ValidateCycleReport checks the body of a cycle report against the
+// "cycle" schema. It returns a *ValidationError when the report breaks
+// the contract.
+func ValidateCycleReport(data []byte) error { return Validate("cycle", data) }
 
 // ValidateResult checks the body of a command result against the "result"
 // schema. It returns a *ValidationError when the result breaks the

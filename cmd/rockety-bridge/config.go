@@ -515,6 +515,9 @@ Usage:
   rockety-bridge command <resource> <action> [id] [json]
                                 send one command through NATS (NATS_URL) and print its result,
                                 e.g. command tasks update 42 '{"status":"done"}'
+  rockety-bridge resync <resource> [--snapshot]
+                                ask the bridge for a full traversal now (with --snapshot, one
+                                snapshot event per item) and print its cycle report
   rockety-bridge config         print the effective configuration, secrets redacted
   rockety-bridge -version       print the version
 

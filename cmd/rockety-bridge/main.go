@@ -46,8 +46,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
-	// demo, tail and command have flags of their own, and their own -h.
-	if ownFlags := cmd == "demo" || cmd == "tail" || cmd == "command"; len(args) > 0 && !ownFlags {
+	// demo, tail, command and resync have flags of their own, and their
+	// own -h.
+	if ownFlags := cmd == "demo" || cmd == "tail" || cmd == "command" || cmd == "resync"; len(args) > 0 && !ownFlags {
 		switch args[0] {
 		case "-h", "-help", "--help":
 			printUsage(stdout)
@@ -100,8 +101,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runTail(ctx, args, stdout, stderr)
 	case "command":
 		err = runCommand(ctx, args, stdout, stderr)
+	case "resync":
+		err = runResync(ctx, args, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "rockety-bridge: unknown command %q; the commands are run, demo, tail, command and config (see -h)\n", cmd)
+		fmt.Fprintf(stderr, "rockety-bridge: unknown command %q; the commands are run, demo, tail, command, resync and config (see -h)\n", cmd)
 		return 2
 	}
 	var usage usageError

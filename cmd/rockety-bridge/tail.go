@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,11 +25,13 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	since := fs.Duration("since", 0, "start this long ago, e.g. 10m")
 	all := fs.Bool("all", false, "start from the first event in the stream")
+	cycles := fs.Bool("cycles", false, "also show the cycle reports of the filter's resources")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `usage: rockety-bridge tail [--since DURATION | --all] [filter]
+		fmt.Fprintln(stderr, `usage: rockety-bridge tail [--since DURATION | --all] [--cycles] [filter]
 
 filter is a resource, optionally with an op: tasks, tasks.updated, *.deleted.
-Without --since or --all, only new events are shown. NATS_URL and the NATS_*
+Without --since or --all, only new events are shown; with --cycles, the
+report of each poll cycle too (P.cycles.<resource>). NATS_URL and the NATS_*
 auth variables say where to connect (default nats://127.0.0.1:4222).`)
 	}
 	pos, help, err := parseAnywhere(fs, args)
@@ -62,7 +65,11 @@ auth variables say where to connect (default nats://127.0.0.1:4222).`)
 	if err != nil {
 		return err
 	}
-	occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverNewPolicy}
+	filters := []string{subject}
+	if *cycles {
+		filters = append(filters, cycleSubject(cfg.Subjects, filter))
+	}
+	occ := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverNewPolicy}
 	switch {
 	case *all:
 		occ.DeliverPolicy = jetstream.DeliverAllPolicy
@@ -77,8 +84,10 @@ auth variables say where to connect (default nats://127.0.0.1:4222).`)
 		return fmt.Errorf("reading stream %s at %s: %w (is the bridge running, with the same BRIDGE_SUBJECT_PREFIX?)",
 			cfg.Subjects.EventsStream(), rockety.RedactURL(url), err)
 	}
-	fmt.Fprintf(stderr, "tailing %s on %s; Ctrl-C to stop\n", subject, rockety.RedactURL(url))
-	return printEvents(ctx, cons, newView(stdout), stderr)
+	fmt.Fprintf(stderr, "tailing %s on %s; Ctrl-C to stop\n", strings.Join(filters, " and "), rockety.RedactURL(url))
+	v := newView(stdout)
+	v.cyclesPrefix = cfg.Subjects.Prefix() + ".cycles."
+	return printEvents(ctx, cons, v, stderr)
 }
 
 // dialTool connects a command-line tool to the bridge's NATS: NATS_URL,
@@ -117,6 +126,16 @@ func tailSubject(s events.Subjects, filter string) (string, error) {
 	return s.EventFilter(resource, events.Op(op)), nil
 }
 
+// cycleSubject is the cycle reports of a tail filter's resource (all of
+// them for none or *).
+func cycleSubject(s events.Subjects, filter string) string {
+	resource, _, _ := strings.Cut(filter, ".")
+	if resource == "" || resource == "*" {
+		return s.Cycles()
+	}
+	return s.Cycle(resource)
+}
+
 // printEvents prints what cons delivers until ctx ends.
 func printEvents(ctx context.Context, cons jetstream.Consumer, v *view, stderr io.Writer) error {
 	iter, err := cons.Messages()
@@ -132,6 +151,15 @@ func printEvents(ctx context.Context, cons jetstream.Consumer, v *view, stderr i
 				return nil
 			}
 			return err
+		}
+		if v.cyclesPrefix != "" && strings.HasPrefix(msg.Subject(), v.cyclesPrefix) {
+			var rep events.CycleReport
+			if err := json.Unmarshal(msg.Data(), &rep); err != nil {
+				fmt.Fprintln(stderr, "skipping a cycle report that does not decode:", err)
+				continue
+			}
+			v.cycle(rep)
+			continue
 		}
 		e, _, err := events.DecodeStream(msg)
 		if err != nil {

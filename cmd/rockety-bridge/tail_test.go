@@ -72,6 +72,27 @@ func TestTailPrintsEvents(t *testing.T) {
 	if since := tail("--since", "1h", "*.deleted"); !strings.Contains(since, "users.deleted.9") || strings.Contains(since, "tasks.") {
 		t.Errorf("tail --since 1h *.deleted:\n%s", since)
 	}
+	// Cycle reports: only with --cycles, and only the filter's resource.
+	for _, rep := range []events.CycleReport{
+		{Resource: "tasks", Kind: events.CycleSnapshot, Outcome: events.CycleComplete, Instance: "bridge-0", Items: 3, Snapshot: 3, ResyncID: "r-9"},
+		{Resource: "users", Kind: events.CycleFull, Outcome: events.CyclePartial, Instance: "bridge-0", Error: "page 2: 500"},
+	} {
+		body, _ := events.EncodeJSON(rep)
+		if _, err := js.Publish(ctx, s.Cycle(rep.Resource), body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if plain := tail("--all"); strings.Contains(plain, "cycle") {
+		t.Errorf("tail --all shows cycle reports without --cycles:\n%s", plain)
+	}
+	withCycles := tail("--all", "--cycles", "tasks")
+	if !strings.Contains(withCycles, "tasks snapshot complete") || !strings.Contains(withCycles, "resync r-9") ||
+		strings.Contains(withCycles, "users") || !strings.Contains(withCycles, "tasks.created.1") {
+		t.Errorf("tail --all --cycles tasks:\n%s", withCycles)
+	}
+	if every := tail("--all", "--cycles"); !strings.Contains(every, "users full partial") || !strings.Contains(every, ": page 2: 500") {
+		t.Errorf("tail --all --cycles:\n%s", every)
+	}
 	var out, errOut lab.SyncBuffer
 	if code := run(context.Background(), []string{"tail", "--all", "--since", "1m"}, &out, &errOut); code != 2 {
 		t.Errorf("conflicting flags exit %d", code)

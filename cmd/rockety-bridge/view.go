@@ -27,6 +27,8 @@ type view struct {
 	outcomes map[events.Status]int
 	// trips are the commands whose write-through event is still to come.
 	trips []*trip
+	// cyclesPrefix is P.cycles., for telling reports from events.
+	cyclesPrefix string
 }
 
 func newView(w io.Writer) *view {
@@ -212,6 +214,31 @@ func (v *view) print(subject string, e events.Event) {
 	}
 	if t := v.tripOf(e); t != nil {
 		line += "  " + v.paint(ansiBlue, "⇠ write-through of "+t.commandID)
+	}
+	fmt.Fprintln(v.w, line)
+}
+
+// cycle writes one cycle report.
+func (v *view) cycle(r events.CycleReport) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	color := ansiDim
+	if r.Outcome != events.CycleComplete {
+		color = ansiRed
+	}
+	line := v.paint(ansiDim, r.FinishedAt.Local().Format("15:04:05.000")) + "  " +
+		v.paint(color, fmt.Sprintf("%-8s", "cycle")) + " " +
+		fmt.Sprintf("%s %s %s in %s by %s: %d items, %d pages, %d requests; %d created, %d updated, %d deleted, %d snapshot",
+			r.Resource, r.Kind, r.Outcome, r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond), r.Instance,
+			r.Items, r.Pages, r.Requests, r.Created, r.Updated, r.Deleted, r.Snapshot)
+	if r.GuardTripped {
+		line += "; mass-delete guard tripped"
+	}
+	if r.ResyncID != "" {
+		line += "; resync " + r.ResyncID
+	}
+	if r.Error != "" {
+		line += ": " + r.Error
 	}
 	fmt.Fprintln(v.w, line)
 }

@@ -166,6 +166,7 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 		}
 	}
 	journal := publisher.NewJournal(b.js, opts.Subjects)
+	reports := reporter{reports: publisher.NewReports(b.js, opts.Subjects), log: b.log}
 	for _, r := range opts.Resources {
 		p, err := poller.New(poller.Config{
 			Resource:       r.Name,
@@ -177,6 +178,7 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 			Lookback:       opts.Incremental.Lookback,
 			FullEvery:      opts.Incremental.FullEvery,
 			DeletedField:   opts.Incremental.DeletedField,
+			Instance:       opts.InstanceID,
 		}, poller.Deps{
 			Lister:      opts.Client,
 			Mirror:      b.store,
@@ -185,6 +187,7 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 			Journal:     journal,
 			Lease:       leases.For(r.Name),
 			Observer:    (*observer)(b),
+			Reports:     reports,
 		})
 		if err != nil {
 			return nil, err
@@ -241,6 +244,11 @@ func (b *Bridge) JetStream() jetstream.JetStream { return b.js }
 // Run polls every resource, and runs the command consumer, until ctx ends;
 // then it lets cycles in progress finish (up to ShutdownGrace) and returns.
 func (b *Bridge) Run(ctx context.Context) error {
+	control, err := b.serveResync()
+	if err != nil {
+		return fmt.Errorf("subscribing to resync requests: %w", err)
+	}
+	defer func() { _ = control.Unsubscribe() }()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(b.pollers)+2)
 	if b.budget != nil {
