@@ -23,7 +23,7 @@ var forbidden = []struct {
 	{"nats-server", func(p string) bool { return strings.HasPrefix(p, "github.com/nats-io/nats-server") }},
 	{"the bridge's internals", func(p string) bool {
 		// Only the contract and the models it is made of are for others.
-		return strings.HasPrefix(p, module+"/") && p != module+"/events" && p != module+"/rockety/model"
+		return strings.HasPrefix(p, module+"/") && p != module+"/events" && p != module+"/events/follow" && p != module+"/rockety/model"
 	}},
 }
 
@@ -38,6 +38,7 @@ func TestSubscriberPackagesStayLeaves(t *testing.T) {
 		stdlibOnly bool
 	}{
 		{name: "events", pkg: module + "/events"},
+		{name: "follow", pkg: module + "/events/follow"},
 		{name: "models", pkg: module + "/rockety/model", stdlibOnly: true},
 	}
 	for _, tt := range tests {
