@@ -122,6 +122,7 @@ var kinds = map[string]func() any{
 	"v1/ServiceAccount":                  func() any { return new(corev1.ServiceAccount) },
 	"policy/v1/PodDisruptionBudget":      func() any { return new(policyv1.PodDisruptionBudget) },
 	"networking.k8s.io/v1/NetworkPolicy": func() any { return new(networkingv1.NetworkPolicy) },
+	"v1/ConfigMap":                       func() any { return new(corev1.ConfigMap) },
 }
 
 // customKinds are CRDs (Prometheus Operator) without Go types here; they
@@ -222,7 +223,7 @@ spec:
 		"misplaced field":   strings.Replace(deployment, "  selector:", "  containers: []\n  selector:", 1),
 		"wrong type":        strings.Replace(deployment, "image: i", "image: [i]", 1),
 		"duplicate key":     strings.Replace(deployment, "image: i", "image: i\n          image: j", 1),
-		"unknown kind":      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+		"unknown kind":      "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
 		"unknown version":   strings.Replace(deployment, "apps/v1", "apps/v1beta2", 1),
 		"unknown CRD":       "apiVersion: monitoring.coreos.com/v1\nkind: PodMonitor\nmetadata: {name: x}\n",
 		"no name":           strings.Replace(deployment, "  name: x\n", "", 1),

@@ -87,7 +87,7 @@ func TestKillLoop(t *testing.T) {
 	b := l.startBridge(env...)
 	l.waitCycles(b, resources, 1, 3*time.Minute)
 	baseline, baseSeq := l.snapshotItems(resources)
-	if n, err := l.streamMsgs(eventsStream); err != nil || n != 0 {
+	if n, err := l.eventMsgs(); err != nil || n != 0 {
 		t.Fatalf("the silent baseline published %d events (%v)", n, err)
 	}
 	if diffs := judge.Mirror(l.readMirror(resources), baseline); len(diffs) > 0 {

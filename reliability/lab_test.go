@@ -427,6 +427,24 @@ func (l *rig) streamMsgs(name string) (uint64, error) {
 	return st.Msgs, err
 }
 
+// eventMsgs returns how many change events the events stream holds: its
+// results and cycle reports left out.
+func (l *rig) eventMsgs() (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := l.js.Stream(ctx, eventsStream)
+	if err != nil {
+		return 0, err
+	}
+	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{FilterSubject: subjects.Events(), AckPolicy: jetstream.AckNonePolicy,
+		InactiveThreshold: 10 * time.Second})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = st.DeleteConsumer(context.WithoutCancel(ctx), cons.CachedInfo().Name) }()
+	return cons.CachedInfo().NumPending, nil
+}
+
 func (l *rig) streamState(name string) (jetstream.StreamState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -65,7 +65,7 @@ func TestSoak(t *testing.T) {
 	start := time.Now()
 	l.waitCycles(b, resources, 1, 15*time.Minute)
 	baseline, baseSeq := l.snapshotItems(resources)
-	if n, err := l.streamMsgs(eventsStream); err != nil || n != 0 {
+	if n, err := l.eventMsgs(); err != nil || n != 0 {
 		t.Fatalf("the silent baseline published %d events (%v)", n, err)
 	}
 	if diffs := judge.Mirror(l.readMirror(resources), baseline); len(diffs) > 0 {
@@ -99,7 +99,7 @@ func TestSoak(t *testing.T) {
 			badCycles:  m.sum("rockety_bridge_poll_cycles_total") - m.sum("rockety_bridge_poll_cycles_total", "outcome", "ok"),
 			cycleSum:   m.sum("rockety_bridge_poll_cycle_duration_seconds_sum"),
 			retries:    m.sum("rockety_bridge_api_retries_total"), lastSuccess: m.sum("rockety_bridge_last_successful_cycle_timestamp_seconds")}
-		if s.events, err = l.streamMsgs(eventsStream); err != nil {
+		if s.events, err = l.eventMsgs(); err != nil {
 			t.Fatal(err)
 		}
 		if s.mutations, err = l.sim.LastSeq(ctx); err != nil {
