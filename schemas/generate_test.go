@@ -66,6 +66,26 @@ var sources = []source{
 		extra: "It travels on P.cycles.<resource> and is kept in the events stream: one per finished poll cycle.",
 		patch: patchCycle,
 	},
+	{
+		name:  "resync-request",
+		typ:   events.ResyncRequest{},
+		title: "Rockety resync request",
+		extra: "Sent as a NATS request to P.control.resync.<resource> (rockety-bridge resync); an empty body asks for a full resync.",
+		patch: func(s obj) {
+			field(properties(s), "mode")["enum"] = []string{string(events.ResyncFull), string(events.ResyncSnapshot)}
+			describe(s, map[string]string{"mode": "full: a full traversal at once; snapshot: also one snapshot event per current item."})
+		},
+	},
+	{
+		name:  "resync-reply",
+		typ:   events.ResyncReply{},
+		title: "Rockety resync reply",
+		extra: "The lease holder's answer; replicas that do not hold the lease do not answer.",
+		patch: func(s obj) {
+			describe(s, map[string]string{"resync_id": "The id the cycle report and the snapshot events of this resync carry.",
+				"error": "Why the request was refused (a bad body)."})
+		},
+	},
 	{name: "project", typ: model.Project{}, title: "Rockety project", extra: resourceExtra, patch: patchResource},
 	{name: "task", typ: model.Task{}, title: "Rockety task", extra: resourceExtra, patch: patchResource},
 	{name: "user", typ: model.User{}, title: "Rockety user", extra: resourceExtra, patch: patchResource},
@@ -76,7 +96,7 @@ const resourceExtra = "Only id is guaranteed: any other field may be missing or 
 // commentFiles are the Go files whose doc comments become descriptions.
 // Files rather than folders, so that a test type in the same folder cannot
 // shadow a model's comment.
-var commentFiles = []string{"../events/event.go", "../events/command.go", "../events/cycle.go", "../rockety/model/model.go"}
+var commentFiles = []string{"../events/event.go", "../events/command.go", "../events/cycle.go", "../events/control.go", "../rockety/model/model.go"}
 
 // generate returns every schema as the bytes its file should hold.
 func generate() (map[string][]byte, error) {

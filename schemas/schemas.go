@@ -85,7 +85,8 @@ func readJSON(file string) (any, error) {
 }
 
 // Names lists the schemas by the names Validate takes, sorted: "command",
-// "cycle", "event", "project", "result", "task", "user".
+// "cycle", "event", "project", "result", "resync-reply", "resync-request",
+// "task", "user".
 func Names() []string {
 	names, _ := fs.Glob(files, "*.json") // the pattern is valid, so no error
 	for i, n := range names {

@@ -268,7 +268,7 @@ func TestGoValuesValidate(t *testing.T) {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"command", "cycle", "event", "project", "result", "task", "user"}
+	want := []string{"command", "cycle", "event", "project", "result", "resync-reply", "resync-request", "task", "user"}
 	if got := schemas.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names() = %q, want %q", got, want)
 	}
