@@ -556,7 +556,8 @@ func streamSpan(js jetstream.JetStream, stream string, seq uint64) (spanOf, erro
 	}
 	read := 0
 	for read < total {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+		// Only what was there at the start: cycle reports keep coming.
+		batch, err := cons.Fetch(min(1000, total-read), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			return out, err
 		}
