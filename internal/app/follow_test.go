@@ -29,14 +29,20 @@ import (
 // bridge killed, and a new one started, while the subscriber reads the
 // mirror.
 func TestFollowBootstrapsWithoutAGap(t *testing.T) {
-	for _, kill := range []bool{false, true} {
-		t.Run(fmt.Sprintf("bridge killed during the bootstrap=%v", kill), func(t *testing.T) {
-			testFollow(t, kill)
-		})
+	for _, tc := range []struct {
+		name        string
+		kill        bool
+		restartNATS bool
+	}{
+		{name: "under churn"},
+		{name: "bridge killed during the bootstrap", kill: true},
+		{name: "NATS restarted while following", restartNATS: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testFollow(t, tc.kill, tc.restartNATS) })
 	}
 }
 
-func testFollow(t *testing.T, kill bool) {
+func testFollow(t *testing.T, kill, restartNATS bool) {
 	const ttl = time.Second
 	s := lab.NewSim(t, sim.Options{Seed: 21, SeedItems: 300, Churn: 40})
 	client := lab.Serve(t, s, rockety.WithRateLimit(0))
@@ -116,7 +122,15 @@ func testFollow(t *testing.T, kill bool) {
 		})
 	}()
 
-	time.Sleep(3 * time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	if restartNATS {
+		// Everyone's connection drops and comes back: the bridge's, the
+		// subscriber's, the commands'.
+		ns.Stop()
+		time.Sleep(500 * time.Millisecond)
+		ns.Restart()
+	}
+	time.Sleep(1500 * time.Millisecond)
 	stopChurn()
 	<-commandsDone
 	// The bridge catches up with the last changes, the subscriber with it.
