@@ -2,40 +2,47 @@ package plan
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/bits"
 	"slices"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
 // The hashes are stored with each mirror entry (HashHeader), so that a
 // start reads no values: they must come out the same in every process and
 // every version that reads them, which rules out hash/maphash and its
-// per-process seed. sum64 is a fixed function of the bytes and their
-// length. Most of what an item hashes (keys, numbers, short strings) is a
-// word or two, read as overlapping words and folded in with mix (a
-// bijection in either argument); longer input runs four lanes at once, as
-// XXH64 does. Changing it means a new HashVersion.
+// per-process seed. sum64 is a function of the bytes, their length and a
+// key. The key is the deployment's (UseHashKey, kept in NATS by the
+// bridge): a fixed public function would let anyone who writes an item's
+// fields craft an edit that hashes like the state before it, an update the
+// bridge would never see; with a secret key that takes guessing the key.
+// Most of what an item hashes (keys, numbers, short strings) is a word or
+// two, read as overlapping words and folded in with mix (a bijection in
+// either argument); longer input runs four lanes at once, as XXH64 does.
+// Changing the function means a new HashVersion.
 func sum64(b []byte) uint64 {
+	k := hashKey.Load()
 	n := len(b)
 	switch {
 	case n > 32:
-		return sumLong(b)
+		return sumLong(b, k)
 	case n > 16:
-		h := mix(word(b), uint64(n))
+		h := mix(word(b)^k[0], uint64(n)^k[1])
 		h = mix(h, word(b[8:]))
 		h = mix(h, word(b[n-16:]))
 		return mix(h, word(b[n-8:]))
 	case n > 8:
-		return mix(mix(word(b), uint64(n)), word(b[n-8:]))
+		return mix(mix(word(b)^k[0], uint64(n)^k[1]), word(b[n-8:]))
 	case n >= 4:
-		return mix(uint64(binary.LittleEndian.Uint32(b))|uint64(binary.LittleEndian.Uint32(b[n-4:]))<<32, uint64(n))
+		return mix(uint64(binary.LittleEndian.Uint32(b))|uint64(binary.LittleEndian.Uint32(b[n-4:]))<<32^k[0], uint64(n)^k[1])
 	case n > 0:
-		return mix(uint64(b[0])|uint64(b[n/2])<<8|uint64(b[n-1])<<16, uint64(n))
+		return mix(uint64(b[0])|uint64(b[n/2])<<8|uint64(b[n-1])<<16^k[0], uint64(n)^k[1])
 	}
-	return mix(0, 0)
+	return mix(k[0], k[1])
 }
 
 func word(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
@@ -47,9 +54,9 @@ const (
 
 func laneRound(acc, w uint64) uint64 { return bits.RotateLeft64(acc+w*lane2, 31) * lane1 }
 
-func sumLong(all []byte) uint64 {
+func sumLong(all []byte, k *[2]uint64) uint64 {
 	n, b := len(all), all
-	v1, v2, v3, v4 := lane1^lane2, lane2, uint64(0), ^lane1
+	v1, v2, v3, v4 := k[0]^lane1, k[1]^lane2, k[0]+lane2, k[1]-lane1
 	for len(b) >= 32 {
 		v1 = laneRound(v1, word(b))
 		v2 = laneRound(v2, word(b[8:]))
@@ -57,7 +64,7 @@ func sumLong(all []byte) uint64 {
 		v4 = laneRound(v4, word(b[24:]))
 		b = b[32:]
 	}
-	h := mix(mix(mix(v1, v2), mix(v3, v4)), uint64(n))
+	h := mix(mix(mix(v1, v2), mix(v3, v4)), uint64(n)^k[0])
 	for len(b) >= 8 {
 		h = mix(h, word(b))
 		b = b[8:]
@@ -68,6 +75,33 @@ func sumLong(all []byte) uint64 {
 	}
 	return h
 }
+
+// hashKey is the key of every hash this process makes: random until
+// UseHashKey sets the deployment's, so that no process hashes with a key
+// anyone could know.
+var hashKey atomic.Pointer[[2]uint64]
+
+func init() {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("plan: no randomness for the hash key: " + err.Error())
+	}
+	hashKey.Store(&[2]uint64{binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])})
+}
+
+// HashKey is the key hashes are made with now.
+func HashKey() [2]uint64 { return *hashKey.Load() }
+
+// UseHashKey makes every hash from now on with key: the deployment's, read
+// from NATS at start (publisher.HashKey), so that hashes stored by one
+// replica are those another one computes. Hashes made before with another
+// key are merely taken for changed, and compared against the stored item
+// before anything is published.
+func UseHashKey(key [2]uint64) { hashKey.Store(&key) }
+
+// keyFingerprint names the key in HashHeader without giving it away, so
+// that hashes made with another key are not taken for this one's.
+func keyFingerprint(k [2]uint64) uint32 { return uint32(mix(k[0]^0x5bd1e9955bd1e995, k[1]) >> 32) }
 
 // hasher computes the hash of an item's canonical JSON: object keys in any
 // order, whitespace dropped, string escapes resolved. Key order and

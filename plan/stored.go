@@ -7,20 +7,27 @@ import (
 
 // HashHeader is the mirror entry header that carries the hashes of its
 // value, so that a start can load a million entries without reading or
-// hashing their values. Its value is HashVersion, the canonical hash and
-// the raw hash, separated by colons, the hashes in 16 hex digits:
-// "x1:0123456789abcdef:fedcba9876543210".
+// hashing their values. Its value is HashVersion, a fingerprint of the
+// hash key (8 hex digits), the canonical hash and the raw hash (16 hex
+// digits each), separated by colons:
+// "x1:89abcdef:0123456789abcdef:fedcba9876543210".
 const HashHeader = "Rockety-Hash"
 
 // HashVersion names how Hash and RawHash compute. An entry whose header
-// names another version (an older or newer bridge wrote it) is hashed
-// from its value instead.
+// names another version (an older or newer bridge wrote it), or another
+// key, is hashed from its value instead.
 const HashVersion = "x1"
 
-// FormatHashes is the HashHeader value of a value with these hashes.
+// FormatHashes is the HashHeader value of a value with these hashes, made
+// with the current key.
 func FormatHashes(canonical, raw uint64) string {
-	b := make([]byte, 0, len(HashVersion)+2+32)
+	b := make([]byte, 0, len(HashVersion)+3+8+32)
 	b = append(b, HashVersion...)
+	b = append(b, ':')
+	fp := keyFingerprint(HashKey())
+	for shift := 28; shift >= 0; shift -= 4 {
+		b = append(b, "0123456789abcdef"[fp>>uint(shift)&0xf])
+	}
 	b = append(b, ':')
 	b = appendHex16(b, canonical)
 	b = append(b, ':')
@@ -37,10 +44,18 @@ func appendHex16(b []byte, v uint64) []byte {
 }
 
 // ParseHashes reads a HashHeader value. ok is false for an empty, damaged
-// or other-version value: the caller then hashes the value itself.
+// or other-version value, and for one made with another key: the caller
+// then hashes the value itself.
 func ParseHashes(header string) (canonical, raw uint64, ok bool) {
 	version, rest, found := strings.Cut(header, ":")
 	if !found || version != HashVersion {
+		return 0, 0, false
+	}
+	fp, rest, found := strings.Cut(rest, ":")
+	if !found || len(fp) != 8 {
+		return 0, 0, false
+	}
+	if v, err := strconv.ParseUint(fp, 16, 32); err != nil || uint32(v) != keyFingerprint(HashKey()) {
 		return 0, 0, false
 	}
 	c, r, found := strings.Cut(rest, ":")

@@ -1,12 +1,26 @@
 package plan
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 )
 
+// testKey makes the hashes of these tests the same on every run.
+var testKey = [2]uint64{0x0123456789abcdef, 0x0fedcba987654321}
+
+func withKey(t *testing.T, key [2]uint64) {
+	t.Helper()
+	old := HashKey()
+	UseHashKey(key)
+	t.Cleanup(func() { UseHashKey(old) })
+}
+
 func TestParseHashes(t *testing.T) {
+	withKey(t, testKey)
+	fp := fmt.Sprintf("%08x", keyFingerprint(testKey))
+	other := fmt.Sprintf("%08x", keyFingerprint([2]uint64{1, 2}))
 	for _, tc := range []struct {
 		name           string
 		header         string
@@ -14,17 +28,20 @@ func TestParseHashes(t *testing.T) {
 		ok             bool
 	}{
 		{"empty", "", 0, 0, false},
-		{"no version", "0123456789abcdef:fedcba9876543210", 0, 0, false},
-		{"other version", "x2:0123456789abcdef:fedcba9876543210", 0, 0, false},
-		{"one hash", "x1:0123456789abcdef", 0, 0, false},
-		{"short hash", "x1:0123456789abcde:fedcba9876543210", 0, 0, false},
-		{"long hash", "x1:0123456789abcdef0:fedcba9876543210", 0, 0, false},
-		{"not hex", "x1:0123456789abcdeg:fedcba9876543210", 0, 0, false},
-		{"signed", "x1:+123456789abcdef:fedcba9876543210", 0, 0, false},
-		{"trailing field", "x1:0123456789abcdef:fedcba9876543210:00", 0, 0, false},
-		{"zeros", "x1:0000000000000000:0000000000000000", 0, 0, true},
-		{"valid", "x1:0123456789abcdef:fedcba9876543210", 0x0123456789abcdef, 0xfedcba9876543210, true},
-		{"upper case hex", "x1:0123456789ABCDEF:FEDCBA9876543210", 0x0123456789abcdef, 0xfedcba9876543210, true},
+		{"no version", fp + ":0123456789abcdef:fedcba9876543210", 0, 0, false},
+		{"other version", "x2:" + fp + ":0123456789abcdef:fedcba9876543210", 0, 0, false},
+		{"without a key", "x1:0123456789abcdef:fedcba9876543210", 0, 0, false},
+		{"another key", "x1:" + other + ":0123456789abcdef:fedcba9876543210", 0, 0, false},
+		{"damaged key", "x1:" + fp[:7] + "g:0123456789abcdef:fedcba9876543210", 0, 0, false},
+		{"one hash", "x1:" + fp + ":0123456789abcdef", 0, 0, false},
+		{"short hash", "x1:" + fp + ":0123456789abcde:fedcba9876543210", 0, 0, false},
+		{"long hash", "x1:" + fp + ":0123456789abcdef0:fedcba9876543210", 0, 0, false},
+		{"not hex", "x1:" + fp + ":0123456789abcdeg:fedcba9876543210", 0, 0, false},
+		{"signed", "x1:" + fp + ":+123456789abcdef:fedcba9876543210", 0, 0, false},
+		{"trailing field", "x1:" + fp + ":0123456789abcdef:fedcba9876543210:00", 0, 0, false},
+		{"zeros", "x1:" + fp + ":0000000000000000:0000000000000000", 0, 0, true},
+		{"valid", "x1:" + fp + ":0123456789abcdef:fedcba9876543210", 0x0123456789abcdef, 0xfedcba9876543210, true},
+		{"upper case hex", "x1:" + strings.ToUpper(fp) + ":0123456789ABCDEF:FEDCBA9876543210", 0x0123456789abcdef, 0xfedcba9876543210, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, r, ok := ParseHashes(tc.header)
@@ -45,19 +62,24 @@ func TestFormatHashesRoundTrips(t *testing.T) {
 	}
 }
 
-// The stored hashes outlive the process: a hash must not depend on
-// anything but the value, or a restarted bridge would take every loaded
-// item for changed.
+// The stored hashes outlive the process: with the same key, a hash must
+// not depend on anything but the value, or a restarted bridge would take
+// every loaded item for changed. With another key, it differs.
 func TestHashIsStableAcrossProcesses(t *testing.T) {
+	withKey(t, testKey)
 	const item = `{"id":42,"title":"a","tags":["x",1,null,true],"n":{"b":2.5,"a":"\u00e9"}}`
 	h, err := Hash([]byte(item))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Recorded from this version; a new value means a new HashVersion.
-	const wantCanonical, wantRaw = uint64(0x3bafe1dc5cdf4df0), uint64(0x47f84554a88b0dec)
-	if got := FormatHashes(h, RawHash([]byte(item))); got != FormatHashes(wantCanonical, wantRaw) {
-		t.Fatalf("hashes of %s are %s; a change in how items hash needs a new HashVersion", item, got)
+	const want = "x1:f5948123:5f5dfb710420c690:c170c2d900dfacc2"
+	if got := FormatHashes(h, RawHash([]byte(item))); got != want {
+		t.Fatalf("hashes of %s are %s, want %s; a change in how items hash needs a new HashVersion", item, got, want)
+	}
+	UseHashKey([2]uint64{testKey[0], testKey[1] + 1})
+	if h2, _ := Hash([]byte(item)); h2 == h || RawHash([]byte(item)) == RawHash([]byte(item+" ")) {
+		t.Errorf("another key gives the same canonical hash %x", h)
 	}
 }
 
@@ -70,7 +92,7 @@ func TestStoredHashes(t *testing.T) {
 	if gc, gr := StoredHashes(FormatHashes(7, 8), value); gc != 7 || gr != 8 {
 		t.Fatalf("with a header: %x %x, want the header's 7 8", gc, gr)
 	}
-	if gc, gr := StoredHashes("x0:0000000000000007:0000000000000008", value); gc != c || gr != r {
+	if gc, gr := StoredHashes("x0:00000000:0000000000000007:0000000000000008", value); gc != c || gr != r {
 		t.Fatalf("with another version's header: %x %x, want the value's", gc, gr)
 	}
 	if gc, _ := StoredHashes("", []byte("not json")); gc != 0 {

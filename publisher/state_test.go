@@ -128,7 +128,7 @@ func TestLoadReadsValuesOfEntriesWithoutHashes(t *testing.T) {
 	for i := range 50 {
 		id, value := fmt.Sprint(i), fmt.Sprintf(`{"id":%d, "n":"v%d"}`, i, i)
 		want[id] = value
-		switch i % 3 {
+		switch i % 4 {
 		case 0: // by this bridge, with hashes
 			if _, err := commitOne(ctx, store, "tasks", id, []byte(value), 0); err != nil {
 				t.Fatal(err)
@@ -142,6 +142,14 @@ func TestLoadReadsValuesOfEntriesWithoutHashes(t *testing.T) {
 			m.Data = []byte(value)
 			m.Header.Set(plan.HashHeader, "x0:0000000000000001:0000000000000002")
 			if _, err := js.PublishMsg(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		case 3: // by a bridge of another deployment (another hash key)
+			ours := plan.HashKey()
+			plan.UseHashKey([2]uint64{ours[0] + 1, ours[1]})
+			_, err := commitOne(ctx, store, "tasks", id, []byte(value), 0)
+			plan.UseHashKey(ours)
+			if err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -454,4 +462,28 @@ func stateOf(ctx context.Context, store *publisher.StateStore, resource, id stri
 		return plan.State{}, err
 	}
 	return st[0], nil
+}
+
+// Every replica of a deployment hashes with one key: the first stores its
+// own, the others read it; a damaged key is an error that says what to do.
+func TestHashKeyIsTheDeployments(t *testing.T) {
+	ctx := context.Background()
+	_, _, _, res := setup(t)
+	first, err := publisher.HashKey(ctx, res.Checkpoints)
+	if err != nil || first != plan.HashKey() {
+		t.Fatalf("first HashKey = %x, %v; want this process's %x", first, err, plan.HashKey())
+	}
+	old := plan.HashKey()
+	plan.UseHashKey([2]uint64{7, 8}) // another process, with its own random key
+	defer plan.UseHashKey(old)
+	again, err := publisher.HashKey(ctx, res.Checkpoints)
+	if err != nil || again != first {
+		t.Fatalf("a second replica's HashKey = %x, %v; want the stored %x", again, err, first)
+	}
+	if _, err := res.Checkpoints.Put(ctx, "=hash-key", []byte("nope")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := publisher.HashKey(ctx, res.Checkpoints); err == nil || !strings.Contains(err.Error(), "delete the key") {
+		t.Fatalf("a damaged key: %v", err)
+	}
 }

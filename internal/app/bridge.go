@@ -19,6 +19,7 @@ import (
 
 	"github.com/rockety-io/rockety-bridge/consumer"
 	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/plan"
 	"github.com/rockety-io/rockety-bridge/poller"
 	"github.com/rockety-io/rockety-bridge/publisher"
 	"github.com/rockety-io/rockety-bridge/rockety"
@@ -147,6 +148,13 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before anything is hashed: the mirror's stored hashes are made with
+	// the deployment's key.
+	key, err := publisher.HashKey(pctx, b.resources.Checkpoints)
+	if err != nil {
+		return nil, err
+	}
+	plan.UseHashKey(key)
 	b.store = publisher.NewStateStore(b.js, b.resources.State)
 	if b.pub, err = publisher.NewPublisher(opts.Conn); err != nil {
 		return nil, err
