@@ -29,19 +29,9 @@ const apiBase = "https://api.example.com/v1/ünï%20code"
 // attribute the SDK reads is the one the bridge meant, percent-encoded
 // values included.
 func TestCloudEventsSDKReadsOurEvents(t *testing.T) {
-	natsURL := startNATS(t)
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	natsURL, nc, _ := startBridgeNATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	subjects := events.MustSubjects("rockety")
-	if _, err := publisher.Provision(ctx, js, publisher.Config{Subjects: subjects, LeaseTTL: time.Second}); err != nil {
-		t.Fatal(err)
-	}
 	pub, err := publisher.NewPublisher(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -63,42 +53,7 @@ func TestCloudEventsSDKReadsOurEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The SDK's own consumer on the events stream.
-	proto, err := cejs.NewConsumer(natsURL, subjects.EventsStream(), subjects.Events(), nil, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proto.Close(ctx)
-	client, err := cloudevents.NewClient(proto)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	got := map[string]cloudevents.Event{}
-	rctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- client.StartReceiver(rctx, func(ev cloudevents.Event) {
-			mu.Lock()
-			got[ev.ID()] = ev
-			n := len(got)
-			mu.Unlock()
-			if n == len(ids) {
-				stop()
-			}
-		})
-	}()
-	select {
-	case <-rctx.Done():
-	case <-time.After(30 * time.Second):
-		stop()
-	}
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	if len(got) != len(ids) {
-		t.Fatalf("the SDK received %d of %d events: %v", len(got), len(ids), keys(got))
-	}
+	got := receive(t, natsURL, subjects.Events(), len(ids), func(ev cloudevents.Event) string { return ev.ID() })
 	source := apiBase + "/tasks"
 	for eid, e := range want {
 		ev, ok := got[eid]
@@ -142,6 +97,57 @@ func TestCloudEventsSDKReadsOurEvents(t *testing.T) {
 	}
 }
 
+var subjects = events.MustSubjects("rockety")
+
+// startBridgeNATS runs a JetStream server with the bridge's streams and
+// buckets, as the bridge provisions them.
+func startBridgeNATS(t *testing.T) (string, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	natsURL := startNATS(t)
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := publisher.Provision(ctx, js, publisher.Config{Subjects: subjects, LeaseTTL: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	return natsURL, nc, js
+}
+
+// receive reads the events stream's messages on subject with the SDK's own
+// JetStream consumer until want have come (or 30 s passed), by keyOf.
+func receive(t *testing.T, natsURL, subject string, want int, keyOf func(cloudevents.Event) string) map[string]cloudevents.Event {
+	t.Helper()
+	ctx, stop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stop()
+	proto, err := cejs.NewConsumer(natsURL, subjects.EventsStream(), subject, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proto.Close(context.Background())
+	client, err := cloudevents.NewClient(proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := map[string]cloudevents.Event{}
+	_ = client.StartReceiver(ctx, func(ev cloudevents.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		got[keyOf(ev)] = ev
+		if len(got) == want {
+			stop()
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return got
+}
+
 func keys(m map[string]cloudevents.Event) []string {
 	var out []string
 	for k := range m {
@@ -165,23 +171,12 @@ func startNATS(t *testing.T) string {
 	return ns.ClientURL()
 }
 
-
 // Command results are CloudEvents too: the SDK reads their type, id and
 // subject (the command id, percent-encoded where needed).
 func TestCloudEventsSDKReadsOurResults(t *testing.T) {
-	natsURL := startNATS(t)
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	natsURL, _, js := startBridgeNATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	subjects := events.MustSubjects("rockety")
-	if _, err := publisher.Provision(ctx, js, publisher.Config{Subjects: subjects, LeaseTTL: time.Second}); err != nil {
-		t.Fatal(err)
-	}
 	at := time.Date(2026, 12, 2, 15, 0, 0, 0, time.UTC)
 	cids := []string{"c-1", "c 2/ü", "50%"}
 	for _, cid := range cids {
@@ -194,30 +189,10 @@ func TestCloudEventsSDKReadsOurResults(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	proto, err := cejs.NewConsumer(natsURL, subjects.EventsStream(), subjects.Results(), nil, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proto.Close(ctx)
-	client, err := cloudevents.NewClient(proto)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	got := map[string]cloudevents.Event{}
-	rctx, stop := context.WithTimeout(ctx, 30*time.Second)
-	defer stop()
-	_ = client.StartReceiver(rctx, func(ev cloudevents.Event) {
-		mu.Lock()
-		defer mu.Unlock()
+	got := receive(t, natsURL, subjects.Results(), len(cids), func(ev cloudevents.Event) string {
 		subject, _ := url.PathUnescape(ev.Subject())
-		got[subject] = ev
-		if len(got) == len(cids) {
-			stop()
-		}
+		return subject
 	})
-	mu.Lock()
-	defer mu.Unlock()
 	for _, cid := range cids {
 		ev, ok := got[cid]
 		if !ok {

@@ -49,22 +49,31 @@ func apiDo(t *testing.T, method, url string, body any) map[string]any {
 // the matching events from NATS. It then stops the bridge with SIGTERM in
 // the middle of a slow cycle, restarts it, and checks that every change
 // arrived exactly once across the two runs.
+// processes builds the three binaries as a user runs them and starts
+// nats-server with JetStream; start runs more of them, each logging to a
+// file of its own.
+func processes(t *testing.T) (bin string, start func(name string, env []string, binary string, args ...string) *lab.Process, natsURL string) {
+	t.Helper()
+	bin, logs := t.TempDir(), t.TempDir()
+	lab.Build(t, bin)
+	start = func(name string, env []string, binary string, args ...string) *lab.Process {
+		return lab.Start(t, logs, name, env, filepath.Join(bin, binary), args...)
+	}
+	natsAddr := lab.FreeAddr(t)
+	_, natsPort, _ := strings.Cut(natsAddr, ":")
+	start("nats-server", nil, lab.NATSBin, "-js", "-a", "127.0.0.1", "-p", natsPort, "-sd", t.TempDir())
+	return bin, start, "nats://" + natsAddr
+}
+
 func TestEndToEndProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds three binaries; skipped with -short")
 	}
-	bin, logs := t.TempDir(), t.TempDir()
-	lab.Build(t, bin)
-	start := func(name string, env []string, binary string, args ...string) *lab.Process {
-		return lab.Start(t, logs, name, env, filepath.Join(bin, binary), args...)
-	}
-	natsAddr, simAddr, httpAddr := lab.FreeAddr(t), lab.FreeAddr(t), lab.FreeAddr(t)
-	_, natsPort, _ := strings.Cut(natsAddr, ":")
-	natsSrv := start("nats-server", nil, lab.NATSBin, "-js", "-a", "127.0.0.1", "-p", natsPort, "-sd", t.TempDir())
+	_, start, natsURL := processes(t)
+	simAddr, httpAddr := lab.FreeAddr(t), lab.FreeAddr(t)
 	simProc := start("rockety-sim", nil, lab.SimBin, "-addr", simAddr, "-token", "e2e-token",
 		"-seed-items", "300", "-churn", "0", "-resources", "tasks")
 	api := "http://" + simAddr + "/api/v1"
-	natsURL := "nats://" + natsAddr
 	bridgeEnv := []string{
 		"ROCKETY_API_URL=" + api, "ROCKETY_API_TOKEN=e2e-token", "ROCKETY_ALLOW_INSECURE=true",
 		"ROCKETY_RESOURCES=tasks", "ROCKETY_POLL_INTERVAL=1s", "ROCKETY_PAGE_SIZE=10", "ROCKETY_PAGE_CONCURRENCY=1",
@@ -75,7 +84,6 @@ func TestEndToEndProcesses(t *testing.T) {
 		_, body := get(t, "http://"+httpAddr+"/metrics")
 		return strings.Contains(body, `rockety_bridge_last_successful_cycle_timestamp_seconds{resource="tasks"}`)
 	})
-	_ = natsSrv
 	_ = simProc
 
 	nc, err := nats.Connect(natsURL)

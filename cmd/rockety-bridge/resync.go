@@ -57,11 +57,7 @@ func runResync(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		mode = events.ResyncSnapshot
 	}
 
-	cfg, err := loadConfig(false)
-	if err != nil {
-		return err
-	}
-	nc, url, err := dialTool(cfg, "rockety-bridge resync")
+	cfg, nc, url, err := connectTool("rockety-bridge resync")
 	if err != nil {
 		return err
 	}

@@ -27,17 +27,10 @@ func TestResyncCommandAgainstARunningBridge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds three binaries; skipped with -short")
 	}
-	bin, logs := t.TempDir(), t.TempDir()
-	lab.Build(t, bin)
-	start := func(name string, env []string, binary string, args ...string) *lab.Process {
-		return lab.Start(t, logs, name, env, filepath.Join(bin, binary), args...)
-	}
-	natsAddr, simAddr, httpAddr := lab.FreeAddr(t), lab.FreeAddr(t), lab.FreeAddr(t)
-	_, natsPort, _ := strings.Cut(natsAddr, ":")
-	start("nats-server", nil, lab.NATSBin, "-js", "-a", "127.0.0.1", "-p", natsPort, "-sd", t.TempDir())
+	bin, start, natsURL := processes(t)
+	simAddr, httpAddr := lab.FreeAddr(t), lab.FreeAddr(t)
 	start("rockety-sim", nil, lab.SimBin, "-addr", simAddr, "-token", "resync-token",
 		"-seed-items", "230", "-churn", "0", "-resources", "tasks")
-	natsURL := "nats://" + natsAddr
 	bridge := start("bridge", []string{
 		"ROCKETY_API_URL=http://" + simAddr + "/api/v1", "ROCKETY_API_TOKEN=resync-token", "ROCKETY_ALLOW_INSECURE=true",
 		"ROCKETY_RESOURCES=tasks", "ROCKETY_POLL_INTERVAL=1m", "ROCKETY_PAGE_SIZE=50",

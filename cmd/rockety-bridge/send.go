@@ -58,11 +58,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		req.CommandID = "c-" + nuid.Next()
 	}
 
-	cfg, err := loadConfig(false)
-	if err != nil {
-		return err
-	}
-	nc, url, err := dialTool(cfg, "rockety-bridge command")
+	cfg, nc, url, err := connectTool("rockety-bridge command")
 	if err != nil {
 		return err
 	}

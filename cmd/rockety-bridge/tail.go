@@ -90,6 +90,20 @@ auth variables say where to connect (default nats://127.0.0.1:4222).`)
 	return printEvents(ctx, cons, v, stderr)
 }
 
+// connectTool reads what a command-line tool needs of the configuration
+// and connects it to the bridge's NATS (dialTool).
+func connectTool(name string) (Config, *nats.Conn, string, error) {
+	cfg, err := loadConfig(false)
+	if err != nil {
+		return Config{}, nil, "", err
+	}
+	nc, url, err := dialTool(cfg, name)
+	if err != nil {
+		return Config{}, nil, "", err
+	}
+	return cfg, nc, url, nil
+}
+
 // dialTool connects a command-line tool to the bridge's NATS: NATS_URL,
 // else the local default where the demo and an embedded server listen,
 // with the NATS_* auth. It returns the URL it used, for messages.
