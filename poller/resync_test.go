@@ -3,7 +3,6 @@ package poller_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -152,7 +151,6 @@ func TestRunReportsEveryCycle(t *testing.T) {
 }
 
 type reportRecorder struct {
-	mu  sync.Mutex
 	got chan events.CycleReport
 }
 
