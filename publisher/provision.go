@@ -188,7 +188,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config) (Resourc
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	st, err := js.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("publisher: provisioning stream %s: %w%s", cfg.Name, err, refusalHint(err))
+		return nil, fmt.Errorf("publisher: provisioning stream %s: %w%s", cfg.Name, err, refusalHint(err, cfg.Replicas))
 	}
 	return st, nil
 }
@@ -196,7 +196,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("publisher: provisioning KV bucket %s: %w%s", cfg.Bucket, err, refusalHint(err))
+		return nil, fmt.Errorf("publisher: provisioning KV bucket %s: %w%s", cfg.Bucket, err, refusalHint(err, cfg.Replicas))
 	}
 	return kv, nil
 }
@@ -211,16 +211,25 @@ const (
 	// storage left.
 	insufficientResources    jetstream.ErrorCode = 10023
 	storageResourcesExceeded jetstream.ErrorCode = 10047
+	// JSStreamReplicasNotSupportedErr: replicas above 1 on a server that is
+	// not clustered.
+	replicasNotSupported jetstream.ErrorCode = 10074
+	// JSClusterNoPeersErrF: fewer servers than replicas to place them on.
+	noSuitablePeers jetstream.ErrorCode = 10005
 	// JSStreamWrongLastSequenceConstantErr: a compare-and-set write whose
 	// expected revision is no longer the last.
 	wrongLastSequenceConstant jetstream.ErrorCode = 10164
 )
 
-func refusalHint(err error) string {
+func refusalHint(err error, replicas int) string {
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 		return " (enable JetStream on the NATS server or for this account)"
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == replicasNotSupported:
+		return fmt.Sprintf(" (BRIDGE_STREAM_REPLICAS=%d, but this NATS server is not part of a JetStream cluster: set BRIDGE_STREAM_REPLICAS=1, or connect to a cluster of at least %d servers)", replicas, replicas)
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == noSuitablePeers:
+		return fmt.Sprintf(" (BRIDGE_STREAM_REPLICAS=%d asks for more JetStream servers than the cluster has to place it on: set it to the cluster's size or less, 3 on a 3-node cluster)", replicas)
 	case errors.As(err, &apiErr) && (apiErr.Code == 400 || apiErr.ErrorCode == streamInvalidConfig):
 		return " (the server refuses to change the existing one to this configuration; the bridge never deletes data, so migrate or remove it by hand)"
 	case errors.As(err, &apiErr) && (apiErr.Code == 401 || apiErr.Code == 403):
