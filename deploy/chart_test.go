@@ -446,8 +446,8 @@ func checkRendering(t *testing.T, r rendering, w want) {
 
 	t.Run("resources", func(t *testing.T) {
 		for _, rl := range []corev1.ResourceList{c.Resources.Requests, c.Resources.Limits} {
-			if rl.Cpu().IsZero() || rl.Memory().IsZero() {
-				t.Errorf("requests and limits need cpu and memory: %+v", c.Resources)
+			if rl.Cpu().IsZero() || rl.Memory().IsZero() || rl.StorageEphemeral().IsZero() {
+				t.Errorf("requests and limits need cpu, memory and ephemeral-storage: %+v", c.Resources)
 			}
 		}
 	})
@@ -1176,4 +1176,37 @@ func readFile(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// The documented install (deploy/README.md, "Deploying with Helm", on the
+// 3-node NATS of examples/nats-values.yaml) gives the streams and buckets
+// three replicas: its helm install line is rendered as written.
+func TestDocumentedInstallGivesThreeReplicas(t *testing.T) {
+	t.Parallel()
+	readme := readFile(t, "README.md")
+	start := strings.Index(readme, "helm install acme deploy/helm/rockety-bridge -n rockety \\\n")
+	if start < 0 {
+		t.Fatal("README.md: no helm install line for the bridge under \"Deploying with Helm\"")
+	}
+	var args []string
+	for _, line := range strings.Split(readme[start:], "\n")[1:] {
+		line, _, _ = strings.Cut(line, "#")
+		line = strings.TrimSpace(line)
+		more := strings.HasSuffix(line, "\\")
+		args = append(args, strings.Fields(strings.TrimSuffix(line, "\\"))...)
+		if !more {
+			break
+		}
+	}
+	if !slices.Contains(args, "config.streamReplicas=3") {
+		t.Fatalf("the documented install sets no config.streamReplicas=3: %q", args)
+	}
+	r := newRendering(t, render(t, "acme", args...))
+	env := envMap(t, bridgeContainer(t, r.deployment(t)))
+	if got := env["BRIDGE_STREAM_REPLICAS"].Value; got != "3" {
+		t.Errorf("the documented install renders BRIDGE_STREAM_REPLICAS=%q, want 3", got)
+	}
+	if !strings.Contains(readFile(t, "examples/nats-values.yaml"), "replicas: 3") {
+		t.Error("examples/nats-values.yaml is not the 3-node cluster the install is for")
+	}
 }
