@@ -3,7 +3,9 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,11 +24,13 @@ import (
 )
 
 // On a 3-node JetStream cluster with every stream and bucket at 3
-// replicas, the events stream's leader and then the mirror bucket's leader
-// are stopped while the bridge polls under churn and commands write, each
-// brought back a few seconds later: every event is held to the
-// simulator's mutation log (nothing lost, nothing twice, no false delete)
-// and every command gets its result.
+// replicas, while the bridge polls under churn and commands write: the
+// events stream's leader is stopped, then the mirror bucket's, then one
+// node is away for several cycles, then all three restart one after the
+// other. Every event is held to the simulator's mutation log (nothing
+// lost, nothing twice, no false delete) and every command gets its
+// result; each fault logs how long until every resource had a complete
+// cycle again.
 func TestClusterLeadersStopped(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 3-node cluster and two leader failovers; skipped with -short")
@@ -41,9 +45,10 @@ func TestClusterLeadersStopped(t *testing.T) {
 	for _, r := range sim.DefaultResources {
 		resources = append(resources, app.Resource{Name: r, Interval: 300 * time.Millisecond})
 	}
+	metrics := app.NewMetrics("test")
 	b, err := app.New(ctx, app.Options{
 		Client: client, Conn: c.Connect(t), Subjects: subjects, InitialSync: poller.SyncBaseline, MaxDeleteRatio: 0.5,
-		InstanceID: "pod-a", LeaseTTL: 2 * time.Second, ShutdownGrace: time.Second, Metrics: app.NewMetrics("test"),
+		InstanceID: "pod-a", LeaseTTL: 2 * time.Second, ShutdownGrace: time.Second, Metrics: metrics,
 		Replicas: 3, Resources: resources,
 		Commands: &app.Commands{Writer: client, Allow: consumer.Allow{"*"}, AckWait: 5 * time.Second},
 	})
@@ -70,32 +75,73 @@ func TestClusterLeadersStopped(t *testing.T) {
 		defer close(commandsDone)
 		cmds, _ := command.New(c.Connect(t), subjects)
 		for i := 0; churn.Err() == nil; i++ {
-			cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
-			res, err := cmds.Do(cctx, command.Request{Resource: "tasks", Action: events.ActionUpdate, CommandID: fmt.Sprintf("cluster-%d", i),
-				Command: events.Command{ID: model.ID(fmt.Sprint(1 + i%40)), Data: json.RawMessage(fmt.Sprintf(`{"title":"command %d"}`, i))}})
-			ccancel()
-			if err != nil {
-				results <- ""
-			} else {
-				results <- res.Status
+			// As a client does: a command whose publish NATS did not
+			// acknowledge, or whose result did not come in time (a
+			// restart in the way), is sent again under the same id, which
+			// runs it at most once and finds its stored result.
+			req := command.Request{Resource: "tasks", Action: events.ActionUpdate, CommandID: fmt.Sprintf("cluster-%d", i),
+				Command: events.Command{ID: model.ID(fmt.Sprint(1 + i%40)), Data: json.RawMessage(fmt.Sprintf(`{"title":"command %d"}`, i))}}
+			var status events.Status
+			for deadline := time.Now().Add(90 * time.Second); status == "" && time.Now().Before(deadline); {
+				cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
+				res, err := cmds.Do(cctx, req)
+				ccancel()
+				switch {
+				case err == nil:
+					status = res.Status
+				case strings.Contains(err.Error(), "publishing"), errors.Is(err, command.ErrNoResult):
+					time.Sleep(500 * time.Millisecond)
+				default:
+					t.Logf("command %s: %v", req.CommandID, err)
+					deadline = time.Time{}
+				}
 			}
+			results <- status
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
 
+	recovered := func(fault string, since time.Time) {
+		t.Helper()
+		took, err := lab.Within(60*time.Second, func() (bool, error) { return everyResourceCycledSince(metrics, since), nil })
+		if err != nil {
+			t.Errorf("%s: no complete cycle of every resource within 60s", fault)
+			return
+		}
+		t.Logf("%s: every resource had a complete cycle %s after the fault began", fault, took.Round(10*time.Millisecond))
+	}
 	for _, stream := range []string{subjects.EventsStream(), "KV_" + subjects.StateBucket()} {
 		time.Sleep(1500 * time.Millisecond)
 		leader := c.StreamLeader(js, stream)
+		since := time.Now()
 		c.Server(leader).Stop()
-		stopped := time.Now()
 		lab.WaitFor(t, "a new leader of "+stream, 20*time.Second, func() bool {
 			l, err := leaderOf(js, stream)
 			return err == nil && l != "" && l != leader
 		})
-		t.Logf("%s: leader %s stopped; a new one after %s", stream, leader, time.Since(stopped).Round(10*time.Millisecond))
-		time.Sleep(2 * time.Second)
+		recovered(stream+" leader "+leader+" stopped", since)
+		time.Sleep(time.Second)
 		c.Server(leader).Restart()
 	}
+	// One node away for longer than several cycles, then back behind.
+	time.Sleep(time.Second)
+	since := time.Now()
+	c.Servers[2].Stop()
+	recovered("node n3 away", since)
+	time.Sleep(3 * time.Second)
+	c.Servers[2].Restart()
+	// A rolling restart of all three.
+	since = time.Now()
+	for _, srv := range c.Servers {
+		srv.Stop()
+		time.Sleep(500 * time.Millisecond)
+		srv.Restart()
+		c.WaitForJetStream(30 * time.Second)
+		time.Sleep(time.Second)
+	}
+	recovered("rolling restart", since)
+	failed, ok := cycleOutcomes(metrics)
+	t.Logf("poll cycles: %d complete, %d not", ok, failed)
 	time.Sleep(time.Second)
 	stopChurn()
 	<-commandsDone
@@ -143,4 +189,51 @@ func leaderOf(js jetstream.JetStream, name string) (string, error) {
 		return "", err
 	}
 	return info.Cluster.Leader, nil
+}
+
+// everyResourceCycledSince reports whether every resource's last complete
+// cycle ended after since.
+func everyResourceCycledSince(m *app.Metrics, since time.Time) bool {
+	families, err := m.Registry.Gather()
+	if err != nil {
+		return false
+	}
+	seen := 0
+	for _, f := range families {
+		if f.GetName() != "rockety_bridge_last_successful_cycle_timestamp_seconds" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			if s.GetGauge().GetValue() < float64(since.UnixNano())/1e9 {
+				return false
+			}
+			seen++
+		}
+	}
+	return seen == len(sim.DefaultResources)
+}
+
+// cycleOutcomes counts the cycles that completed and those that did not.
+func cycleOutcomes(m *app.Metrics) (failed, ok int) {
+	families, _ := m.Registry.Gather()
+	for _, f := range families {
+		if f.GetName() != "rockety_bridge_poll_cycles_total" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			n := int(s.GetCounter().GetValue())
+			outcome := ""
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "outcome" {
+					outcome = l.GetValue()
+				}
+			}
+			if outcome == "ok" {
+				ok += n
+			} else {
+				failed += n
+			}
+		}
+	}
+	return failed, ok
 }
