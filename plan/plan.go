@@ -77,6 +77,15 @@ type State struct {
 	Hashed        bool
 }
 
+// Hashes are the state's value's: as the mirror gave them (Hashed), or
+// computed (ValueHashes).
+func (s State) Hashes() (canonical, raw uint64) {
+	if s.Hashed {
+		return s.Hash, s.RawHash
+	}
+	return ValueHashes(s.Value)
+}
+
 // Live reports whether the item exists as far as the mirror knows.
 func (s State) Live() bool { return s.Revision != 0 && !s.Deleted }
 
@@ -228,9 +237,7 @@ func listed(resource string, s State, obs Observation, now time.Time) Decision {
 	if obs.Sync == Resnapshot {
 		// Stored afresh even when unchanged: the event's revision must be
 		// the item's, or the next change would repeat it.
-		d := Decision{Outcome: Snapshot, Event: event(resource, events.OpSnapshot, s, nil, obs.Value, nil, now), Write: write}
-		d.Event.Event.ResyncID = obs.ResyncID
-		return d
+		return snapshot(resource, s, obs, write, now)
 	}
 	live := s.Live()
 	var changed []string
@@ -253,9 +260,7 @@ func listed(resource string, s State, obs Observation, now time.Time) Decision {
 	case obs.Sync == FirstBaseline:
 		return Decision{Outcome: Baseline, Write: write}
 	case obs.Sync == FirstSnapshot:
-		d := Decision{Outcome: Snapshot, Event: event(resource, events.OpSnapshot, s, nil, obs.Value, nil, now), Write: write}
-		d.Event.Event.ResyncID = obs.ResyncID
-		return d
+		return snapshot(resource, s, obs, write, now)
 	case !live:
 		return Decision{Outcome: Created, Event: event(resource, events.OpCreated, s, nil, obs.Value, nil, now), Write: write}
 	case s.Value == nil:
@@ -264,6 +269,13 @@ func listed(resource string, s State, obs Observation, now time.Time) Decision {
 		return Decision{Outcome: Reformatted, Write: write}
 	}
 	return Decision{Outcome: Updated, Event: event(resource, events.OpUpdated, s, s.Value, obs.Value, changed, now), Write: write}
+}
+
+// snapshot publishes the listed item as it is, with the resync it is for.
+func snapshot(resource string, s State, obs Observation, write *Write, now time.Time) Decision {
+	d := Decision{Outcome: Snapshot, Event: event(resource, events.OpSnapshot, s, nil, obs.Value, nil, now), Write: write}
+	d.Event.Event.ResyncID = obs.ResyncID
+	return d
 }
 
 func gone(resource string, s State, obs Observation, now time.Time) Decision {

@@ -24,21 +24,18 @@ func FormatHashes(canonical, raw uint64) string {
 	b := make([]byte, 0, len(HashVersion)+3+8+32)
 	b = append(b, HashVersion...)
 	b = append(b, ':')
-	fp := keyFingerprint(HashKey())
-	for shift := 28; shift >= 0; shift -= 4 {
-		b = append(b, "0123456789abcdef"[fp>>uint(shift)&0xf])
-	}
+	b = appendHex(b, uint64(keyFingerprint(HashKey())), 8)
 	b = append(b, ':')
-	b = appendHex16(b, canonical)
+	b = appendHex(b, canonical, 16)
 	b = append(b, ':')
-	b = appendHex16(b, raw)
+	b = appendHex(b, raw, 16)
 	return string(b)
 }
 
-func appendHex16(b []byte, v uint64) []byte {
-	const digits = "0123456789abcdef"
-	for shift := 60; shift >= 0; shift -= 4 {
-		b = append(b, digits[v>>uint(shift)&0xf])
+// appendHex writes the low digits hex digits of v, zeros in front.
+func appendHex(b []byte, v uint64, digits int) []byte {
+	for shift := 4 * (digits - 1); shift >= 0; shift -= 4 {
+		b = append(b, "0123456789abcdef"[v>>uint(shift)&0xf])
 	}
 	return b
 }
@@ -70,15 +67,14 @@ func ParseHashes(header string) (canonical, raw uint64, ok bool) {
 	return canonical, raw, true
 }
 
-// StoredHashes returns the hashes of a stored value: from its HashHeader
-// when that is of this version, else computed. A value that is not JSON
-// (the bridge never writes one) gets a canonical hash of 0, which no item
-// matches, so the next cycle stores the item afresh.
-func StoredHashes(header string, value []byte) (canonical, raw uint64) {
-	if c, r, ok := ParseHashes(header); ok {
-		return c, r
+// TakeHashes sets the state's hashes from its mirror entry's HashHeader
+// when that is of this version and key, and reports whether it did.
+func (s *State) TakeHashes(header string) bool {
+	c, r, ok := ParseHashes(header)
+	if ok {
+		s.Hash, s.RawHash, s.Hashed = c, r, true
 	}
-	return ValueHashes(value)
+	return ok
 }
 
 // ValueHashes computes the canonical and the raw hash of value, a

@@ -83,19 +83,24 @@ func TestHashIsStableAcrossProcesses(t *testing.T) {
 	}
 }
 
-func TestStoredHashes(t *testing.T) {
+func TestStateHashes(t *testing.T) {
 	value := []byte(`{"b":1,"a":2}`)
 	c, r := ValueHashes(value)
-	if gc, gr := StoredHashes("", value); gc != c || gr != r {
+	stored := func(header string, value []byte) (uint64, uint64) {
+		s := State{ID: "1", Value: value, Revision: 3}
+		s.TakeHashes(header)
+		return s.Hashes()
+	}
+	if gc, gr := stored("", value); gc != c || gr != r {
 		t.Fatalf("without a header: %x %x, want the value's %x %x", gc, gr, c, r)
 	}
-	if gc, gr := StoredHashes(FormatHashes(7, 8), value); gc != 7 || gr != 8 {
+	if gc, gr := stored(FormatHashes(7, 8), value); gc != 7 || gr != 8 {
 		t.Fatalf("with a header: %x %x, want the header's 7 8", gc, gr)
 	}
-	if gc, gr := StoredHashes("x0:00000000:0000000000000007:0000000000000008", value); gc != c || gr != r {
+	if gc, gr := stored("x0:00000000:0000000000000007:0000000000000008", value); gc != c || gr != r {
 		t.Fatalf("with another version's header: %x %x, want the value's", gc, gr)
 	}
-	if gc, _ := StoredHashes("", []byte("not json")); gc != 0 {
+	if gc, _ := stored("", []byte("not json")); gc != 0 {
 		t.Fatalf("a value that is not JSON hashes to %x, want 0", gc)
 	}
 }

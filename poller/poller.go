@@ -412,7 +412,7 @@ func (p *Poller) load(ctx context.Context) error {
 			ix.Load(s.ID, 0, 0, s.Revision, true)
 			return nil
 		}
-		h, raw := hashesOf(s)
+		h, raw := s.Hashes()
 		ix.Load(s.ID, h, raw, s.Revision, false)
 		return nil
 	})
@@ -510,16 +510,7 @@ func (p *Poller) refreshLocked(s plan.State) {
 	case s.Deleted:
 		p.ix.Bury(s.ID, s.Revision)
 	default:
-		h, raw := hashesOf(s)
+		h, raw := s.Hashes()
 		p.ix.Commit(s.ID, h, raw, s.Revision)
 	}
-}
-
-// hashesOf returns the hashes of a stored state: as the mirror gave them,
-// or of its value.
-func hashesOf(s plan.State) (canonical, raw uint64) {
-	if s.Hashed {
-		return s.Hash, s.RawHash
-	}
-	return plan.ValueHashes(s.Value)
 }

@@ -54,3 +54,25 @@ func TestReportOf(t *testing.T) {
 		})
 	}
 }
+
+// A resync accepted before the lease was lost is dropped with it, not run
+// whenever the lease comes back.
+func TestResyncDroppedWithTheLease(t *testing.T) {
+	// Nothing here is called: only the lease's time and the request matter.
+	p, err := New(Config{Resource: "tasks"}, Deps{Lister: struct{ Lister }{}, Mirror: struct{ Mirror }{},
+		Checkpoints: struct{ Checkpoints }{}, Sink: struct{ Sink }{}, Journal: struct{ Journal }{}, Lease: struct{ Lease }{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.setLease(time.Now().Add(time.Minute))
+	if _, err := p.Resync("r-1", true); err != nil {
+		t.Fatal(err)
+	}
+	p.setLease(time.Time{})
+	if rs := p.takeResync(); rs != nil {
+		t.Fatalf("after the lease was lost the resync %+v still waits", rs)
+	}
+	if _, err := p.Resync("r-2", false); !errors.Is(err, ErrNotHolder) {
+		t.Fatalf("Resync without the lease: %v", err)
+	}
+}

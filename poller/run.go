@@ -50,6 +50,12 @@ func (p *Poller) setLease(until time.Time) {
 	taken := p.leaseUntil.IsZero() && !until.IsZero()
 	p.leaseUntil = until
 	p.leaseMu.Unlock()
+	if until.IsZero() {
+		// A resync accepted while holding the lease is the holder's to
+		// run: one left waiting would run, unasked, whenever the lease
+		// came back.
+		p.takeResync()
+	}
 	if taken {
 		select {
 		case p.wake <- struct{}{}:

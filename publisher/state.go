@@ -144,9 +144,7 @@ func (s *StateStore) load(ctx context.Context, resource string, headersOnly bool
 		case "DEL", "PURGE":
 			e.Deleted = true
 		default:
-			if c, r, ok := plan.ParseHashes(h.Get(plan.HashHeader)); ok {
-				e.Hash, e.RawHash, e.Hashed = c, r, true
-			} else if headersOnly {
+			if !e.TakeHashes(h.Get(plan.HashHeader)) && headersOnly {
 				return errUnhashedEntry
 			}
 			if !headersOnly {
@@ -288,9 +286,7 @@ func entryOf(id string, msg *jetstream.RawStreamMsg) plan.State {
 		e.Deleted = true
 	default:
 		e.Value = msg.Data
-		if c, r, ok := plan.ParseHashes(msg.Header.Get(plan.HashHeader)); ok {
-			e.Hash, e.RawHash, e.Hashed = c, r, true
-		}
+		e.TakeHashes(msg.Header.Get(plan.HashHeader))
 	}
 	return e
 }

@@ -168,17 +168,10 @@ func TestLoadReadsValuesOfEntriesWithoutHashes(t *testing.T) {
 	for id, value := range want {
 		e := got[id]
 		wc, wr := plan.ValueHashes([]byte(value))
-		if gc, gr := hashesOf(e); gc != wc || gr != wr {
+		if gc, gr := e.Hashes(); gc != wc || gr != wr {
 			t.Errorf("%s: hashes %x %x (%+v), want those of %s: %x %x", id, gc, gr, e, value, wc, wr)
 		}
 	}
-}
-
-func hashesOf(s plan.State) (uint64, uint64) {
-	if s.Hashed {
-		return s.Hash, s.RawHash
-	}
-	return plan.ValueHashes(s.Value)
 }
 
 func TestLeases(t *testing.T) {

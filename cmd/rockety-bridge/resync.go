@@ -103,8 +103,16 @@ func runResync(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("resync %s: no report of resync %s within %s; its cycle may still run: see rockety-bridge tail --cycles", resource, reply.ResyncID, *timeout)
 		case m := <-reports:
 			var rep events.CycleReport
-			if json.Unmarshal(m.Data, &rep) != nil || rep.ResyncID != reply.ResyncID {
+			if json.Unmarshal(m.Data, &rep) != nil {
 				continue
+			}
+			if rep.Instance != reply.Instance {
+				// The holder lost the lease before the resync ran, and
+				// dropped it with the lease: another replica polls now.
+				return fmt.Errorf("resync %s: the lease passed from %s to %s before resync %s ran; ask again", resource, reply.Instance, rep.Instance, reply.ResyncID)
+			}
+			if rep.ResyncID != reply.ResyncID {
+				continue // a cycle under way when it was asked for
 			}
 			var out bytes.Buffer
 			enc := json.NewEncoder(&out)

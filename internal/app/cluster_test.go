@@ -116,7 +116,7 @@ func TestClusterLeadersStopped(t *testing.T) {
 		since := time.Now()
 		c.Server(leader).Stop()
 		lab.WaitFor(t, "a new leader of "+stream, 20*time.Second, func() bool {
-			l, err := leaderOf(js, stream)
+			l, err := natstest.Leader(js, stream)
 			return err == nil && l != "" && l != leader
 		})
 		recovered(stream+" leader "+leader+" stopped", since)
@@ -175,20 +175,6 @@ func streamInfo(t *testing.T, js jetstream.JetStream, name string) *jetstream.St
 		t.Fatal(err)
 	}
 	return info
-}
-
-func leaderOf(js jetstream.JetStream, name string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, name)
-	if err != nil {
-		return "", err
-	}
-	info, err := st.Info(ctx)
-	if err != nil || info.Cluster == nil {
-		return "", err
-	}
-	return info.Cluster.Leader, nil
 }
 
 // everyResourceCycledSince reports whether every resource's last complete

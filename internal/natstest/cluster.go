@@ -140,15 +140,28 @@ func (c *Cluster) Server(name string) *Server {
 // StreamLeader is the name of the server that leads stream now.
 func (c *Cluster) StreamLeader(js jetstream.JetStream, stream string) string {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	leader, err := Leader(js, stream)
+	if err != nil {
+		c.t.Fatalf("natstest: %v", err)
+	}
+	return leader
+}
+
+// Leader is the name of the server that leads stream now, for polling
+// while a new one is elected.
+func Leader(js jetstream.JetStream, stream string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
-		c.t.Fatalf("natstest: stream %s: %v", stream, err)
+		return "", fmt.Errorf("stream %s: %w", stream, err)
 	}
 	info, err := st.Info(ctx)
-	if err != nil || info.Cluster == nil {
-		c.t.Fatalf("natstest: stream %s: no cluster info (%v)", stream, err)
+	if err != nil {
+		return "", fmt.Errorf("stream %s: %w", stream, err)
 	}
-	return info.Cluster.Leader
+	if info.Cluster == nil {
+		return "", fmt.Errorf("stream %s: no cluster info", stream)
+	}
+	return info.Cluster.Leader, nil
 }
