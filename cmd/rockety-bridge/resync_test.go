@@ -134,6 +134,28 @@ func TestResyncCommandAgainstARunningBridge(t *testing.T) {
 		}
 	}
 
+	// Published rather than requested: the holder runs it all the same.
+	sub, err := nc.SubscribeSync("rockety.cycles.tasks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish("rockety.control.resync.tasks", []byte(`{"mode":"full"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("no report of a published resync: %v", err)
+		}
+		var r events.CycleReport
+		if json.Unmarshal(m.Data, &r) == nil && r.ResyncID != "" && r.ResyncID != rep.ResyncID {
+			if r.Kind != events.CycleFull || r.Outcome != events.CycleComplete {
+				t.Errorf("the published resync's report %+v; want a complete full cycle", r)
+			}
+			break
+		}
+	}
+
 	// A resource nobody polls: no lease holder, a clear message, exit 1.
 	code, _, stderr = resync("users", "--answer-timeout", "500ms")
 	if code != 1 || !strings.Contains(stderr, "no bridge holds the lease of users") {

@@ -34,7 +34,8 @@ func (r reporter) Report(ctx context.Context, rep events.CycleReport) {
 const reportTimeout = 5 * time.Second
 
 // serveResync answers resync requests (P.control.resync.<resource>) for
-// the resources this replica polls, while it holds their lease. A replica
+// the resources this replica polls, while it holds their lease; a plain
+// publish on the subject (no reply subject) runs a resync too. A replica
 // that does not hold it stays silent, so the holder's answer is the one
 // the caller gets; with no holder the caller's request times out.
 func (b *Bridge) serveResync() (*nats.Subscription, error) {
@@ -45,7 +46,7 @@ func (b *Bridge) serveResync() (*nats.Subscription, error) {
 	prefix := b.opts.Subjects.Resync("")
 	return b.opts.Conn.Subscribe(b.opts.Subjects.Resync("*"), func(m *nats.Msg) {
 		p, ok := pollers[strings.TrimPrefix(m.Subject, prefix)]
-		if !ok || m.Reply == "" {
+		if !ok {
 			return
 		}
 		reply := events.ResyncReply{Instance: b.opts.InstanceID}
@@ -62,6 +63,13 @@ func (b *Bridge) serveResync() (*nats.Subscription, error) {
 			reply.Accepted = true
 			b.log.Info("resync asked for", zap.String("resource", p.Resource()), zap.String("mode", string(mode)),
 				zap.String("resync_id", reply.ResyncID))
+		}
+		if m.Reply == "" {
+			// Published, not requested (nats pub): run, but nobody to tell.
+			if reply.Error != "" {
+				b.log.Warn("resync request refused", zap.String("resource", p.Resource()), zap.String("error", reply.Error))
+			}
+			return
 		}
 		body, _ := events.EncodeJSON(reply)
 		if err := m.Respond(body); err != nil {
