@@ -12,6 +12,8 @@
 //	stored     observation              outcome       event                           write
 //	---------  -----------------------  ------------  ------------------------------  ---------
 //	none/gone  listed B                 Created       created, after B, rev r+1       B at r
+//	absent at  listed B                 Created       created, after B, rev f+1       B, no entry
+//	floor f
 //	live A     listed B, not same       Updated       updated, A → B, changed fields  B at r
 //	live A     listed A, same bytes     Unchanged     —                               —
 //	live A     listed A', same, new     Reformatted   — (nothing a subscriber sees)   A' at r
@@ -33,6 +35,9 @@
 //	rev r      replayed event of rev    Recovered     — (published before a stop)     its state at r
 //	           r+1 that fits the state
 //	           (a snapshot fits any)
+//	absent at  replayed create or       Recovered     — (decided against an earlier   its state, no
+//	floor f    snapshot of rev ≤ f+1,                 floor, before a stop)           entry
+//	           OlderFloor
 //	other      replayed event           Unchanged     — (committed already, or        —
 //	                                                  superseded)
 //
@@ -49,6 +54,17 @@
 // that JetStream drops as a duplicate may carry another state than ours
 // (a command's write-through raced a cycle): Adopt turns the write into
 // the state of the stored event, so the item's events stay one chain.
+//
+// Compaction drops the delete markers of items deleted long ago, so that
+// the mirror and the poller's index do not grow with every id a resource
+// ever had. An item with no entry at all is Absent, and an absent item is
+// as if deleted at the resource's floor (Bookmark.Floor): the highest
+// revision of any marker dropped. Its next event replaces the floor, so
+// an id created again after its marker was dropped gets a revision above
+// all its earlier events' and an event id none of them had. The floor
+// only grows; an event decided against an earlier floor (published after
+// the floor was raised, by a write-through that read it before) is still
+// recognised when replayed (Observation.OlderFloor).
 package plan
 
 import (
@@ -70,6 +86,10 @@ type State struct {
 	// item, 0 for an item never stored. It only grows, across deletes too.
 	Revision uint64
 	Deleted  bool
+	// Absent: the mirror has no entry for the item at all (never stored,
+	// or its delete marker was compacted). Revision is then the
+	// resource's floor once AtFloor applied it, and 0 before.
+	Absent bool
 	// Hash and RawHash are Value's (ValueHashes), and Hashed says they are
 	// known: a load from the mirror reads them from HashHeader instead of
 	// the value, and leaves Value nil.
@@ -87,14 +107,49 @@ func (s State) Hashes() (canonical, raw uint64) {
 }
 
 // Live reports whether the item exists as far as the mirror knows.
-func (s State) Live() bool { return s.Revision != 0 && !s.Deleted }
+func (s State) Live() bool { return !s.Absent && s.Revision != 0 && !s.Deleted }
+
+// AtFloor is s with the resource's floor applied: an absent item is as if
+// deleted at floor.
+func (s State) AtFloor(floor uint64) State {
+	if s.Absent {
+		s.Revision = floor
+	}
+	return s
+}
+
+// EntryRevision is the revision of the mirror's entry: 0 for an absent
+// item, whatever its floor.
+func (s State) EntryRevision() uint64 {
+	if s.Absent {
+		return 0
+	}
+	return s.Revision
+}
 
 // Write is one compare-and-set change of the mirror: Value nil deletes.
-// Replaces is the revision it replaces, the one an event id is made of.
+// Replaces is the revision it replaces, the one an event id is made of;
+// Absent says there is no entry to replace (Replaces is then the floor),
+// so the write creates one.
 type Write struct {
 	ID       string
 	Value    []byte
 	Replaces uint64
+	Absent   bool
+}
+
+// Expects is the entry revision the compare-and-set expects: 0 for none.
+func (w Write) Expects() uint64 {
+	if w.Absent {
+		return 0
+	}
+	return w.Replaces
+}
+
+// Marker is an item's delete marker in the mirror, at Revision.
+type Marker struct {
+	ID       string
+	Revision uint64
 }
 
 // Committed is the outcome of one Write.
@@ -177,6 +232,11 @@ type Observation struct {
 	Answer bool
 	// Event is the replayed event (Replayed).
 	Event events.Event
+	// OlderFloor: the replayed event was published after the floor was
+	// last raised (Bookmark.FloorFrom), so it may have been decided
+	// against the floor before; a create or snapshot of an absent item
+	// whose revision is not above the floor's next is then this one's.
+	OlderFloor bool
 	// ResyncID marks the snapshot events of a resync (Resnapshot).
 	ResyncID string
 }
@@ -216,7 +276,7 @@ func Decide(resource string, stored State, obs Observation, now time.Time) Decis
 	case Gone:
 		return gone(resource, stored, obs, now)
 	case Replayed:
-		return replayed(stored, obs.Event)
+		return replayed(stored, obs)
 	}
 	return Decision{Outcome: Unchanged}
 }
@@ -233,7 +293,7 @@ func listed(resource string, s State, obs Observation, now time.Time) Decision {
 		}
 		return gone(resource, s, Observation{Kind: Gone, Replaces: s.Revision}, now)
 	}
-	write := &Write{ID: s.ID, Value: obs.Value, Replaces: s.Revision}
+	write := &Write{ID: s.ID, Value: obs.Value, Replaces: s.Revision, Absent: s.Absent}
 	if obs.Sync == Resnapshot {
 		// Stored afresh even when unchanged: the event's revision must be
 		// the item's, or the next change would repeat it.
@@ -299,8 +359,14 @@ func stale(s State, obs Observation) bool {
 // the next change of its item exactly when it replaces the stored revision
 // and fits the stored state (a create or snapshot of an item that is not
 // live, an update or delete of one that is).
-func replayed(s State, e events.Event) Decision {
-	if e.ID != s.ID || e.Revision != events.ChangeRevision(s.Revision) {
+func replayed(s State, obs Observation) Decision {
+	e := obs.Event
+	next := events.ChangeRevision(s.Revision)
+	if e.ID != s.ID {
+		return Decision{Outcome: Unchanged}
+	}
+	if e.Revision != next && !(s.Absent && obs.OlderFloor && e.Revision < next &&
+		(e.Op == events.OpCreated || e.Op == events.OpSnapshot)) {
 		return Decision{Outcome: Unchanged}
 	}
 	live := s.Live()
@@ -319,7 +385,7 @@ func replayed(s State, e events.Event) Decision {
 	default:
 		return Decision{Outcome: Unchanged}
 	}
-	return Decision{Outcome: Recovered, Write: &Write{ID: s.ID, Value: e.After, Replaces: s.Revision}}
+	return Decision{Outcome: Recovered, Write: &Write{ID: s.ID, Value: e.After, Replaces: s.Revision, Absent: s.Absent}}
 }
 
 // event builds the event that replaces the stored revision: its revision
@@ -378,4 +444,11 @@ type Bookmark struct {
 	// LastFull is when the last complete full traversal finished (the
 	// bridge's clock, for scheduling the next); zero when never.
 	LastFull time.Time
+	// Floor is the highest revision of a delete marker that compaction
+	// dropped: an absent item is as if deleted at it (State.AtFloor).
+	Floor uint64
+	// FloorFrom is the events-stream sequence when Floor was raised: an
+	// event stored after it may have been decided against the floor
+	// before (Observation.OlderFloor).
+	FloorFrom uint64
 }

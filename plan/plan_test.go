@@ -22,9 +22,12 @@ func TestDecide(t *testing.T) {
 	none := plan.State{ID: "1"}
 	liveA := plan.State{ID: "1", Value: a, Revision: 7}
 	gone := plan.State{ID: "1", Revision: 9, Deleted: true}
+	// absent: its delete marker (9) was compacted; the floor is 20.
+	absent := plan.State{ID: "1", Absent: true}.AtFloor(20)
 	replay := func(op events.Op, rev uint64, after []byte) plan.Observation {
 		return plan.Observation{Kind: plan.Replayed, Event: events.Event{Resource: res, Op: op, ID: "1", Revision: rev, After: after}}
 	}
+	olderFloor := func(o plan.Observation) plan.Observation { o.OlderFloor = true; return o }
 	tests := []struct {
 		name        string
 		stored      plan.State
@@ -37,6 +40,7 @@ func TestDecide(t *testing.T) {
 		writeValue  []byte
 		noWrite     bool
 		deleteWrite bool
+		absentWrite bool // the write creates the entry: no revision expected
 		resyncID    string
 	}{
 		{name: "created: never stored", stored: none, obs: plan.Observation{Kind: plan.Listed, Value: b},
@@ -128,6 +132,32 @@ func TestDecide(t *testing.T) {
 			replaced: 7, deleteWrite: true},
 		{name: "back after a soft delete, unmarked: created", stored: gone, obs: plan.Observation{Kind: plan.Listed, Value: b, Replaces: 9},
 			outcome: plan.Created, op: events.OpCreated, replaced: 9, writeValue: b},
+		{name: "created again after its marker was compacted: replaces the floor", stored: absent,
+			obs: plan.Observation{Kind: plan.Listed, Value: b, Replaces: 20}, outcome: plan.Created, op: events.OpCreated, replaced: 20,
+			writeValue: b, absentWrite: true},
+		{name: "listed as the index knew it before the compaction: judged again", stored: absent,
+			obs: plan.Observation{Kind: plan.Listed, Value: b, Replaces: 9}, outcome: plan.Stale, noWrite: true},
+		{name: "a command's answer for an absent item: created over the floor", stored: absent,
+			obs: plan.Observation{Kind: plan.Listed, Value: b, Answer: true}, outcome: plan.Created, op: events.OpCreated, replaced: 20,
+			writeValue: b, absentWrite: true},
+		{name: "first sync, baseline of an absent item", stored: absent,
+			obs: plan.Observation{Kind: plan.Listed, Value: b, Sync: plan.FirstBaseline, Replaces: 20}, outcome: plan.Baseline, replaced: 20,
+			writeValue: b, absentWrite: true},
+		{name: "soft-deleted and absent: nothing", stored: absent,
+			obs: plan.Observation{Kind: plan.Listed, Value: b, MarkedDeleted: true, Replaces: 20}, outcome: plan.Unchanged, noWrite: true},
+		{name: "gone and absent: nothing", stored: absent, obs: plan.Observation{Kind: plan.Gone, Replaces: 20}, outcome: plan.Unchanged, noWrite: true},
+		{name: "replayed create of an absent item over the floor: recovered", stored: absent, obs: replay(events.OpCreated, 21, b),
+			outcome: plan.Recovered, replaced: 20, writeValue: b, absentWrite: true},
+		{name: "replayed create decided against an older floor: recovered", stored: absent,
+			obs: olderFloor(replay(events.OpCreated, 5, b)), outcome: plan.Recovered, replaced: 20, writeValue: b, absentWrite: true},
+		{name: "replayed snapshot decided against an older floor: recovered", stored: absent,
+			obs: olderFloor(replay(events.OpSnapshot, 1, b)), outcome: plan.Recovered, replaced: 20, writeValue: b, absentWrite: true},
+		{name: "replayed create of an earlier life, before the floor was raised: nothing", stored: absent,
+			obs: replay(events.OpCreated, 5, b), outcome: plan.Unchanged, noWrite: true},
+		{name: "replayed update of an absent item: does not fit, whatever the floor", stored: absent,
+			obs: olderFloor(replay(events.OpUpdated, 5, b)), outcome: plan.Unchanged, noWrite: true},
+		{name: "replayed create above the floor's next: nothing", stored: absent,
+			obs: olderFloor(replay(events.OpCreated, 30, b)), outcome: plan.Unchanged, noWrite: true},
 		{name: "an unknown observation does nothing", stored: liveA, obs: plan.Observation{}, outcome: plan.Unchanged, noWrite: true},
 	}
 	for _, tt := range tests {
@@ -158,6 +188,10 @@ func TestDecide(t *testing.T) {
 				t.Fatal("no write")
 			case d.Write.ID != "1" || d.Write.Replaces != tt.replaced:
 				t.Errorf("write %+v, want id 1 replacing %d", d.Write, tt.replaced)
+			case d.Write.Absent != tt.absentWrite:
+				t.Errorf("write %+v: absent %t, want %t", d.Write, d.Write.Absent, tt.absentWrite)
+			case tt.absentWrite && d.Write.Expects() != 0:
+				t.Errorf("write %+v expects revision %d of an absent entry, want 0", d.Write, d.Write.Expects())
 			case tt.deleteWrite && d.Write.Value != nil:
 				t.Errorf("write value %s, want a delete", d.Write.Value)
 			case !tt.deleteWrite && string(d.Write.Value) != string(tt.writeValue):

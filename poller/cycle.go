@@ -344,7 +344,7 @@ func (c *cycle) prepare(batch []Change) (decided, error) {
 			ids[i] = ch.ID
 		}
 		var err error
-		if stored, err = p.deps.Mirror.Lookup(c.ctx, p.cfg.Resource, ids); err != nil {
+		if stored, err = p.lookup(c.ctx, ids); err != nil {
 			return decided{}, err
 		}
 		p.mu.Lock()
@@ -358,7 +358,7 @@ func (c *cycle) prepare(batch []Change) (decided, error) {
 		// The first sync publishes no `before`: what the index loaded is
 		// all it needs to know.
 		for i, ch := range batch {
-			stored[i] = plan.State{ID: ch.ID, Revision: ch.Replaces, Deleted: !ch.Live}
+			stored[i] = plan.State{ID: ch.ID, Revision: ch.Replaces, Deleted: !ch.Live && !ch.Absent, Absent: ch.Absent}
 		}
 	}
 	now := p.deps.Now()
@@ -376,7 +376,7 @@ func (c *cycle) prepare(batch []Change) (decided, error) {
 			n.tombstone(ch)
 			if d.Write == nil {
 				p.mu.Lock()
-				p.ix.BuryListed(ch.ID, ch.Hash, ch.RawHash, stored[i].Revision)
+				p.ix.BuryListed(ch.ID, ch.Hash, ch.RawHash, stored[i].EntryRevision())
 				p.mu.Unlock()
 			}
 		}
@@ -537,6 +537,9 @@ func (c *cycle) commit(writes []plan.Write, tombstones map[string]Change) error 
 	}
 	res, err := c.p.deps.Mirror.Commit(c.ctx, c.p.cfg.Resource, writes)
 	if err != nil {
+		c.p.mu.Lock()
+		c.p.uncommitted = true
+		c.p.mu.Unlock()
 		return err
 	}
 	if err := c.p.apply(c.ctx, writes, res); err != nil {
@@ -610,7 +613,10 @@ func (c *cycle) deletes() error {
 func (c *cycle) learnOthers() error {
 	p := c.p
 	var unknown []string
-	asked := map[string]bool{}
+	// first is the first event of each unknown item: for one the mirror
+	// does not have at all, the create its writer published and has not
+	// stored (yet, or ever: it died in between).
+	first := map[string]seqEvent{}
 	last := p.othersFrom
 	p.mu.Lock()
 	own := slices.Clone(p.published)
@@ -621,7 +627,7 @@ func (c *cycle) learnOthers() error {
 	}
 	err := p.deps.Journal.ReplayOthers(c.ctx, p.cfg.Resource, p.othersFrom, own, func(seq uint64, e events.Event) error {
 		last = max(last, seq)
-		if asked[e.ID] {
+		if _, asked := first[e.ID]; asked {
 			return nil
 		}
 		p.mu.Lock()
@@ -629,7 +635,7 @@ func (c *cycle) learnOthers() error {
 		p.mu.Unlock()
 		// A live item the index lacks, or a delete it has not heard of.
 		if live == (e.Op == events.OpDeleted) {
-			asked[e.ID] = true
+			first[e.ID] = seqEvent{seq, e}
 			unknown = append(unknown, e.ID)
 		}
 		return nil
@@ -638,23 +644,48 @@ func (c *cycle) learnOthers() error {
 		return fmt.Errorf("poller: reading the %s events stored by others: %w", p.cfg.Resource, err)
 	}
 	if len(unknown) > 0 {
-		stored, err := p.deps.Mirror.Lookup(c.ctx, p.cfg.Resource, unknown)
+		stored, err := p.lookup(c.ctx, unknown)
 		if err != nil {
 			return err
 		}
+		var writes []plan.Write
+		now := p.deps.Now()
 		p.mu.Lock()
 		for _, s := range stored {
-			if s.Revision != 0 {
+			if !s.Absent {
 				p.refreshLocked(s)
+				continue
+			}
+			// Stored now, as a restart's replay would: a poll deciding
+			// it afresh could do so against another floor, and publish
+			// the create a second time under another id.
+			f := first[s.ID]
+			if d := plan.Decide(p.cfg.Resource, s, p.replayed(f.seq, f.e), now); d.Write != nil {
+				writes = append(writes, *d.Write)
 			}
 		}
 		p.mu.Unlock()
+		if len(writes) > 0 {
+			res, err := p.deps.Mirror.Commit(c.ctx, p.cfg.Resource, writes)
+			if err != nil {
+				return err
+			}
+			if err := p.apply(c.ctx, writes, res); err != nil {
+				return err
+			}
+		}
 	}
 	p.mu.Lock()
 	p.othersFrom = last
 	p.published = slices.DeleteFunc(p.published, func(seq uint64) bool { return seq <= last })
 	p.mu.Unlock()
 	return nil
+}
+
+// seqEvent is an event and where the events stream stored it.
+type seqEvent struct {
+	seq uint64
+	e   events.Event
 }
 
 // confirm asks the API for each suspect, a few at a time. A 404 confirms
@@ -711,7 +742,7 @@ func (c *cycle) publishDeletes(gone []Suspect) error {
 	for i, s := range gone {
 		ids[i] = s.ID
 	}
-	stored, err := p.deps.Mirror.Lookup(c.ctx, p.cfg.Resource, ids)
+	stored, err := p.lookup(c.ctx, ids)
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,10 @@ type Index struct {
 	nums     map[uint64]entry
 	strs     map[string]entry
 	live     int
+	// floor is the resource's compaction floor (plan.Bookmark.Floor): an
+	// id with no stored entry, absent or held with revision 0, is as if
+	// deleted at it.
+	floor uint64
 	// expected is how many ids a load announced: the slice grows to that
 	// at once instead of doubling up to it, which would hold it twice.
 	expected int
@@ -201,10 +205,113 @@ func (ix *Index) set(id string, e entry) {
 	ix.put(id, e)
 }
 
-// Revision is the stored revision of id, and whether it is live.
+// SetFloor sets the compaction floor; it only grows.
+func (ix *Index) SetFloor(floor uint64) { ix.floor = max(ix.floor, floor) }
+
+// Revision is the stored revision of id (the floor when it has no entry),
+// and whether it is live.
 func (ix *Index) Revision(id string) (rev uint64, live bool) {
 	e, _ := ix.get(id)
-	return e.rev(), !e.dead() && e.rev() != 0
+	return ix.replaces(e), !e.dead() && e.rev() != 0
+}
+
+// replaces is the revision a change of e replaces: the floor when e has
+// no stored entry.
+func (ix *Index) replaces(e entry) uint64 {
+	if e.rev() == 0 {
+		return ix.floor
+	}
+	return e.rev()
+}
+
+// State is what the index knows of id as a stored state, without a value.
+func (ix *Index) State(id string) plan.State {
+	e, _ := ix.get(id)
+	if e.rev() == 0 {
+		return plan.State{ID: id, Absent: true}.AtFloor(ix.floor)
+	}
+	return plan.State{ID: id, Revision: e.rev(), Deleted: e.dead()}
+}
+
+// Buried lists the delete markers below cut, of items deleted before the
+// mirror reached that revision.
+func (ix *Index) Buried(cut uint64) []plan.Marker {
+	var out []plan.Marker
+	buried := func(e entry) bool { return e.dead() && e.rev() != 0 && e.rev() < cut }
+	for n, e := range ix.dense {
+		if e != (entry{}) && buried(e) {
+			out = append(out, plan.Marker{ID: strconv.Itoa(n), Revision: e.rev()})
+		}
+	}
+	for n, e := range ix.nums {
+		if buried(e) {
+			out = append(out, plan.Marker{ID: strconv.FormatUint(n, 10), Revision: e.rev()})
+		}
+	}
+	for id, e := range ix.strs {
+		if buried(e) {
+			out = append(out, plan.Marker{ID: id, Revision: e.rev()})
+		}
+	}
+	return out
+}
+
+// Forget drops the ids whose delete markers compaction removed (gone[i]
+// for markers[i]), unless one changed since. An id that cycle listed,
+// soft-deleted (ROCKETY_DELETED_FIELD), keeps its hashes with no
+// revision, so the next cycles still find it unchanged. It returns how
+// many ids it dropped or emptied. Set the floor first.
+func (ix *Index) Forget(markers []plan.Marker, gone []bool, cycle uint32) int {
+	n := 0
+	for i, m := range markers {
+		e, ok := ix.get(m.ID)
+		if !gone[i] || !ok || !e.dead() || e.rev() != m.Revision {
+			continue
+		}
+		n++
+		if e.hash != 0 && e.seen() == cycle&seenMask {
+			e.setRev(0)
+			ix.put(m.ID, e)
+			continue
+		}
+		ix.remove(m.ID)
+	}
+	ix.thin()
+	return n
+}
+
+// remove drops id; a dead one does not count as live.
+func (ix *Index) remove(id string) {
+	if e, ok := ix.get(id); ok && !e.dead() {
+		ix.live--
+	}
+	if n, ok := numericID(id); ok {
+		if n < uint64(len(ix.dense)) {
+			if ix.dense[n] != (entry{}) {
+				ix.denseLen--
+			}
+			ix.dense[n] = entry{}
+			return
+		}
+		delete(ix.nums, n)
+		return
+	}
+	delete(ix.strs, id)
+}
+
+// thin moves the slice's ids to the map once the slice is mostly holes:
+// ids only grow, so after months of creates and deletes the slice would
+// span every id the resource ever had, 24 bytes each, for the few alive.
+func (ix *Index) thin() {
+	if len(ix.dense) <= 4*denseSlack || ix.denseLen*4 >= len(ix.dense) {
+		return
+	}
+	for n, e := range ix.dense {
+		if e != (entry{}) {
+			ix.nums[uint64(n)] = e
+		}
+	}
+	ix.dense, ix.denseLen, ix.expected = nil, 0, 0
 }
 
 // hashOf is the canonical hash of id's committed state.
@@ -226,8 +333,10 @@ type Change struct {
 	// RawHash is of the bytes as sent.
 	RawHash uint64
 	// Replaces is the revision this change replaces: the live state's for
-	// an update, the delete marker's (or 0) for a create.
+	// an update, the delete marker's (or the floor) for a create.
 	Replaces uint64
+	// Absent: the item has no stored entry; Replaces is the floor.
+	Absent bool
 	// Missed is the cycle's to set: a full traversal found the change,
 	// and an incremental cycle should have (incremental_missed_total).
 	Missed bool
@@ -297,7 +406,7 @@ func (ix *Index) diff(cycle uint32, items []rockety.Item, own, all bool) (change
 		case e.dead() && e.hash != 0 && e.hash == h:
 			e.raw = raw // a soft-deleted item listed again, formatted otherwise
 		case e.dead():
-			changes = append(changes, Change{ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaces: e.rev()})
+			changes = append(changes, Change{ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaces: ix.replaces(e), Absent: e.rev() == 0})
 		case e.hash != h || all:
 			changes = append(changes, Change{Live: true, ID: id, Raw: it.Raw, Hash: h, RawHash: raw, Replaces: e.rev()})
 		default:

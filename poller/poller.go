@@ -38,6 +38,12 @@ type Mirror interface {
 	Lookup(ctx context.Context, resource string, ids []string) ([]plan.State, error)
 	// Commit applies writes with compare-and-set; outcomes in order.
 	Commit(ctx context.Context, resource string, writes []plan.Write) ([]plan.Committed, error)
+	// RevisionAt is the first revision stored at or after t: every entry
+	// below it is older.
+	RevisionAt(ctx context.Context, t time.Time) (uint64, error)
+	// Forget drops delete markers that are still their item's last entry,
+	// and reports which are gone.
+	Forget(ctx context.Context, resource string, markers []plan.Marker) ([]bool, error)
 }
 
 // Checkpoints remember, per resource, the events-stream sequence up to
@@ -71,6 +77,8 @@ type Journal interface {
 	Event(ctx context.Context, seq uint64) (events.Event, error)
 	// Latest reads the last event of op stored for one item.
 	Latest(ctx context.Context, resource, id string, op events.Op) (e events.Event, found bool, err error)
+	// LastSeq is the events stream's last sequence.
+	LastSeq(ctx context.Context) (uint64, error)
 }
 
 // DefaultChangedAtField is ROCKETY_CHANGED_AT_FIELD's default.
@@ -128,6 +136,11 @@ type Config struct {
 	// Instance is this replica's BRIDGE_INSTANCE_ID, named in its cycle
 	// reports.
 	Instance string
+	// DeleteRetention is BRIDGE_DELETE_RETENTION: after a complete full
+	// traversal, the delete markers of items deleted longer ago than this
+	// are dropped from the mirror and the index (compact). Zero keeps
+	// them for ever.
+	DeleteRetention time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -172,6 +185,8 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("poller: lookback %s (ROCKETY_CHANGED_SINCE_LOOKBACK): want 0 or more", c.Lookback)
 	case c.FullEvery < 0:
 		return fmt.Errorf("poller: full sync interval %s (ROCKETY_FULL_SYNC_INTERVAL): want 0 (the default, 15m) or more", c.FullEvery)
+	case c.DeleteRetention < 0:
+		return fmt.Errorf("poller: delete retention %s (BRIDGE_DELETE_RETENTION): want 0 (keep for ever) or more", c.DeleteRetention)
 	}
 	return nil
 }
@@ -232,6 +247,13 @@ type Poller struct {
 	// published are the events-stream sequences of the events this
 	// poller stored after othersFrom: learnOthers need not read them.
 	published []uint64
+	// uncommitted: a commit failed after its events were acknowledged, so
+	// events decided against the current floor may not be in the mirror;
+	// compaction waits for the next load, whose replay stores them.
+	uncommitted bool
+	// compacted is when compaction last looked for delete markers, and
+	// floorRaised when it last raised the floor.
+	compacted, floorRaised time.Time
 
 	leaseMu    sync.Mutex
 	leaseUntil time.Time
@@ -264,6 +286,14 @@ func New(cfg Config, deps Deps) (*Poller, error) {
 
 // Resource is the polled resource.
 func (p *Poller) Resource() string { return p.cfg.Resource }
+
+// IDs is the number of ids the poller tracks, deleted ones whose markers
+// are kept included.
+func (p *Poller) IDs() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ix.Len()
+}
 
 // Tracked is the number of live items the poller knows.
 func (p *Poller) Tracked() int {
@@ -303,6 +333,10 @@ type CycleStats struct {
 	Requests, CatchUps, CatchUpsFailed int
 	// ResyncID names the resync this cycle ran for, if one did.
 	ResyncID string
+	// Compacted counts the deleted ids whose delete markers compaction
+	// dropped after the cycle; CompactErr says why it stopped short.
+	Compacted  int
+	CompactErr error
 }
 
 // RunOnce runs one cycle: on the first, load the snapshot and finish what
@@ -348,6 +382,15 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 	if c.kind == KindIncremental {
 		c.since = filterTime(p.bookmark.Cursor, p.cfg.Lookback)
 	}
+	if p.synced && start.Sub(p.floorRaised) < recoveryLookback {
+		// A write-through that read the floor before it rose may have
+		// published a create since and not stored it: stored first, its
+		// item is not decided again against the new floor, under another
+		// event id.
+		if err := c.learnOthers(); err != nil {
+			return stats, err
+		}
+	}
 	if err := c.traverse(); err != nil {
 		return stats, err
 	}
@@ -379,7 +422,78 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 	}
 	p.bookmark, p.synced = b, true
 	stats.Cursor = b.Cursor
+	if c.kind != KindIncremental && p.compactDue() {
+		stats.Compacted, stats.CompactErr = p.compact(ctx)
+	}
 	return stats, nil
+}
+
+// compactDue: delete markers are kept, and compaction last looked a
+// quarter of their retention ago (at most ten minutes), and every event
+// this poller published since its load is in the mirror.
+func (p *Poller) compactDue() bool {
+	keep := p.cfg.DeleteRetention
+	if keep <= 0 {
+		return false
+	}
+	p.mu.Lock()
+	uncommitted := p.uncommitted
+	p.mu.Unlock()
+	every := min(max(keep/4, time.Second), 10*time.Minute)
+	return !uncommitted && p.deps.Now().Sub(p.compacted) >= every
+}
+
+// compact drops the delete markers older than DeleteRetention from the
+// mirror and the index, after raising the floor above them, so that an id
+// deleted long ago costs nothing and, created again, still gets a
+// revision and an event id of its own (plan's package comment). It
+// returns how many ids it dropped.
+//
+// The floor is stored before any marker goes: a stop in between leaves
+// markers below the floor, which are items deleted at their own revision
+// as before. Before the floor rises, the events others published up to
+// now are learned, their creates stored where the mirror lacks them: an
+// event decided against the old floor and read back later is then one
+// stored after FloorFrom, which the replay rule knows may be so.
+func (p *Poller) compact(ctx context.Context) (int, error) {
+	res := p.cfg.Resource
+	now := p.deps.Now()
+	p.compacted = now
+	cut, err := p.deps.Mirror.RevisionAt(ctx, now.Add(-p.cfg.DeleteRetention))
+	if err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	markers := p.ix.Buried(cut)
+	p.mu.Unlock()
+	if len(markers) == 0 {
+		return 0, nil
+	}
+	from, err := p.deps.Journal.LastSeq(ctx)
+	if err != nil {
+		return 0, err
+	}
+	c := &cycle{p: p, ctx: ctx, stats: &CycleStats{}}
+	if err := c.learnOthers(); err != nil {
+		return 0, err
+	}
+	b := p.bookmark
+	for _, m := range markers {
+		b.Floor = max(b.Floor, m.Revision)
+	}
+	b.FloorFrom = from
+	if err := p.deps.Checkpoints.SetBookmark(ctx, res, b); err != nil {
+		return 0, err
+	}
+	p.bookmark, p.floorRaised = b, now
+	p.mu.Lock()
+	p.ix.SetFloor(b.Floor)
+	p.mu.Unlock()
+	gone, err := p.deps.Mirror.Forget(ctx, res, markers)
+	p.mu.Lock()
+	n := p.ix.Forget(markers, gone, p.cycle)
+	p.mu.Unlock()
+	return n, err
 }
 
 func (p *Poller) schedule() schedule {
@@ -419,15 +533,17 @@ func (p *Poller) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("poller: loading %s: %w", res, err)
 	}
+	ix.SetFloor(b.Floor)
 	p.mu.Lock()
 	p.ix = ix
 	p.mu.Unlock()
 	p.bookmark, p.synced = b, synced
+	p.uncommitted = false
 
 	last := seq
 	_, err = p.deps.Journal.Replay(ctx, res, seq, recoveryLookback, func(at uint64, e events.Event) error {
 		last = max(last, at)
-		return p.recover(ctx, e)
+		return p.recover(ctx, at, e)
 	})
 	if err != nil {
 		return fmt.Errorf("poller: replaying %s events after %d: %w", res, seq, err)
@@ -451,14 +567,13 @@ func (p *Poller) load(ctx context.Context) error {
 // two left its event less than that before any checkpoint it set later.
 const recoveryLookback = 2 * time.Minute
 
-// recover commits one replayed event if it is the next change of its item
-// and the mirror does not have it yet.
-func (p *Poller) recover(ctx context.Context, e events.Event) error {
+// recover commits one replayed event, stored at seq, if it is the next
+// change of its item and the mirror does not have it yet.
+func (p *Poller) recover(ctx context.Context, seq uint64, e events.Event) error {
 	p.mu.Lock()
-	rev, live := p.ix.Revision(e.ID)
+	stored := p.ix.State(e.ID)
 	p.mu.Unlock()
-	stored := plan.State{ID: e.ID, Revision: rev, Deleted: !live}
-	d := plan.Decide(p.cfg.Resource, stored, plan.Observation{Kind: plan.Replayed, Event: e}, p.deps.Now())
+	d := plan.Decide(p.cfg.Resource, stored, p.replayed(seq, e), p.deps.Now())
 	if d.Write == nil {
 		return nil
 	}
@@ -468,6 +583,20 @@ func (p *Poller) recover(ctx context.Context, e events.Event) error {
 		return err
 	}
 	return p.apply(ctx, writes, res)
+}
+
+// replayed is the observation of an event read back from the stream at seq.
+func (p *Poller) replayed(seq uint64, e events.Event) plan.Observation {
+	return plan.Observation{Kind: plan.Replayed, Event: e, OlderFloor: seq > p.bookmark.FloorFrom}
+}
+
+// lookup reads the mirror's state of ids, absent ones at the floor.
+func (p *Poller) lookup(ctx context.Context, ids []string) ([]plan.State, error) {
+	stored, err := p.deps.Mirror.Lookup(ctx, p.cfg.Resource, ids)
+	for i := range stored {
+		stored[i] = stored[i].AtFloor(p.bookmark.Floor)
+	}
+	return stored, err
 }
 
 // apply records committed writes in the index; a conflict re-reads the
@@ -489,7 +618,7 @@ func (p *Poller) apply(ctx context.Context, writes []plan.Write, res []plan.Comm
 	if len(conflicts) == 0 {
 		return nil
 	}
-	stored, err := p.deps.Mirror.Lookup(ctx, p.cfg.Resource, conflicts)
+	stored, err := p.lookup(ctx, conflicts)
 	if err != nil {
 		return err
 	}
@@ -505,7 +634,7 @@ func (p *Poller) apply(ctx context.Context, writes []plan.Write, res []plan.Comm
 // caller holds p.mu.
 func (p *Poller) refreshLocked(s plan.State) {
 	switch {
-	case s.Revision == 0:
+	case s.Absent || s.Revision == 0:
 		p.ix.Bury(s.ID, 0)
 	case s.Deleted:
 		p.ix.Bury(s.ID, s.Revision)

@@ -44,6 +44,10 @@ type checkpoint struct {
 	// when unset).
 	Cursor   time.Time `json:"cursor"`
 	LastFull time.Time `json:"last_full_traversal"`
+	// Floor and FloorFrom are compaction's (plan.Bookmark), absent while
+	// no delete marker was dropped.
+	Floor     uint64 `json:"floor_revision"`
+	FloorFrom uint64 `json:"floor_from_event"`
 	// Rest keeps the fields of newer bridges across a write by this one.
 	Rest map[string]json.RawMessage `json:"-"`
 }
@@ -59,6 +63,10 @@ func (c checkpoint) MarshalJSON() ([]byte, error) {
 	}
 	if !c.LastFull.IsZero() {
 		out["last_full_traversal"] = c.LastFull.UTC().Format(time.RFC3339Nano)
+	}
+	if c.Floor != 0 {
+		out["floor_revision"] = c.Floor
+		out["floor_from_event"] = c.FloorFrom
 	}
 	return json.Marshal(out)
 }
@@ -83,14 +91,21 @@ func (c *checkpoint) UnmarshalJSON(b []byte) error {
 			return fmt.Errorf("%q: want an RFC 3339 time: %w", key, err)
 		}
 	}
-	for _, known := range []string{"checkpoint", "cursor", "last_full_traversal"} {
+	for key, dst := range map[string]*uint64{"floor_revision": &c.Floor, "floor_from_event": &c.FloorFrom} {
+		if raw, ok := c.Rest[key]; ok {
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return fmt.Errorf("%q: want a revision: %w", key, err)
+			}
+		}
+	}
+	for _, known := range []string{"checkpoint", "cursor", "last_full_traversal", "floor_revision", "floor_from_event"} {
 		delete(c.Rest, known)
 	}
 	return nil
 }
 
 func (c checkpoint) bookmark() plan.Bookmark {
-	return plan.Bookmark{Checkpoint: c.Seq, Cursor: c.Cursor, LastFull: c.LastFull}
+	return plan.Bookmark{Checkpoint: c.Seq, Cursor: c.Cursor, LastFull: c.LastFull, Floor: c.Floor, FloorFrom: c.FloorFrom}
 }
 
 // errUnreadable: a checkpoint record that is not one; the next write
@@ -176,7 +191,7 @@ func (c *Checkpoints) SetBookmark(ctx context.Context, resource string, b plan.B
 		}
 		rest = rec.Rest
 	}
-	rec := checkpoint{Seq: b.Checkpoint, Cursor: b.Cursor, LastFull: b.LastFull, Rest: rest}
+	rec := checkpoint{Seq: b.Checkpoint, Cursor: b.Cursor, LastFull: b.LastFull, Floor: b.Floor, FloorFrom: b.FloorFrom, Rest: rest}
 	out, err := json.Marshal(rec)
 	if err != nil {
 		return err

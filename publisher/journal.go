@@ -47,6 +47,19 @@ func NewJournal(js jetstream.JetStream, subjects events.Subjects) *Journal {
 	return &Journal{js: js, subjects: subjects}
 }
 
+// LastSeq is the sequence of the last message in the events stream.
+func (j *Journal) LastSeq(ctx context.Context) (uint64, error) {
+	st, err := j.eventsStream(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("publisher: reading the events stream: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("publisher: reading the events stream's last sequence: %w", err)
+	}
+	return info.State.LastSeq, nil
+}
+
 // Event reads the change event stored at seq.
 func (j *Journal) Event(ctx context.Context, seq uint64) (events.Event, error) {
 	e, err := j.event(ctx, seq)

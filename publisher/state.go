@@ -173,8 +173,9 @@ func (s *StateStore) writeError(verb, resource, id string, lastRevision uint64, 
 	return fmt.Errorf("publisher: %s state of %s %s: %w", verb, resource, id, storageFull(err))
 }
 
-// Lookup reads the stored state of several items at once; an item that was
-// never stored has Revision 0. Deleted items come back with their delete
+// Lookup reads the stored state of several items at once; an item with no
+// entry (never stored, or its delete marker compacted) is Absent, with
+// Revision 0. Deleted items come back with their delete
 // marker's revision. It asks for a few hundred keys per request (the
 // server's batched direct get, NATS 2.11 and later) and falls back to one
 // request per key on older servers.
@@ -216,7 +217,7 @@ func (s *StateStore) lookupBatch(ctx context.Context, resource string, ids []str
 			subjects = append(subjects, subject)
 		}
 		at[subject] = append(at[subject], i)
-		out[i] = plan.State{ID: id}
+		out[i] = plan.State{ID: id, Absent: true}
 	}
 	msgs, err := jetstreamext.GetLastMsgsFor(ctx, s.js, s.kvStream(), subjects)
 	if err == nil {
@@ -294,7 +295,7 @@ func entryOf(id string, msg *jetstream.RawStreamMsg) plan.State {
 func (s *StateStore) lookupOne(ctx context.Context, stream jetstream.Stream, resource, id string) (plan.State, error) {
 	msg, err := stream.GetLastMsgForSubject(ctx, "$KV."+s.bucket+"."+events.StateKey(resource, id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return plan.State{ID: id}, nil
+		return plan.State{ID: id, Absent: true}, nil
 	}
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: %w", id, err)
@@ -319,7 +320,7 @@ func (s *StateStore) Commit(ctx context.Context, resource string, writes []plan.
 			out[i].Hash, out[i].RawHash = plan.ValueHashes(w.Value)
 			m.Header.Set(plan.HashHeader, plan.FormatHashes(out[i].Hash, out[i].RawHash))
 		}
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.Replaces, 10))
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.Expects(), 10))
 		fut, err := s.js.PublishMsgAsync(m)
 		if err != nil {
 			return nil, fmt.Errorf("publisher: committing %s %s: %w", resource, w.ID, err)
@@ -341,7 +342,7 @@ func (s *StateStore) Commit(ctx context.Context, resource string, writes []plan.
 		case ack := <-fut.Ok():
 			out[i].Revision = ack.Sequence
 		case err := <-fut.Err():
-			if conflict := s.writeError("committing", resource, writes[i].ID, writes[i].Replaces, err); errors.Is(conflict, ErrConflict) {
+			if conflict := s.writeError("committing", resource, writes[i].ID, writes[i].Expects(), err); errors.Is(conflict, ErrConflict) {
 				out[i].Conflict = true
 			} else {
 				errs = append(errs, conflict)
@@ -356,4 +357,71 @@ func (s *StateStore) Commit(ctx context.Context, resource string, writes []plan.
 		return nil, fmt.Errorf("publisher: %d of %d commits of %s state failed; the first: %w", len(errs), len(writes), resource, errs[0])
 	}
 	return out, nil
+}
+
+// RevisionAt is the first mirror revision stored at or after t (of any
+// item): every entry below it is older than t. When nothing was stored
+// since t it is the revision the next write gets.
+func (s *StateStore) RevisionAt(ctx context.Context, t time.Time) (uint64, error) {
+	msgs, err := jetstreamext.GetBatch(ctx, s.js, s.kvStream(), 1, jetstreamext.GetBatchStartTime(t))
+	if err == nil {
+		for msg, ierr := range msgs {
+			if ierr != nil {
+				err = ierr
+				break
+			}
+			return msg.Sequence, nil
+		}
+	}
+	switch {
+	case err == nil, errors.Is(err, jetstreamext.ErrNoMessages):
+		stream, err := s.bucketStream(ctx)
+		if err != nil {
+			return 0, err
+		}
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("publisher: reading the %s bucket's last revision: %w", s.bucket, err)
+		}
+		return info.State.LastSeq + 1, nil
+	case errors.Is(err, jetstreamext.ErrBatchUnsupported):
+		return 0, fmt.Errorf("publisher: finding the %s revision of %s: %w; compacting delete markers needs NATS 2.11 or later",
+			s.bucket, t.UTC().Format(time.RFC3339), err)
+	}
+	return 0, fmt.Errorf("publisher: finding the %s revision of %s: %w", s.bucket, t.UTC().Format(time.RFC3339), err)
+}
+
+// Forget drops delete markers of resource from the mirror, each only if it
+// is still the item's last entry: a purge of the item's key up to the
+// marker's revision leaves a newer entry (the item created again since)
+// standing. It reports, in order, which markers are gone; an error leaves
+// the rest for the next call.
+func (s *StateStore) Forget(ctx context.Context, resource string, markers []plan.Marker) ([]bool, error) {
+	stream, err := s.bucketStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gone := make([]bool, len(markers))
+	errs := make([]error, len(markers))
+	sem := make(chan struct{}, lookupConcurrency)
+	var wg sync.WaitGroup
+	for i, m := range markers {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			subject := "$KV." + s.bucket + "." + events.StateKey(resource, m.ID)
+			// The purge sequence is exclusive: entries below m.Revision+1.
+			if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subject), jetstream.WithPurgeSequence(m.Revision+1)); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", m.ID, err)
+				return
+			}
+			gone[i] = true
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return gone, fmt.Errorf("publisher: dropping %s delete markers: %w", resource, err)
+	}
+	return gone, nil
 }

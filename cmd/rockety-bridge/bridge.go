@@ -88,7 +88,7 @@ func runBridge(ctx context.Context, cfg Config, log *zap.Logger) error {
 		Client: client, Conn: nc, Subjects: cfg.Subjects, InitialSync: cfg.InitialSync,
 		MaxDeleteRatio: cfg.MaxDeleteRatio, InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL,
 		Logger: log, Metrics: metrics, ShutdownGrace: max(cfg.ShutdownGrace, time.Millisecond), Replicas: cfg.StreamReplicas,
-		CommandMaxAge: cfg.CommandMaxAge,
+		CommandMaxAge: cfg.CommandMaxAge, DeleteRetention: cfg.DeleteRetention,
 		Incremental: app.Incremental{ChangedAtField: cfg.ChangedAtField, Lookback: cfg.Lookback,
 			FullEvery: cfg.FullSyncInterval, DeletedField: cfg.DeletedField},
 	}

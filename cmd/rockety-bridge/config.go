@@ -64,6 +64,7 @@ type env struct {
 	StreamReplicas  string `envconfig:"BRIDGE_STREAM_REPLICAS" default:"1" desc:"replicas of the streams and buckets in a NATS cluster (1 to 5)"`
 	ShutdownGrace   string `envconfig:"BRIDGE_SHUTDOWN_GRACE" default:"10s" desc:"how long a poll cycle may run on after SIGTERM before it is cut short"`
 	CommandMaxAge   string `envconfig:"BRIDGE_COMMAND_MAX_AGE" default:"1h" desc:"a command older than this is rejected as expired, not executed (1s to 24h)"`
+	DeleteRetention string `envconfig:"BRIDGE_DELETE_RETENTION" default:"24h" desc:"delete markers of items deleted longer ago are dropped from the mirror; 0 keeps them for ever (0, or 10s to 8760h)"`
 	LogLevel        string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat       string `envconfig:"LOG_FORMAT" default:"json" desc:"json or console"`
 }
@@ -105,6 +106,7 @@ type Config struct {
 	StreamReplicas   int
 	ShutdownGrace    time.Duration
 	CommandMaxAge    time.Duration
+	DeleteRetention  time.Duration
 	LogLevel         string
 	LogFormat        string
 }
@@ -358,6 +360,10 @@ func (k *checker) bridge(e env, c *Config) {
 	k.durVar("BRIDGE_LEASE_TTL", e.LeaseTTL, time.Second, time.Hour, &c.LeaseTTL)
 	k.durVar("BRIDGE_SHUTDOWN_GRACE", e.ShutdownGrace, 0, time.Hour, &c.ShutdownGrace)
 	k.intVar("BRIDGE_STREAM_REPLICAS", e.StreamReplicas, 1, 5, &c.StreamReplicas)
+	k.durVar("BRIDGE_DELETE_RETENTION", e.DeleteRetention, 0, 8760*time.Hour, &c.DeleteRetention)
+	if c.DeleteRetention > 0 && c.DeleteRetention < 10*time.Second {
+		k.bad("BRIDGE_DELETE_RETENTION", "%s is too short; the least is 10s, or 0 to keep delete markers for ever", c.DeleteRetention)
+	}
 }
 
 // commands: the consumer, what it allows, how many at once, how old.
@@ -495,7 +501,7 @@ func printConfig(w io.Writer, c Config) {
 		{"BRIDGE_COMMAND_CONCURRENCY", strconv.Itoa(c.CommandConc)},
 		{"BRIDGE_INSTANCE_ID", c.InstanceID}, {"BRIDGE_LEASE_TTL", c.LeaseTTL.String()},
 		{"BRIDGE_STREAM_REPLICAS", strconv.Itoa(c.StreamReplicas)}, {"BRIDGE_SHUTDOWN_GRACE", c.ShutdownGrace.String()},
-		{"BRIDGE_COMMAND_MAX_AGE", c.CommandMaxAge.String()},
+		{"BRIDGE_COMMAND_MAX_AGE", c.CommandMaxAge.String()}, {"BRIDGE_DELETE_RETENTION", c.DeleteRetention.String()},
 		{"LOG_LEVEL", c.LogLevel}, {"LOG_FORMAT", c.LogFormat},
 	}
 	for _, r := range rows {

@@ -52,6 +52,13 @@ func TestConfigRanges(t *testing.T) {
 		{"BRIDGE_COMMAND_MAX_AGE", "25h", false, nil},
 		{"BRIDGE_COMMAND_MAX_AGE", "500ms", false, nil},
 		{"BRIDGE_COMMAND_MAX_AGE", "soon", false, nil},
+		{"BRIDGE_DELETE_RETENTION", "0", true, func(c Config) bool { return c.DeleteRetention == 0 }},
+		{"BRIDGE_DELETE_RETENTION", "10s", true, func(c Config) bool { return c.DeleteRetention == 10*time.Second }},
+		{"BRIDGE_DELETE_RETENTION", "8760h", true, nil},
+		{"BRIDGE_DELETE_RETENTION", "9s", false, nil},
+		{"BRIDGE_DELETE_RETENTION", "8761h", false, nil},
+		{"BRIDGE_DELETE_RETENTION", "-1m", false, nil},
+		{"BRIDGE_DELETE_RETENTION", "forever", false, nil},
 		{"ROCKETY_CHANGED_SINCE", "", true, func(c Config) bool { return len(c.ChangedSince) == 0 }},
 		{"ROCKETY_CHANGED_SINCE", "tasks:updated_since", true, func(c Config) bool {
 			return c.ChangedSince["tasks"] == "updated_since" && c.ChangedSince["users"] == ""

@@ -61,6 +61,8 @@ type Options struct {
 	// CommandMaxAge is BRIDGE_COMMAND_MAX_AGE; the commands stream keeps a
 	// command a day past it. 0 is the consumer's default.
 	CommandMaxAge time.Duration
+	// DeleteRetention is BRIDGE_DELETE_RETENTION (poller.Config).
+	DeleteRetention time.Duration
 	// ShutdownGrace is how long a cycle in progress may run on after the
 	// bridge is told to stop, before it is cut short (what it published is
 	// then committed at the next start).
@@ -177,16 +179,17 @@ func New(ctx context.Context, opts Options) (*Bridge, error) {
 	reports := reporter{reports: publisher.NewReports(b.js, opts.Subjects), log: b.log}
 	for _, r := range opts.Resources {
 		p, err := poller.New(poller.Config{
-			Resource:       r.Name,
-			Interval:       r.Interval,
-			InitialSync:    opts.InitialSync,
-			MaxDeleteRatio: opts.MaxDeleteRatio,
-			ChangedSince:   r.ChangedSince,
-			ChangedAtField: opts.Incremental.ChangedAtField,
-			Lookback:       opts.Incremental.Lookback,
-			FullEvery:      opts.Incremental.FullEvery,
-			DeletedField:   opts.Incremental.DeletedField,
-			Instance:       opts.InstanceID,
+			Resource:        r.Name,
+			Interval:        r.Interval,
+			InitialSync:     opts.InitialSync,
+			MaxDeleteRatio:  opts.MaxDeleteRatio,
+			ChangedSince:    r.ChangedSince,
+			ChangedAtField:  opts.Incremental.ChangedAtField,
+			Lookback:        opts.Incremental.Lookback,
+			FullEvery:       opts.Incremental.FullEvery,
+			DeletedField:    opts.Incremental.DeletedField,
+			Instance:        opts.InstanceID,
+			DeleteRetention: opts.DeleteRetention,
 		}, poller.Deps{
 			Lister:      opts.Client,
 			Mirror:      b.store,
@@ -316,7 +319,8 @@ func (b *Bridge) runCommands(ctx context.Context) error {
 		// Recreates the commands stream if it is deleted under us.
 		Reprovision: b.reprovision,
 	}
-	wt := WriteThrough{Store: b.store, Sink: b.sink(), Metrics: b.opts.Metrics, DeletedField: b.opts.Incremental.DeletedField}
+	wt := WriteThrough{Store: b.store, Sink: b.sink(), Metrics: b.opts.Metrics, DeletedField: b.opts.Incremental.DeletedField,
+		Floors: publisher.NewCheckpoints(b.resources.Checkpoints, b.resources.State)}
 	var c *consumer.Consumer
 	retry := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second),
 		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0)), ctx)
@@ -448,14 +452,14 @@ func (o *observer) CycleDone(resource string, s poller.CycleStats, took time.Dur
 	case refused != "":
 		st.refused = refused
 	}
-	tracked := 0
+	tracked, ids := 0, 0
 	for _, p := range b.pollers {
 		if p.Resource() == resource {
-			tracked = p.Tracked()
+			tracked, ids = p.Tracked(), p.IDs()
 		}
 	}
 	if b.opts.Metrics != nil {
-		b.opts.Metrics.CycleDone(resource, s, took, err, tracked)
+		b.opts.Metrics.CycleDone(resource, s, took, err, tracked, ids)
 	}
 	// An empty resource has no changed-at values to miss.
 	noCursor := st.changedSince != "" && err == nil && s.Complete && s.Kind != poller.KindIncremental && s.Seen > 0 &&
@@ -506,6 +510,13 @@ func (o *observer) CycleDone(resource string, s poller.CycleStats, took time.Dur
 	if noCursor {
 		b.log.Warn("ROCKETY_CHANGED_AT_FIELD: no item of this resource has an RFC 3339 time in the field, so incremental polling has no cursor and every cycle is a full traversal; name the field that says when an item last changed",
 			zap.String("resource", resource), zap.String("field", field))
+	}
+	if s.CompactErr != nil {
+		b.log.Warn("dropping old delete markers stopped short; the next full traversal tries again",
+			zap.String("resource", resource), zap.Int("dropped", s.Compacted), zap.Error(s.CompactErr))
+	} else if s.Compacted > 0 {
+		b.log.Info("dropped the delete markers of items deleted longer ago than BRIDGE_DELETE_RETENTION",
+			zap.String("resource", resource), zap.Int("dropped", s.Compacted), zap.Int("ids_tracked", ids))
 	}
 	if s.Missed > 0 {
 		b.log.Warn("a full traversal found changes the incremental filter should have listed and did not; they are published now. If this repeats, raise ROCKETY_CHANGED_SINCE_LOOKBACK or check the filter",

@@ -24,6 +24,8 @@ type Metrics struct {
 	cycleDuration *prometheus.HistogramVec
 	itemsSeen     *prometheus.GaugeVec
 	tracked       *prometheus.GaugeVec
+	ids           *prometheus.GaugeVec
+	compacted     *prometheus.CounterVec
 	published     *prometheus.CounterVec
 	apiRequests   *prometheus.CounterVec
 	apiRetries    *prometheus.CounterVec
@@ -65,6 +67,10 @@ func NewMetrics(version string) *Metrics {
 			Help: "Distinct items the last cycle saw."}, []string{"resource"}),
 		tracked: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "items_tracked",
 			Help: "Live items the poller knows."}, []string{"resource"}),
+		ids: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "ids_tracked",
+			Help: "Ids the poller keeps: live items, and deleted ones whose delete markers BRIDGE_DELETE_RETENTION still keeps."}, []string{"resource"}),
+		compacted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "delete_markers_compacted_total",
+			Help: "Delete markers dropped from the mirror, with their ids, once older than BRIDGE_DELETE_RETENTION."}, []string{"resource"}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "events_published_total",
 			Help: "Change events acknowledged by JetStream, by resource and op."}, []string{"resource", "op"}),
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "api_requests_total",
@@ -105,7 +111,7 @@ func NewMetrics(version string) *Metrics {
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.apiPauses.WithLabelValues("false")
 	m.apiPauses.WithLabelValues("true")
-	r.MustRegister(m.cycles, m.cycleDuration, m.itemsSeen, m.tracked, m.published, m.apiRequests, m.apiRetries, m.apiPauses, m.apiPaused,
+	r.MustRegister(m.cycles, m.cycleDuration, m.itemsSeen, m.tracked, m.ids, m.compacted, m.published, m.apiRequests, m.apiRetries, m.apiPauses, m.apiPaused,
 		m.confirmations, m.guardTrips, m.fallbacks, m.missed, m.cursorAge, m.leaseHeld, m.lastSuccess, m.commands, m.commandTime, m.budgetWait, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -117,6 +123,7 @@ func (m *Metrics) InitResource(resource string) {
 	m.guardTrips.WithLabelValues(resource)
 	m.fallbacks.WithLabelValues(resource)
 	m.missed.WithLabelValues(resource)
+	m.compacted.WithLabelValues(resource)
 	m.apiRetries.WithLabelValues("GET", resource)
 	m.leaseHeld.WithLabelValues(resource)
 	for _, o := range []string{"deleted", "present", "failed"} {
@@ -221,7 +228,7 @@ func (m *Metrics) WatchBudget(budget *rockety.Budget, shared *publisher.SharedBu
 }
 
 // CycleDone records one cycle.
-func (m *Metrics) CycleDone(resource string, s poller.CycleStats, took time.Duration, err error, tracked int) {
+func (m *Metrics) CycleDone(resource string, s poller.CycleStats, took time.Duration, err error, tracked, ids int) {
 	kind := string(s.Kind)
 	if kind == "" {
 		kind = "none"
@@ -229,6 +236,10 @@ func (m *Metrics) CycleDone(resource string, s poller.CycleStats, took time.Dura
 	m.cycles.WithLabelValues(resource, kind, outcome(err, s)).Inc()
 	m.cycleDuration.WithLabelValues(resource).Observe(took.Seconds())
 	m.tracked.WithLabelValues(resource).Set(float64(tracked))
+	m.ids.WithLabelValues(resource).Set(float64(ids))
+	if s.Compacted > 0 {
+		m.compacted.WithLabelValues(resource).Add(float64(s.Compacted))
+	}
 	for op, n := range map[events.Op]int{events.OpCreated: s.Created, events.OpUpdated: s.Updated,
 		events.OpDeleted: s.Deleted, events.OpSnapshot: s.Snapshot} {
 		if n > 0 {

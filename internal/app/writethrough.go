@@ -26,6 +26,15 @@ type WriteThrough struct {
 	// DeletedField is ROCKETY_DELETED_FIELD: an answer that carries the
 	// mark is a delete, as a poll would judge it.
 	DeletedField string
+	// Floors, when set, give a resource's compaction floor: an item with
+	// no entry in the mirror is created over it, as a poll would. Without
+	// it an absent item replaces revision 0 (no compaction ever ran).
+	Floors Bookmarks
+}
+
+// Bookmarks read a resource's bookkeeping (publisher.Checkpoints).
+type Bookmarks interface {
+	Bookmark(ctx context.Context, resource string) (plan.Bookmark, bool, error)
 }
 
 // looked is a stored state read while the write was in flight.
@@ -83,6 +92,14 @@ func (w WriteThrough) written(ctx context.Context, req consumer.Request, resp ro
 	}
 	if prev.err != nil {
 		return prev.err
+	}
+	if prev.state.Absent && w.Floors != nil {
+		// Read now, not cached: the lease holder raises it between cycles.
+		b, _, err := w.Floors.Bookmark(ctx, req.Resource)
+		if err != nil {
+			return err
+		}
+		prev.state = prev.state.AtFloor(b.Floor)
 	}
 	obs := plan.Observation{Kind: plan.Listed, Value: resp.Item.Raw, Answer: true,
 		MarkedDeleted: plan.MarkedDeleted(resp.Item.Raw, w.DeletedField)}

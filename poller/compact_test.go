@@ -1,0 +1,172 @@
+package poller_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rockety-io/rockety-bridge/events"
+	"github.com/rockety-io/rockety-bridge/plan"
+	"github.com/rockety-io/rockety-bridge/poller"
+	"github.com/rockety-io/rockety-bridge/rockety/sim"
+)
+
+// clock is the poller's time, moved on by the test so that delete markers
+// age past their retention without waiting.
+type clock struct{ ahead atomic.Int64 }
+
+func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.ahead.Load())) }
+func (c *clock) advance(d time.Duration) { c.ahead.Add(int64(d)) }
+func (h *harness) stateMsgs() (msgs uint64) {
+	h.t.Helper()
+	st, err := h.js.Stream(context.Background(), "KV_"+h.res.State.Bucket())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// TestCompaction: the delete markers of items deleted longer ago than the
+// retention leave the mirror and the index after a full traversal; an id
+// soft-deleted, compacted and then restored is created again with a
+// revision above its earlier events' and an event id of its own; a create
+// a write-through decided against the floor before it rose, and left
+// uncommitted, is stored, not published twice; a restart publishes
+// nothing.
+func TestCompaction(t *testing.T) {
+	const retention = time.Minute
+	h := newHarness(t, sim.Options{Seed: 12, SeedItems: 30, Resources: []string{"tasks"}, Faults: sim.Faults{SoftDelete: true}})
+	var clk clock
+	cfg := poller.Config{DeleteRetention: retention, DeletedField: "deleted_at"}
+	deps := h.deps()
+	deps.Now = clk.now
+	p := h.poller(cfg, deps)
+	evs := h.stream()
+	cycle(t, p)
+
+	// Hard deletes do not exist in this API: DELETE soft-deletes, so the
+	// items stay listed and can come back.
+	ids := h.sim.IDs("tasks")
+	gone := ids[:6]
+	for _, id := range gone {
+		if err := h.sim.Delete("tasks", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := cycle(t, p); s.Deleted != len(gone) || s.Compacted != 0 {
+		t.Fatalf("the cycle after %d deletes: deleted %d, compacted %d; want %d and 0 (not old yet)", len(gone), s.Deleted, s.Compacted, len(gone))
+	}
+	history := map[string][]events.Event{}
+	record := func(evs []events.Event) {
+		for _, e := range evs {
+			history[e.ID] = append(history[e.ID], e)
+		}
+	}
+	record(evs.next())
+	if n := p.IDs(); n != len(ids) {
+		t.Fatalf("%d ids tracked before compaction, want %d", n, len(ids))
+	}
+	before := h.stateMsgs()
+
+	clk.advance(retention + time.Second)
+	s := cycle(t, p)
+	if s.CompactErr != nil || s.Compacted != len(gone) {
+		t.Fatalf("compaction after the retention: %d dropped (%v), want %d", s.Compacted, s.CompactErr, len(gone))
+	}
+	if got := h.stateMsgs(); got != before-uint64(len(gone)) {
+		t.Errorf("the mirror holds %d entries after compaction, want %d: the %d markers gone", got, before-uint64(len(gone)), len(gone))
+	}
+	b, _, err := deps.Checkpoints.Bookmark(context.Background(), "tasks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var highest uint64
+	for _, id := range gone {
+		evs := history[id]
+		highest = max(highest, evs[len(evs)-1].Revision)
+	}
+	if b.Floor < highest || b.FloorFrom == 0 {
+		t.Fatalf("bookmark %+v: want a floor at least %d, the revision of the last delete, and where it rose", b, highest)
+	}
+	stored, err := deps.Mirror.Lookup(context.Background(), "tasks", gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range stored {
+		if !st.Absent {
+			t.Errorf("%s is still in the mirror after compaction: %+v", st.ID, st)
+		}
+	}
+	// Still listed, soft-deleted: nothing to publish, and again after the
+	// next full traversal.
+	cycle(t, p)
+	if got := evs.next(); len(got) != 0 {
+		t.Fatalf("cycles after compaction published %+v; want nothing", got)
+	}
+
+	// Restored: created again over the floor.
+	back := gone[0]
+	if err := h.sim.Update("tasks", back, map[string]any{"deleted_at": nil}); err != nil {
+		t.Fatal(err)
+	}
+	// A write-through that read the floor before it rose published the
+	// create of a new item replacing 0, and died before storing it.
+	made, err := h.sim.Create("tasks", map[string]any{"title": "made by a command"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := h.sim.Get("tasks", made)
+	late := events.Event{Resource: "tasks", ID: made, Op: events.OpCreated, Revision: events.ChangeRevision(0), After: raw, DetectedAt: time.Now().UTC()}
+	if err := deps.Sink.Publish(context.Background(), []plan.Outgoing{{EventID: events.EventID("tasks", made, events.OpCreated, 0), Event: late}},
+		func(int, plan.Ack) {}); err != nil {
+		t.Fatal(err)
+	}
+	cycle(t, p)
+	got := evs.next()
+	record(got)
+	if len(got) != 2 || got[0].ID != made || got[1].ID != back || got[1].Op != events.OpCreated {
+		t.Fatalf("after a restore and an uncommitted create: %+v; want the write-through's create of %s and the create of %s, nothing else", got, made, back)
+	}
+	if got[1].Revision != b.Floor+1 {
+		t.Errorf("the restored %s was created at revision %d, want the floor's next, %d", back, got[1].Revision, b.Floor+1)
+	}
+	seen := map[string]bool{}
+	for _, e := range history[back] {
+		id := events.EventID("tasks", back, e.Op, e.Revision-1)
+		if seen[id] {
+			t.Errorf("event id %s of %s repeats: %+v", id, back, history[back])
+		}
+		seen[id] = true
+	}
+	for i := 1; i < len(history[back]); i++ {
+		if history[back][i].Revision <= history[back][i-1].Revision {
+			t.Errorf("the revisions of %s do not increase: %+v", back, history[back])
+		}
+	}
+	stored, err = deps.Mirror.Lookup(context.Background(), "tasks", []string{back, made})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range stored {
+		if !st.Live() {
+			t.Errorf("%s is not live in the mirror: %+v", st.ID, st)
+		}
+	}
+
+	restartDeps := h.deps()
+	restartDeps.Now = clk.now
+	restarted := h.poller(cfg, restartDeps)
+	cycle(t, restarted)
+	cycle(t, restarted)
+	if got := evs.next(); len(got) != 0 {
+		t.Fatalf("after a restart: %+v; want nothing", got)
+	}
+	if n, want := restarted.IDs(), len(ids)+1; n != want {
+		t.Errorf("the restarted poller tracks %d ids, want %d (soft-deleted ones still listed count)", n, want)
+	}
+}
