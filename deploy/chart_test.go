@@ -680,7 +680,7 @@ func TestDefaultRendering(t *testing.T) {
 			"ROCKETY_CHANGED_AT_FIELD": "updated_at", "ROCKETY_CHANGED_SINCE_LOOKBACK": "1m", "ROCKETY_FULL_SYNC_INTERVAL": "15m",
 			"NATS_URL": defaultNATSURL, "BRIDGE_SUBJECT_PREFIX": "rockety", "BRIDGE_HTTP_ADDR": ":8080",
 			"BRIDGE_INITIAL_SYNC": "baseline", "BRIDGE_MAX_DELETE_RATIO": "0.5", "BRIDGE_COMMANDS": "true", "BRIDGE_PPROF": "false",
-			"BRIDGE_COMMAND_ALLOW": "*", "BRIDGE_COMMAND_CONCURRENCY": "16", "BRIDGE_COMMAND_MAX_AGE": "1h", "BRIDGE_LEASE_TTL": "15s", "BRIDGE_SHUTDOWN_GRACE": "10s", "BRIDGE_STREAM_REPLICAS": "1",
+			"BRIDGE_COMMAND_ALLOW": "*", "BRIDGE_COMMAND_CONCURRENCY": "16", "BRIDGE_COMMAND_MAX_AGE": "1h", "BRIDGE_DELETE_RETENTION": "24h", "BRIDGE_LEASE_TTL": "15s", "BRIDGE_SHUTDOWN_GRACE": "10s", "BRIDGE_STREAM_REPLICAS": "1",
 			"LOG_LEVEL": "info", "LOG_FORMAT": "json",
 		},
 		chartSecrets: map[string][]string{"rockety-bridge-api-token": {"token"}},
@@ -719,7 +719,7 @@ func TestNonDefaultRendering(t *testing.T) {
 			"NATS_TLS_CA": natsDir + "/ca.crt", "NATS_TLS_CERT": natsDir + "/tls.crt", "NATS_TLS_KEY": natsDir + "/tls.key",
 			"BRIDGE_SUBJECT_PREFIX": "acme.rockety", "BRIDGE_DATA_DIR": "/tmp/data", "BRIDGE_HTTP_ADDR": ":9090",
 			"BRIDGE_INITIAL_SYNC": "snapshot", "BRIDGE_MAX_DELETE_RATIO": "0.25", "BRIDGE_COMMANDS": "false", "BRIDGE_PPROF": "true",
-			"BRIDGE_COMMAND_ALLOW": "tasks.*,projects.update", "BRIDGE_COMMAND_CONCURRENCY": "32", "BRIDGE_COMMAND_MAX_AGE": "30m", "BRIDGE_LEASE_TTL": "30s", "BRIDGE_SHUTDOWN_GRACE": "45s", "BRIDGE_STREAM_REPLICAS": "3",
+			"BRIDGE_COMMAND_ALLOW": "tasks.*,projects.update", "BRIDGE_COMMAND_CONCURRENCY": "32", "BRIDGE_COMMAND_MAX_AGE": "30m", "BRIDGE_DELETE_RETENTION": "72h", "BRIDGE_LEASE_TTL": "30s", "BRIDGE_SHUTDOWN_GRACE": "45s", "BRIDGE_STREAM_REPLICAS": "3",
 			"LOG_LEVEL": "debug", "LOG_FORMAT": "console", "GOMEMLIMIT": "400MiB",
 		},
 		secretEnv: map[string][2]string{
