@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,6 +36,11 @@ var (
 	flagKillPageSize  = flag.Int("kill.page-size", 20, "ROCKETY_PAGE_SIZE: small, so a cycle spans many pages")
 	flagKillLatency   = flag.Duration("kill.latency", 2*time.Millisecond, "latency the simulator adds to every request, to stretch cycles")
 	flagKillBurst     = flag.Float64("kill.burst", 1500, "churn rate of the 400ms bursts before half the publish and commit kills, so a cycle publishes and commits large batches")
+	// Two replicas: the kills hit the lease holder while the other
+	// replica runs on, so leases pass between live processes.
+	flagKillReplicas = flag.Int("kill.replicas", 1, "bridge processes at once: 1 starts a bridge for every kill under one instance id; 2 runs pod-a and pod-b side by side and kills the lease holder, restarting it under its own id")
+	flagKillLeaseTTL = flag.Duration("kill.lease-ttl", 2*time.Second, "BRIDGE_LEASE_TTL with -kill.replicas 2: short, so a dead holder's leases pass on within the loop")
+	flagKillRestart  = flag.Duration("kill.restart", 4*time.Second, "with -kill.replicas 2, a killed replica starts again after a random wait up to this: a quick restart takes its leases back, a slow one finds them with the other replica")
 )
 
 // Kill modes: when, after the start, a bridge is killed.
@@ -65,6 +72,13 @@ type kill struct {
 	uncommitted int
 	mutSeq      uint64 // the simulator's log position at the kill
 	lastLog     string
+	at          time.Time // when the process was gone
+	// With two replicas: the victim's instance id, the resources whose
+	// lease the leases bucket recorded under it at the kill, and how long
+	// after the kill it was started again.
+	instance string
+	held     []string
+	restart  time.Duration
 }
 
 // TestKillLoop SIGKILLs rockety-bridge again and again while the API churns
@@ -72,6 +86,13 @@ type kill struct {
 // stops, and holds every event to the simulator's mutation log: nothing
 // lost, nothing duplicated, no false delete, the mirror equal to the API,
 // every command answered and no create executed twice.
+//
+// With -kill.replicas 2 two replicas, pod-a and pod-b, run side by side
+// with a short lease TTL and both consume commands; each kill hits the
+// one holding the most leases at the mode's moment, and starts it again
+// under its own id after a random wait, while the other runs on and takes
+// over the leases whose TTL ran out. The report says how many kills moved
+// a lease to the other replica and how long the handover took.
 func TestKillLoop(t *testing.T) {
 	l := newRig(t, "killloop")
 	resources := strings.Split(*flagKillResources, ",")
@@ -81,10 +102,24 @@ func TestKillLoop(t *testing.T) {
 		"-latency", flagKillLatency.String())
 	env := []string{"ROCKETY_RESOURCES=" + *flagKillResources, "ROCKETY_PAGE_SIZE=" + strconv.Itoa(*flagKillPageSize)}
 	ctx := context.Background()
+	var pair *replicaPair
+	baseEnv := env
+	switch *flagKillReplicas {
+	case 1:
+	case 2:
+		// Every bridge of the run shares the short TTL: the first one
+		// creates the leases bucket, and the bucket keeps the TTL it was
+		// made with.
+		env = append(env, "BRIDGE_LEASE_TTL="+flagKillLeaseTTL.String())
+		pair = newReplicaPair(l, env, resources)
+		baseEnv = pair.envOf(pair.reps[0])
+	default:
+		t.Fatalf("-kill.replicas %d: want 1 or 2", *flagKillReplicas)
+	}
 
 	// The baseline: churn off, one complete cycle records every item
 	// silently; the items and the log position are then read at once.
-	b := l.startBridge(env...)
+	b := l.startBridge(baseEnv...)
 	l.waitCycles(b, resources, 1, 3*time.Minute)
 	baseline, baseSeq := l.snapshotItems(resources)
 	if n, err := l.eventMsgs(); err != nil || n != 0 {
@@ -95,6 +130,12 @@ func TestKillLoop(t *testing.T) {
 	}
 	b.Kill()
 	t.Logf("baseline: %d items at log position %d", len(baseline), baseSeq)
+	if pair != nil {
+		// pod-a finds the baseline's leases under its own id and takes
+		// them at once; pod-b waits for one to pass on.
+		pair.start(pair.reps[0])
+		pair.start(pair.reps[1])
+	}
 
 	if _, err := l.sim.SetChurn(ctx, *flagKillChurn); err != nil {
 		t.Fatal(err)
@@ -121,12 +162,24 @@ func TestKillLoop(t *testing.T) {
 	start := time.Now()
 	var kills []kill
 	for i := 1; i <= *flagKills; i++ {
-		k := l.killOnce(i, env)
+		k := l.killOnce(i, env, pair)
 		kills = append(kills, k)
-		t.Logf("kill %2d: %-13s after %6s (aimed moment seen: %-5t, burst: %-5t) cycles %v, events seq %d, left uncommitted %d, log %d",
-			k.n, k.mode, k.alive.Round(time.Millisecond), k.moved, k.burst, k.cycles, k.evSeq, k.uncommitted, k.mutSeq)
+		who := ""
+		if pair != nil {
+			who = fmt.Sprintf(" %s holding %v, restarted after %s;", k.instance, k.held, k.restart.Round(time.Millisecond))
+		}
+		t.Logf("kill %2d: %-13s after %6s (aimed moment seen: %-5t, burst: %-5t)%s cycles %v, events seq %d, left uncommitted %d, log %d",
+			k.n, k.mode, k.alive.Round(time.Millisecond), k.moved, k.burst, who, k.cycles, k.evSeq, k.uncommitted, k.mutSeq)
 	}
 	loop := time.Since(start)
+	var handovers handoverReport
+	replicaCycles := map[string]int{}
+	if pair != nil {
+		// Both replicas stop as a rollout stops a pod, releasing their
+		// leases, before the last bridge settles.
+		replicaCycles = pair.stop()
+		handovers = pair.handovers(kills)
+	}
 
 	// Settle: churn and commands stop; one more bridge executes the
 	// commands still queued and completes two cycles after that.
@@ -157,18 +210,23 @@ func TestKillLoop(t *testing.T) {
 		final, finalSeq = l.snapshotItems(resources)
 		if finalSeq == before {
 			settled := cycleCounts(b)
+			for o, n := range replicaCycles {
+				settled[o] += n
+			}
 			if code := b.Stop(30 * time.Second); code != 0 {
 				t.Errorf("the last bridge exited %d after SIGTERM:\n%s", code, b.Tail(30))
 			}
-			l.finishKillLoop(t, resources, baseline, baseSeq, final, finalSeq, stopped, kills, loop, cmdr, settled)
+			l.finishKillLoop(t, resources, baseline, baseSeq, final, finalSeq, stopped, kills, loop, cmdr, settled, handovers)
 			return
 		}
 		t.Logf("the API changed while settling (log %d, then %d); settling again", before, finalSeq)
 	}
 }
 
-// killOnce starts a bridge, waits as the mode says, and kills it.
-func (l *rig) killOnce(n int, env []string) kill {
+// killOnce waits as the mode says and kills a bridge: with one replica a
+// bridge started for this kill, with two the lease holder (see
+// replicaPair), which is then started again.
+func (l *rig) killOnce(n int, env []string, pair *replicaPair) kill {
 	l.t.Helper()
 	modes := killModes
 	if *flagKillCommands <= 0 {
@@ -179,14 +237,39 @@ func (l *rig) killOnce(n int, env []string) kill {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	b := l.startBridge(env...)
+	var b *lab.Process
+	var victim *replica
+	switch {
+	case pair == nil:
+		b = l.startBridge(env...)
+	case k.mode == killStartup:
+		// The replica restarted after the last kill is the one in its
+		// start, taking back the leases still recorded under its id.
+		victim = pair.last
+		b = victim.proc
+	}
+	// watch names the resources whose events and mirror writes the
+	// publish and commit kills count: the victim's, or all of them.
+	watch := []string{">"}
+	choose := func() {
+		if pair != nil && victim == nil {
+			var held []string
+			victim, held = pair.holder()
+			b = victim.proc
+			if len(held) > 0 {
+				watch = held
+			}
+		}
+	}
 	switch k.mode {
 	case killStartup:
-		time.Sleep(time.Duration(30+l.rnd.IntN(670)) * time.Millisecond)
+		time.Sleep(time.Until(b.Started.Add(time.Duration(30+l.rnd.IntN(670)) * time.Millisecond)))
 	case killRandom:
 		time.Sleep(time.Duration(200+l.rnd.IntN(5800)) * time.Millisecond)
+		choose()
 	case killTraversal:
 		time.Sleep(time.Duration(800+l.rnd.IntN(3200)) * time.Millisecond)
+		choose()
 		need := 1 + l.rnd.IntN(60)
 		st, err := l.sim.Stats(context.Background())
 		if err != nil {
@@ -204,8 +287,9 @@ func (l *rig) killOnce(n int, env []string) kill {
 		// The bridge's consumer and a plain subscription get a new
 		// command at the same time; the kill follows 0-8ms later, while
 		// the bridge checks, writes to the API (2ms of latency) and
-		// records the result.
+		// records the result. With two replicas either may have it.
 		time.Sleep(time.Duration(200+l.rnd.IntN(1800)) * time.Millisecond)
+		choose()
 		arrived := make(chan struct{}, 1)
 		sub, err := l.nc.Subscribe(subjects.Commands(), func(*nats.Msg) {
 			select {
@@ -238,47 +322,83 @@ func (l *rig) killOnce(n int, env []string) kill {
 				l.t.Fatal(err)
 			}
 		}
+		choose()
 		// A plain subscription sees each event (or mirror write) as soon as
 		// JetStream has stored it, so the kill lands within a batch: after
 		// the need-th message, before the rest of the batch and its commit.
-		subject := map[string]string{killPublish: subjects.Prefix() + ".events.>", killCommit: "$KV." + stateBucket + ".>"}[k.mode]
-		need := 1 + l.rnd.IntN(40)
-		seen := make(chan struct{})
-		count := 0
-		sub, err := l.nc.Subscribe(subject, func(*nats.Msg) {
-			if count++; count == need {
-				close(seen)
+		var subs []string
+		for _, r := range watch {
+			subs = append(subs, map[string]string{killPublish: subjects.Prefix() + ".events." + r,
+				killCommit: "$KV." + stateBucket + "." + r}[k.mode])
+			if r != ">" {
+				subs[len(subs)-1] += ".>"
 			}
-		})
-		if err != nil {
-			l.t.Fatal(err)
 		}
-		select {
-		case <-seen:
-			k.moved = true
-		case <-time.After(20 * time.Second):
-		case <-b.Done():
-		}
-		_ = sub.Unsubscribe()
+		k.moved = l.awaitMessages(subs, 1+l.rnd.IntN(40), b)
 	}
 	if b.Exited() {
-		l.t.Fatalf("bridge %d exited by itself before its kill:\n%s", n, b.Tail(40))
+		l.t.Fatalf("bridge %s exited by itself before kill %d:\n%s", b.Name, n, b.Tail(40))
+	}
+	if pair != nil {
+		pair.checkRunning()
+		k.instance = victim.id
+		k.held = pair.heldBy(victim.id)
 	}
 	k.alive = time.Since(b.Started)
 	b.Kill()
+	k.at = time.Now()
+	if pair != nil {
+		pair.killed(victim, n, k.at)
+	}
 	k.evSeq, _ = l.streamLastSeq(eventsStream)
 	k.uncommitted = l.uncommitted(from, k.evSeq)
 	k.mutSeq, _ = l.sim.LastSeq(context.Background())
 	k.cycles = cycleCounts(b)
 	k.lastLog = b.Tail(1)
 	if log, _ := os.ReadFile(b.LogPath); strings.Contains(string(log), "panic") {
-		l.t.Errorf("bridge %d panicked:\n%s", n, b.Tail(40))
+		l.t.Errorf("bridge %s panicked:\n%s", b.Name, b.Tail(40))
+	}
+	if pair != nil {
+		// A quick restart finds its leases still recorded under its id
+		// and takes them back; a slow one finds them with the other
+		// replica, which took them over when the TTL passed.
+		time.Sleep(time.Until(k.at.Add(time.Duration(l.rnd.Int64N(int64(*flagKillRestart) + 1)))))
+		k.restart = time.Since(k.at)
+		pair.start(victim)
 	}
 	return k
 }
 
+// awaitMessages subscribes to subjects and reports whether need messages
+// arrived before 20 seconds passed or b ended.
+func (l *rig) awaitMessages(subs []string, need int, b *lab.Process) bool {
+	l.t.Helper()
+	seen := make(chan struct{})
+	var count atomic.Int64
+	var once sync.Once
+	for _, subject := range subs {
+		sub, err := l.nc.Subscribe(subject, func(*nats.Msg) {
+			if count.Add(1) == int64(need) {
+				once.Do(func() { close(seen) })
+			}
+		})
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	select {
+	case <-seen:
+		return true
+	case <-time.After(20 * time.Second):
+	case <-b.Done():
+	}
+	return false
+}
+
 func (l *rig) finishKillLoop(t *testing.T, resources []string, baseline map[judge.Key]json.RawMessage, baseSeq uint64,
-	final map[judge.Key]json.RawMessage, finalSeq, churnStopped uint64, kills []kill, loop time.Duration, cmdr *commander, settled map[string]int) {
+	final map[judge.Key]json.RawMessage, finalSeq, churnStopped uint64, kills []kill, loop time.Duration, cmdr *commander, settled map[string]int,
+	handovers handoverReport) {
 	t.Helper()
 	v := l.judge(t, resources, baseline, baseSeq, final, finalSeq)
 	r, evs, muts, mirrorDiffs := v.report, v.evs, v.muts, v.mirrorDiffs
@@ -329,12 +449,24 @@ func (l *rig) finishKillLoop(t *testing.T, resources []string, baseline map[judg
 			cr.sent, cr.unsent, opCounts(cr.byStatus, events.StatusSucceeded, events.StatusFailed, events.StatusRejected),
 			cr.unknown, cr.createdByCmds, cr.multiResults)},
 	}
+	if *flagKillReplicas == 2 {
+		rows = append(rows, handovers.rows(kills)...)
+	}
 	rows = append(rows, outcomeRows(r, len(muts), len(evs), churnStopped, finalSeq, len(mirrorDiffs))...)
 	rows = append(rows, [2]string{"commands without a result / creates run twice", strconv.Itoa(len(cr.problems))})
-	table := markdownTable("kill loop", rows)
+	title := "kill loop"
+	if *flagKillReplicas == 2 {
+		title = "kill loop, two replicas"
+	}
+	table := markdownTable(title, rows)
 	t.Logf("kill loop results:\n%s", table)
 	_ = os.WriteFile(filepath.Join(l.dir, "report.md"), []byte(table), 0o644)
 	writeKills(l, kills)
+	if len(handovers.takes) > 0 {
+		slices.Sort(handovers.takes)
+		_ = os.WriteFile(filepath.Join(l.dir, "leases.tsv"), []byte("resource\ttaken\tinstance\tprocess\tkill\tkilled\n"+
+			strings.Join(handovers.takes, "\n")+"\n"), 0o644)
+	}
 
 	judge.Fail(t, r, mirrorDiffs)
 	for _, p := range cr.problems[:min(20, len(cr.problems))] {
@@ -345,9 +477,10 @@ func (l *rig) finishKillLoop(t *testing.T, resources []string, baseline map[judg
 // writeKills keeps every kill's details in kills.tsv in the work directory.
 func writeKills(l *rig, kills []kill) {
 	var b strings.Builder
-	b.WriteString("n\tmode\talive_ms\taimed_moment_seen\tburst\tcycles\tevents_seq\tuncommitted\tlog_seq\tlast_log_line\n")
+	b.WriteString("n\tmode\talive_ms\taimed_moment_seen\tburst\tinstance\tleases_held\trestart_ms\tcycles\tevents_seq\tuncommitted\tlog_seq\tlast_log_line\n")
 	for _, k := range kills {
-		fmt.Fprintf(&b, "%d\t%s\t%d\t%t\t%t\t%v\t%d\t%d\t%d\t%s\n", k.n, k.mode, k.alive.Milliseconds(), k.moved, k.burst, k.cycles, k.evSeq, k.uncommitted, k.mutSeq, k.lastLog)
+		fmt.Fprintf(&b, "%d\t%s\t%d\t%t\t%t\t%s\t%s\t%d\t%v\t%d\t%d\t%d\t%s\n", k.n, k.mode, k.alive.Milliseconds(), k.moved, k.burst,
+			k.instance, strings.Join(k.held, ","), k.restart.Milliseconds(), k.cycles, k.evSeq, k.uncommitted, k.mutSeq, k.lastLog)
 	}
 	_ = os.WriteFile(filepath.Join(l.dir, "kills.tsv"), []byte(b.String()), 0o644)
 }

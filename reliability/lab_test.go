@@ -166,6 +166,13 @@ func (l *rig) startSim(args ...string) {
 // lease over at once. env adds to or overrides the defaults.
 func (l *rig) startBridge(env ...string) *lab.Process {
 	l.t.Helper()
+	return l.startBridgeAs("", env...)
+}
+
+// startBridgeAs is startBridge with the replica's name in the log's name
+// (bridge-007-pod-a.log), so each log says whose process it was.
+func (l *rig) startBridgeAs(replica string, env ...string) *lab.Process {
+	l.t.Helper()
 	l.bridges++
 	base := []string{
 		"ROCKETY_API_URL=" + l.api, "ROCKETY_API_TOKEN=" + token, "ROCKETY_ALLOW_INSECURE=true",
@@ -177,7 +184,11 @@ func (l *rig) startBridge(env ...string) *lab.Process {
 		base = append(base, "ROCKETY_CHANGED_SINCE=*:updated_since", "ROCKETY_CHANGED_SINCE_LOOKBACK=2s",
 			"ROCKETY_FULL_SYNC_INTERVAL="+flagIncrementalFull.String())
 	}
-	return l.start(fmt.Sprintf("bridge-%03d", l.bridges), append(base, env...), "rockety-bridge", "run")
+	name := fmt.Sprintf("bridge-%03d", l.bridges)
+	if replica != "" {
+		name += "-" + replica
+	}
+	return l.start(name, append(base, env...), "rockety-bridge", "run")
 }
 
 // start runs one of the built binaries, its log in the work directory.
