@@ -18,6 +18,10 @@ import (
 	"github.com/rockety-io/rockety-bridge/internal/judge"
 )
 
+// flagDeleteRetention is every rig bridge's: short, so that the kill
+// loop and the soaks drop delete markers while they run.
+var flagDeleteRetention = flag.Duration("delete-retention", 10*time.Second, "BRIDGE_DELETE_RETENTION of the bridges; 0 leaves the default (24h)")
+
 var (
 	flagCompactDuration  = flag.Duration("compact.duration", 4*time.Minute, "how long create/delete churn goes on")
 	flagCompactItems     = flag.Int("compact.items", 20000, "tasks the simulator starts with")
@@ -58,7 +62,7 @@ func TestCompactionSoak(t *testing.T) {
 	ctx := context.Background()
 
 	b := l.startBridge("ROCKETY_RESOURCES=tasks", "ROCKETY_PAGE_SIZE=100", "ROCKETY_POLL_INTERVAL=1s",
-		"BRIDGE_DELETE_RETENTION="+flagCompactRetention.String())
+		"BRIDGE_DELETE_RETENTION="+flagCompactRetention.String()) // overrides -delete-retention
 	l.waitCycles(b, resources, 1, 10*time.Minute)
 	baseline, baseSeq := l.snapshotItems(resources)
 	if n, err := l.eventMsgs(); err != nil || n != 0 {
