@@ -337,3 +337,81 @@ func TestIndexDiffAll(t *testing.T) {
 		t.Fatalf("Diff after DiffAll = %+v, want nothing", changes)
 	}
 }
+
+// TestIndexForget: compaction drops the ids of old delete markers, keeps
+// a soft-deleted id still listed (its hashes, no revision), leaves a
+// marker that moved on, and an id with no entry resolves to the floor. A
+// slice that ends mostly holes moves to the map, every id still found.
+func TestIndexForget(t *testing.T) {
+	ix := NewIndex(0)
+	ix.Load("1", 11, 11, 5, true)   // deleted long ago
+	ix.Load("2", 22, 22, 6, true)   // soft-deleted, still listed
+	ix.Load("3", 33, 33, 7, true)   // deleted, then created again since
+	ix.Load("4", 44, 44, 8, false)  // live
+	ix.Load("x", 0, 0, 9, true)     // a string id, deleted
+	ix.Load("5", 55, 55, 100, true) // deleted recently
+	const cycle = 3
+	if _, _, err := ix.Diff(cycle, items(`{"id":2,"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	listed := []byte(`{"id":2,"n":1}`)
+	h, _ := plan.Hash(listed)
+	ix.BuryListed("2", h, plan.RawHash(listed), 6)
+	buried := ix.Buried(50)
+	slices.SortFunc(buried, func(a, b plan.Marker) int { return strings.Compare(a.ID, b.ID) })
+	if want := []plan.Marker{{ID: "1", Revision: 5}, {ID: "2", Revision: 6}, {ID: "3", Revision: 7}, {ID: "x", Revision: 9}}; !slices.Equal(buried, want) {
+		t.Fatalf("Buried(50) = %v, want %v", buried, want)
+	}
+	ix.Commit("3", 34, 34, 60)
+	ix.SetFloor(9)
+	gone := []bool{true, true, true, false}
+	if n := ix.Forget(buried, gone, cycle); n != 2 {
+		t.Errorf("Forget dropped %d, want 2 (1 gone, 2 emptied; 3 moved on, x not purged)", n)
+	}
+	for _, tc := range []struct {
+		id        string
+		rev       uint64
+		live, has bool
+	}{
+		{"1", 9, false, false}, {"2", 9, false, true}, {"3", 60, true, true}, {"4", 8, true, true},
+		{"x", 9, false, true}, {"5", 100, false, true}, {"never", 9, false, false},
+	} {
+		rev, live := ix.Revision(tc.id)
+		_, has := ix.get(tc.id)
+		if rev != tc.rev || live != tc.live || has != tc.has {
+			t.Errorf("%s: revision %d, live %t, kept %t; want %d, %t, %t", tc.id, rev, live, has, tc.rev, tc.live, tc.has)
+		}
+	}
+	if s := ix.State("1"); !s.Absent || s.Revision != 9 || s.Live() {
+		t.Errorf("State(1) = %+v, want absent at the floor 9", s)
+	}
+	if changes, _, _ := ix.Diff(cycle+1, items(`{"id":2,"n":1}`)); len(changes) != 0 {
+		t.Errorf("the soft-deleted 2 listed as before: %+v, want nothing", changes)
+	}
+	if changes, _, _ := ix.Diff(cycle+1, items(`{"id":1,"n":2}`)); len(changes) != 1 || changes[0].Replaces != 9 || !changes[0].Absent {
+		t.Errorf("1 listed again: %+v, want a change replacing the floor 9, absent", changes)
+	}
+
+	big := NewIndex(0)
+	for n := range 20000 {
+		big.Commit(strconv.Itoa(n), 1, 1, uint64(n+1))
+	}
+	var markers []plan.Marker
+	for n := range 19900 {
+		big.Bury(strconv.Itoa(n), uint64(n+30000))
+		markers = append(markers, plan.Marker{ID: strconv.Itoa(n), Revision: uint64(n + 30000)})
+	}
+	big.SetFloor(60000)
+	if n := big.Forget(markers, slices.Repeat([]bool{true}, len(markers)), 1); n != 19900 {
+		t.Fatalf("dropped %d, want 19900", n)
+	}
+	if big.Len() != 100 || big.Live() != 100 || len(big.dense) != 0 || len(big.nums) != 100 {
+		t.Errorf("after dropping most ids: %d ids, %d live, slice %d, map %d; want 100, 100, and the slice moved to the map",
+			big.Len(), big.Live(), len(big.dense), len(big.nums))
+	}
+	for n := 19900; n < 20000; n++ {
+		if rev, live := big.Revision(strconv.Itoa(n)); !live || rev != uint64(n+1) {
+			t.Fatalf("%d after the move: revision %d, live %t", n, rev, live)
+		}
+	}
+}

@@ -140,3 +140,28 @@ func TestBookmarkKeepsTheCursorAndTheLastFullTraversal(t *testing.T) {
 		t.Errorf("a bad cursor reads as %v", err)
 	}
 }
+
+// The floor of compaction is kept with the rest, and absent until one ran.
+func TestBookmarkKeepsTheFloor(t *testing.T) {
+	ctx := context.Background()
+	_, _, _, res := setup(t)
+	cps := publisher.NewCheckpoints(res.Checkpoints, res.State)
+	want := plan.Bookmark{Checkpoint: 9, Floor: 1234, FloorFrom: 88}
+	if err := cps.SetBookmark(ctx, "tasks", want); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := publisher.NewCheckpoints(res.Checkpoints, res.State).Bookmark(ctx, "tasks")
+	if err != nil || got != want {
+		t.Fatalf("read back %+v (%v), want %+v", got, err, want)
+	}
+	kve, _ := res.Checkpoints.Get(ctx, "tasks")
+	if string(kve.Value()) != `{"checkpoint":9,"floor_from_event":88,"floor_revision":1234}` {
+		t.Errorf("stored %s", kve.Value())
+	}
+	if _, err := res.Checkpoints.Put(ctx, "users", []byte(`{"checkpoint":7,"floor_revision":"high"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cps.Bookmark(ctx, "users"); err == nil || !strings.Contains(err.Error(), "floor_revision") {
+		t.Errorf("a bad floor reads as %v", err)
+	}
+}

@@ -480,3 +480,55 @@ func TestHashKeyIsTheDeployments(t *testing.T) {
 		t.Fatalf("a damaged key: %v", err)
 	}
 }
+
+// Forget drops a delete marker that is still its key's last entry, and
+// leaves a key written again since; RevisionAt finds the revision at a
+// time.
+func TestForgetDropsOnlyLastMarkers(t *testing.T) {
+	ctx := context.Background()
+	_, _, js, res := setup(t)
+	store := publisher.NewStateStore(js, res.State)
+	var markers []plan.Marker
+	for _, id := range []string{"1", "2"} {
+		rev, err := commitOne(ctx, store, "tasks", id, []byte(`{"id":`+id+`}`), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev, err = commitOne(ctx, store, "tasks", id, nil, rev); err != nil {
+			t.Fatal(err)
+		}
+		markers = append(markers, plan.Marker{ID: id, Revision: rev})
+	}
+	between := time.Now()
+	time.Sleep(10 * time.Millisecond)
+	// 2 is created again after its marker was listed for compaction.
+	again, err := commitOne(ctx, store, "tasks", "2", []byte(`{"id":2,"back":true}`), markers[1].Revision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at, err := store.RevisionAt(ctx, between); err != nil || at != again {
+		t.Errorf("RevisionAt(between) = %d, %v; want %d, the write after it", at, err, again)
+	}
+	if at, err := store.RevisionAt(ctx, time.Now().Add(time.Minute)); err != nil || at != again+1 {
+		t.Errorf("RevisionAt(later) = %d, %v; want %d, the next revision", at, err, again+1)
+	}
+	gone, err := store.Forget(ctx, "tasks", markers)
+	if err != nil || len(gone) != 2 || !gone[0] {
+		t.Fatalf("Forget: %v, %v", gone, err)
+	}
+	one, _ := stateOf(ctx, store, "tasks", "1")
+	two, _ := stateOf(ctx, store, "tasks", "2")
+	if !one.Absent || one.Revision != 0 {
+		t.Errorf("1 after Forget: %+v, want absent", one)
+	}
+	if !two.Live() || two.Revision != again || string(two.Value) != `{"id":2,"back":true}` {
+		t.Errorf("2, written again after its marker: %+v, want it live at %d", two, again)
+	}
+	// An absent entry is created with no revision expected.
+	if _, err := store.Commit(ctx, "tasks", []plan.Write{{ID: "1", Value: []byte(`{"id":1}`), Replaces: 99, Absent: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := stateOf(ctx, store, "tasks", "1"); !s.Live() {
+		t.Errorf("1 created over the floor: %+v", s)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/rockety-io/rockety-bridge/consumer"
 	"github.com/rockety-io/rockety-bridge/events"
 	"github.com/rockety-io/rockety-bridge/internal/app"
+	"github.com/rockety-io/rockety-bridge/internal/judge"
 	"github.com/rockety-io/rockety-bridge/internal/lab"
 	"github.com/rockety-io/rockety-bridge/internal/natstest"
 	"github.com/rockety-io/rockety-bridge/plan"
@@ -178,6 +179,43 @@ func TestCommandCreatedItemDeletedBeforeAnyPoll(t *testing.T) {
 	}
 }
 
+// TestWriteThroughCreatesOverTheFloor: once compaction raised the floor,
+// a command's create of an item the mirror has no entry for replaces the
+// floor, as the lease holder's poll would decide it: same revision, same
+// event id.
+func TestWriteThroughCreatesOverTheFloor(t *testing.T) {
+	r := newPollRig(t, nil)
+	ctx := context.Background()
+	b, _, err := r.checkpoints.Bookmark(ctx, "tasks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const floor = 500
+	b.Floor, b.FloorFrom = floor, 1
+	if err := r.checkpoints.SetBookmark(ctx, "tasks", b); err != nil {
+		t.Fatal(err)
+	}
+	wt := app.WriteThrough{Store: r.store, Sink: r.sink, Floors: r.checkpoints}
+	done := wt.Begin(ctx, consumer.Request{Resource: "tasks", Action: events.ActionCreate})
+	resp, err := r.client.Create(ctx, "tasks", json.RawMessage(`{"title":"after a compaction"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := done(ctx, &resp); err != nil {
+		t.Fatal(err)
+	}
+	var got []judge.Observed
+	for _, o := range lab.Events(t, r.js, subjects, 0) {
+		if o.Event.ID == string(resp.Item.ID) {
+			got = append(got, o)
+		}
+	}
+	want := events.EventID("tasks", string(resp.Item.ID), events.OpCreated, floor)
+	if len(got) != 1 || got[0].Event.Op != events.OpCreated || got[0].Event.Revision != floor+1 || got[0].MsgID != want {
+		t.Fatalf("events of the command's item %s: %+v; want one create of revision %d, id %s", resp.Item.ID, got, floor+1, want)
+	}
+}
+
 // pollRig is a poller of five tasks, after its baseline cycle, with the
 // mirror and sink a command's write-through uses: a simulator over HTTP and
 // an embedded NATS server.
@@ -187,6 +225,8 @@ type pollRig struct {
 	sink   publisher.EventSink
 	js     jetstream.JetStream
 	poller *poller.Poller
+	// checkpoints are the poller's bookkeeping (its floor among them).
+	checkpoints *publisher.Checkpoints
 }
 
 // newPollRig builds the rig; a non-nil wrap lists through the client it
@@ -211,8 +251,9 @@ func newPollRig(t *testing.T, wrap *deleteAfterFirstPage) pollRig {
 		wrap.Client = r.client
 		lister = wrap
 	}
+	r.checkpoints = publisher.NewCheckpoints(res.Checkpoints, res.State)
 	r.poller, err = poller.New(poller.Config{Resource: "tasks", Interval: time.Second, InitialSync: poller.SyncBaseline, MaxDeleteRatio: 0.5},
-		poller.Deps{Lister: lister, Mirror: r.store, Checkpoints: publisher.NewCheckpoints(res.Checkpoints, res.State),
+		poller.Deps{Lister: lister, Mirror: r.store, Checkpoints: r.checkpoints,
 			Sink: r.sink, Journal: publisher.NewJournal(r.js, subjects)})
 	if err != nil {
 		t.Fatal(err)
