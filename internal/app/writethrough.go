@@ -127,7 +127,20 @@ func (w WriteThrough) written(ctx context.Context, req consumer.Request, resp ro
 		w.Metrics.PublishedWriteThrough(req.Resource, d.Event.Event.Op)
 	}
 	// A conflict means a poll stored the state meanwhile: fine either way.
-	_, err := w.Store.Commit(ctx, req.Resource, []plan.Write{*d.Write})
+	res, err := w.Store.Commit(ctx, req.Resource, []plan.Write{*d.Write})
+	if err != nil || !res[0].Conflict || d.Write.Absent {
+		return err
+	}
+	// Or compaction dropped the delete marker this create replaced: the
+	// event is out and nothing is stored, so a poll would create the item
+	// again over the floor, under another event id. Stored now instead.
+	now, err := w.Store.Lookup(ctx, req.Resource, []string{string(id)})
+	if err != nil || !now[0].Absent {
+		return err
+	}
+	again := *d.Write
+	again.Absent = true
+	_, err = w.Store.Commit(ctx, req.Resource, []plan.Write{again})
 	return err
 }
 
