@@ -3,6 +3,7 @@
 package reliability
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +19,8 @@ import (
 	"time"
 
 	"github.com/rockety-io/rockety-bridge/internal/judge"
+	"github.com/rockety-io/rockety-bridge/internal/lab"
+	"github.com/rockety-io/rockety-bridge/rockety"
 	"github.com/rockety-io/rockety-bridge/rockety/sim"
 )
 
@@ -31,6 +35,15 @@ var (
 	flagSoakRateLimit  = flag.Float64("soak.rate-limit-rate", 0.002, "fraction of API requests answered 429")
 	flagSoakRetryAfter = flag.Duration("soak.retry-after", time.Second, "Retry-After of the 429s")
 	flagSoakLatency    = flag.Duration("soak.latency", 5*time.Millisecond, "latency added to every API request")
+	// Broken answers: a truncated page fails its traversal (no deletes
+	// that cycle), an HTML 502 is retried, and a repeated page either fails
+	// the traversal (the same ids twice) or, when churn shifted the page,
+	// hides the page's items, whose suspected deletes must be confirmed
+	// away. A traversal is 1,000 pages at the defaults: the rates leave
+	// most traversals whole, so deletes still flow during the soak.
+	flagSoakTruncate = flag.Float64("soak.truncate-rate", 0.0002, "fraction of list answers whose JSON is cut in half")
+	flagSoakHTML     = flag.Float64("soak.html-rate", 0.01, "fraction of list requests answered 502 with an HTML page")
+	flagSoakRepeat   = flag.Float64("soak.repeat-page-rate", 0.0002, "fraction of list requests for a page N > 1 answered with page N-1")
 )
 
 // soakSample is one row of the soak's time series.
@@ -74,7 +87,8 @@ func TestSoak(t *testing.T) {
 	t.Logf("baseline: %d tasks recorded in %s", len(baseline), time.Since(start).Round(time.Second))
 
 	faults := sim.Faults{ErrorRate: *flagSoakErrorRate, RateLimitRate: *flagSoakRateLimit,
-		RetryAfter: *flagSoakRetryAfter, Latency: *flagSoakLatency}
+		RetryAfter: *flagSoakRetryAfter, Latency: *flagSoakLatency,
+		TruncateRate: *flagSoakTruncate, HTMLRate: *flagSoakHTML, RepeatPageRate: *flagSoakRepeat}
 	if err := l.sim.SetFaults(ctx, faults); err != nil {
 		t.Fatal(err)
 	}
@@ -141,10 +155,11 @@ func TestSoak(t *testing.T) {
 		}
 		end := take()
 		cycles := cycleCounts(b)
+		causes := failureCauses(b)
 		if code := b.Stop(30 * time.Second); code != 0 {
 			t.Errorf("the bridge exited %d after SIGTERM:\n%s", code, b.Tail(30))
 		}
-		l.finishSoak(t, resources, baseline, baseSeq, final, finalSeq, stopped, samples, end, apiStats, cycles)
+		l.finishSoak(t, resources, baseline, baseSeq, final, finalSeq, stopped, samples, end, apiStats, cycles, causes)
 		return
 	}
 }
@@ -164,7 +179,7 @@ func soakRow(prev, s soakSample) string {
 
 func (l *rig) finishSoak(t *testing.T, resources []string, baseline map[judge.Key]json.RawMessage, baseSeq uint64,
 	final map[judge.Key]json.RawMessage, finalSeq, churnStopped uint64, samples []soakSample, end soakSample,
-	apiStats sim.StatsInfo, cycles map[string]int) {
+	apiStats sim.StatsInfo, cycles, causes map[string]int) {
 	t.Helper()
 	v := l.judge(t, resources, baseline, baseSeq, final, finalSeq)
 	r, evs, muts, mirrorDiffs := v.report, v.evs, v.muts, v.mirrorDiffs
@@ -189,10 +204,12 @@ func (l *rig) finishSoak(t *testing.T, resources []string, baseline map[judge.Ke
 	rows := [][2]string{
 		{"seed; source", strconv.FormatInt(l.seed, 10) + "; " + l.source},
 		{"tasks at the baseline", strconv.Itoa(len(baseline))},
-		{"churn and faults", fmt.Sprintf("%s at %g mutations/s; 500s %g, 429s %g (Retry-After %s), latency %s",
-			last.at.Round(time.Second), *flagSoakChurn, *flagSoakErrorRate, *flagSoakRateLimit, *flagSoakRetryAfter, *flagSoakLatency)},
-		{"API requests answered during the soak", fmt.Sprintf("%d (%s)", apiStats.Total, strings.Join(statuses, ", "))},
+		{"churn and faults", fmt.Sprintf("%s at %g mutations/s; 500s %g, 429s %g (Retry-After %s), latency %s; of list requests: truncated %g, HTML 502 %g, page N-1 for N %g",
+			last.at.Round(time.Second), *flagSoakChurn, *flagSoakErrorRate, *flagSoakRateLimit, *flagSoakRetryAfter, *flagSoakLatency,
+			*flagSoakTruncate, *flagSoakHTML, *flagSoakRepeat)},
+		{"API requests answered during the soak", fmt.Sprintf("%d (%s; the HTML pages are the 502s, truncated and repeated pages are 200s)", apiStats.Total, strings.Join(statuses, ", "))},
 		{"poll cycles (whole run)", opCounts(cycles, "ok", "failed", "cut short", "mass-delete guard")},
+		{"failed cycles by cause (the bridge's log)", causeCounts(causes)},
 		{"complete cycles by kind", opCounts(cycles, "ok full", "ok incremental") + pollingMode()},
 		{"events/s (mean over the soak)", fmt.Sprintf("%.1f (mutations/s %.1f)", float64(last.events-first.events)/dur, float64(last.mutations-first.mutations)/dur)},
 		{"RSS MiB (first / max / last sample)", fmt.Sprintf("%.0f / %.0f / %.0f", rss[0]/(1<<20), slices.Max(rss)/(1<<20), rss[len(rss)-1]/(1<<20))},
@@ -211,4 +228,56 @@ func (l *rig) finishSoak(t *testing.T, resources []string, baseline map[judge.Ke
 	if g := gor[len(gor)-1]; g > 2*gor[0]+100 {
 		t.Errorf("goroutines grew from %.0f to %.0f during the soak", gor[0], g)
 	}
+}
+
+// The causes failureCauses sorts failed cycles into.
+const (
+	causeTruncated = "malformed page (truncated JSON)"
+	causeRepeated  = "repeated page (the same ids as the page before)"
+	causeAPI       = "API error after retries"
+	causeOther     = "other"
+)
+
+// failureCauses sorts the failed cycles a bridge's JSON log reports by
+// the error that ended them. A traversal ends at its first bad page, so
+// the simulator's faults past it are not counted here.
+func failureCauses(p *lab.Process) map[string]int {
+	out := map[string]int{}
+	f, err := os.Open(p.LogPath)
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Msg   string `json:"msg"`
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil || !strings.HasPrefix(line.Msg, "poll cycle failed") {
+			continue
+		}
+		switch {
+		case strings.Contains(line.Error, rockety.ErrDecode.Error()):
+			out[causeTruncated]++
+		case strings.Contains(line.Error, "repeats page"):
+			out[causeRepeated]++
+		case apiStatus.MatchString(line.Error):
+			out[causeAPI]++
+		default:
+			out[causeOther]++
+		}
+	}
+	return out
+}
+
+// apiStatus finds a retried status in an *rockety.APIError's text.
+var apiStatus = regexp.MustCompile(`: (429|5\d\d) [A-Z]`)
+
+func causeCounts(causes map[string]int) string {
+	if len(causes) == 0 {
+		return "none"
+	}
+	return opCounts(causes, causeTruncated, causeRepeated, causeAPI, causeOther)
 }
