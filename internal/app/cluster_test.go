@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/rockety-io/rockety-bridge/command"
 	"github.com/rockety-io/rockety-bridge/consumer"
@@ -44,7 +46,7 @@ func TestClusterLeadersStopped(t *testing.T) {
 	r := startClusterBridge(t, c, s, client)
 	js := r.js
 
-	faults := newFaultLog(t, r.metrics)
+	faults := newFaultLog(t, r)
 	for _, stream := range []string{subjects.EventsStream(), "KV_" + subjects.StateBucket()} {
 		time.Sleep(1500 * time.Millisecond)
 		leader := c.StreamLeader(js, stream)
@@ -94,6 +96,7 @@ type clusterRig struct {
 	s        *sim.Server
 	js       jetstream.JetStream
 	metrics  *app.Metrics
+	logs     *observer.ObservedLogs
 	from     baseline
 	stop     func() // the churn and the commands
 	done     chan struct{}
@@ -113,9 +116,10 @@ func startClusterBridge(t *testing.T, c *natstest.Cluster, s *sim.Server, client
 		resources = append(resources, app.Resource{Name: r, Interval: clusterInterval})
 	}
 	metrics := app.NewMetrics("test")
+	core, logs := observer.New(zap.InfoLevel)
 	b, err := app.New(ctx, app.Options{
 		Client: client, Conn: c.Connect(t), Subjects: subjects, InitialSync: poller.SyncBaseline, MaxDeleteRatio: 0.5,
-		InstanceID: "pod-a", LeaseTTL: 2 * time.Second, ShutdownGrace: time.Second, Metrics: metrics,
+		InstanceID: "pod-a", LeaseTTL: 2 * time.Second, ShutdownGrace: time.Second, Metrics: metrics, Logger: zap.New(core),
 		Replicas: 3, Resources: resources,
 		Commands: &app.Commands{Writer: client, Allow: consumer.Allow{"*"}, AckWait: 5 * time.Second},
 	})
@@ -131,7 +135,7 @@ func startClusterBridge(t *testing.T, c *natstest.Cluster, s *sim.Server, client
 	if info := streamInfo(t, js, subjects.EventsStream()); info.Config.Replicas != 3 || len(info.Cluster.Replicas) != 2 {
 		t.Fatalf("events stream at %d replicas (%+v), want 3", info.Config.Replicas, info.Cluster)
 	}
-	r := &clusterRig{t: t, c: c, s: s, js: js, metrics: metrics, from: takeBaseline(t, s, js),
+	r := &clusterRig{t: t, c: c, s: s, js: js, metrics: metrics, logs: logs, from: takeBaseline(t, s, js),
 		done: make(chan struct{}), statuses: make(chan events.Status, 1000)}
 
 	churn, stopChurn := context.WithCancel(context.Background())
@@ -259,32 +263,43 @@ func mirrorItems(t *testing.T, js jetstream.JetStream) map[judge.Key]json.RawMes
 type faultLog struct {
 	t       *testing.T
 	metrics *app.Metrics
+	logs    *observer.ObservedLogs
 	faults  []*fault
 }
 
-func newFaultLog(t *testing.T, m *app.Metrics) *faultLog {
-	return &faultLog{t: t, metrics: m}
+func newFaultLog(t *testing.T, r *clusterRig) *faultLog {
+	return &faultLog{t: t, metrics: r.metrics, logs: r.logs}
 }
+
+// slowRecovery is the recovery time past which a fault's end logs the
+// bridge's warnings and errors since the fault began.
+const slowRecovery = 10 * time.Second
 
 // fault is one fault in progress, from just before it is injected.
 type fault struct {
-	l         *faultLog
-	name      string
-	since     time.Time
-	okBefore  map[string]int
-	failedAt  int
-	election  time.Duration // until another node led the stream, if one was stopped
-	recovery  time.Duration // -1: not within the deadline
-	current   time.Duration // until the stopped server was back and every stream current, if it was waited for
-	failed    int
-	aim, note string
+	l        *faultLog
+	name     string
+	since    time.Time
+	okBefore map[string]int
+	failedAt int
+	election time.Duration // until another node led the stream, if one was stopped
+	recovery time.Duration // -1: not within the deadline
+	current  time.Duration // until the stopped server was back and every stream current, if it was waited for
+	failed   int
+	aim      string
 }
 
 // begin marks the start of a fault, to be injected right after.
 func (l *faultLog) begin(name string) *fault {
 	failed, _ := cycleOutcomes(l.metrics)
-	return &fault{l: l, name: name, since: time.Now(), okBefore: okCycles(l.metrics), failedAt: failed, recovery: -1}
+	f := &fault{l: l, name: name, okBefore: okCycles(l.metrics), failedAt: failed, recovery: -1}
+	f.since = time.Now() // last: the fault follows at once
+	return f
 }
+
+// start restarts the fault's clock, for a fault prepared with begin
+// ahead of the moment it waits for: the fault follows at once.
+func (f *fault) start() { f.since = time.Now() }
 
 // newLeader waits until a server other than old leads stream.
 func (f *fault) newLeader(c *natstest.Cluster, js jetstream.JetStream, stream, old string) {
@@ -351,6 +366,13 @@ func (f *fault) end(aim string) {
 	fmt.Fprintf(&b, " %d cycles did not complete", f.failed)
 	if aim != "" {
 		fmt.Fprintf(&b, "; %s", aim)
+	}
+	if f.recovery < 0 || f.recovery > slowRecovery {
+		for _, e := range f.l.logs.Filter(func(e observer.LoggedEntry) bool {
+			return e.Level >= zap.WarnLevel && !e.Time.Before(f.since)
+		}).All() {
+			fmt.Fprintf(&b, "\n    %s %s %s %v", e.Time.Format("15:04:05.000"), e.Level, e.Message, e.ContextMap())
+		}
 	}
 	t.Log(b.String())
 }

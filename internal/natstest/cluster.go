@@ -165,3 +165,56 @@ func Leader(js jetstream.JetStream, stream string) (string, error) {
 	}
 	return info.Cluster.Leader, nil
 }
+
+// WaitCurrent waits until every stream of the account (buckets included)
+// has a leader and all its replicas, each current, so that stopping any
+// one node next leaves every stream a quorum. It returns how long that
+// took.
+func (c *Cluster) WaitCurrent(js jetstream.JetStream, timeout time.Duration) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	var why string
+	for {
+		why = behind(js)
+		if why == "" {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			c.t.Fatalf("natstest: streams not current after %s: %s", timeout, why)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// behind names a stream without a leader or with a replica missing or
+// not current, or is empty when there is none.
+func behind(js jetstream.JetStream) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			return fmt.Sprintf("stream %s: %v", name, err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return fmt.Sprintf("stream %s: %v", name, err)
+		}
+		if info.Cluster == nil || info.Cluster.Leader == "" {
+			return fmt.Sprintf("stream %s: no leader", name)
+		}
+		if len(info.Cluster.Replicas) != info.Config.Replicas-1 {
+			return fmt.Sprintf("stream %s: %d of %d replicas", name, len(info.Cluster.Replicas)+1, info.Config.Replicas)
+		}
+		for _, r := range info.Cluster.Replicas {
+			if !r.Current || r.Offline {
+				return fmt.Sprintf("stream %s: replica %s not current", name, r.Name)
+			}
+		}
+	}
+	if err := names.Err(); err != nil {
+		return fmt.Sprintf("listing streams: %v", err)
+	}
+	return ""
+}
