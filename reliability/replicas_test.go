@@ -66,6 +66,14 @@ func (p *replicaPair) start(r *replica) {
 	p.procs = append(p.procs, &replicaProc{id: r.id, proc: r.proc})
 }
 
+// other returns the replica that is not r.
+func (p *replicaPair) other(r *replica) *replica {
+	if r == p.reps[0] {
+		return p.reps[1]
+	}
+	return p.reps[0]
+}
+
 // killed records that r's process was killed as kill n.
 func (p *replicaPair) killed(r *replica, n int, at time.Time) {
 	for _, rp := range p.procs {
@@ -130,7 +138,11 @@ func (p *replicaPair) stop() map[string]int {
 			return err == nil, nil
 		})
 	}
-	for _, r := range p.reps {
+	// The holder goes first, so the other replica takes over the leases
+	// it releases, without waiting for their TTL.
+	first, _ := p.holder()
+	order := []*replica{first, p.other(first)}
+	for _, r := range order {
 		for _, rp := range p.procs {
 			if rp.proc == r.proc {
 				rp.stopped = time.Now()
