@@ -256,6 +256,7 @@ func (b bridgeEnv) start(t *testing.T, id string) (*process, string) {
 		"NATS_URL=" + b.natsURL, "NATS_USER=" + bridgeUser, "NATS_PASSWORD=" + bridgePassword,
 		"BRIDGE_SUBJECT_PREFIX=" + permPrefix, "BRIDGE_HTTP_ADDR=" + addr, "BRIDGE_INSTANCE_ID=" + id,
 		"BRIDGE_INITIAL_SYNC=snapshot", "BRIDGE_LEASE_TTL=2s", "BRIDGE_SHUTDOWN_GRACE=2s", "LOG_LEVEL=info",
+		"BRIDGE_DELETE_RETENTION=10s", // compaction purges the mirror's stream under the permissions too
 	}, "run")
 	return p, addr
 }
@@ -431,6 +432,15 @@ func TestNATSPermissions(t *testing.T) {
 		b3, addr3 := env.start(t, startedAgain)
 		waitReady(t, b3, addr3)
 		time.Sleep(3 * time.Second) // a few cycles under the new arrangement
+		// Compaction ran: the floor it stores before purging a marker.
+		cps, err := js.KeyValue(ctx, "ACME_CHECKPOINTS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "a compaction of tasks' delete markers", 30*time.Second, func() bool {
+			e, err := cps.Get(ctx, "tasks")
+			return err == nil && strings.Contains(string(e.Value()), `"floor_revision"`)
+		})
 
 		for _, p := range []*process{b1, b2, b3} {
 			if p != stopped {
