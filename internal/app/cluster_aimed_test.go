@@ -276,7 +276,8 @@ func (a *aimer) betweenPublishAndCommit(stream string, n int) {
 }
 
 // midCommand publishes a command that updates a task, and stops the
-// leader of stream 0–10 ms after JetStream acknowledged it. It hit when
+// leader of stream 0–10 ms after JetStream acknowledged it (times are
+// logged from the publish). It hit when
 // the stop began before the command's result was recorded; the log says
 // whether before the API write or after it.
 func (a *aimer) midCommand(stream string, n int) {
@@ -303,10 +304,10 @@ func (a *aimer) midCommand(stream string, n int) {
 	leader := a.c.StreamLeader(a.js, stream)
 	logSeq := a.s.LastSeq()
 	f := a.faults.begin(fmt.Sprintf("%s leader stopped mid-command #%d", kind, n))
+	published := time.Now()
 	if _, err := a.js.PublishMsg(ctx, msg); err != nil {
 		t.Fatalf("publishing command %s: %v", id, err)
 	}
-	published := time.Now()
 	// Spread over the command's execution: its claim in the results
 	// bucket, the API write (5 ms or more), then the result recorded
 	// while the write-through stores the mirror entry.
