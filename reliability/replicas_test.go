@@ -157,6 +157,13 @@ func (p *replicaPair) stop() map[string]int {
 		for o, n := range cycleCounts(r.proc) {
 			cycles[o] += n
 		}
+		if r == first {
+			// The other replica looks for a free lease once a second;
+			// stopped at once, it would never see the released ones.
+			_, _ = lab.Within(*flagKillLeaseTTL+2*time.Second, func() (bool, error) {
+				return len(p.heldBy(order[1].id)) == len(p.resources), nil
+			})
+		}
 	}
 	return cycles
 }
