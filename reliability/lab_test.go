@@ -180,6 +180,9 @@ func (l *rig) startBridgeAs(replica string, env ...string) *lab.Process {
 		"NATS_URL=" + l.natsURL, "BRIDGE_HTTP_ADDR=" + l.httpAddr, "BRIDGE_INSTANCE_ID=" + instanceID,
 		"BRIDGE_INITIAL_SYNC=baseline", "LOG_LEVEL=debug", "LOG_FORMAT=json",
 	}
+	if *flagDeleteRetention > 0 {
+		base = append(base, "BRIDGE_DELETE_RETENTION="+flagDeleteRetention.String())
+	}
 	if *flagIncremental {
 		base = append(base, "ROCKETY_CHANGED_SINCE=*:updated_since", "ROCKETY_CHANGED_SINCE_LOOKBACK=2s",
 			"ROCKETY_FULL_SYNC_INTERVAL="+flagIncrementalFull.String())
