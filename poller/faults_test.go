@@ -27,7 +27,8 @@ func TestChurnUnderAPIFaults(t *testing.T) {
 		{FailPage: sim.FailPage{Resource: "tasks", Page: 2}}, // one page down
 		{TruncateRate: 0.2, HTMLRate: 0.2},                   // broken JSON, a proxy's HTML page
 		{PagesUnderreport: 1},                                // metadata hides the last page
-		{RepeatPageRate: 0.3},                                // a stale proxy cache serves page N-1 for page N
+		{RepeatPageRate: 0.3},                                // a stale proxy cache serves page N-1 for page N, now and then: fetched again
+		{RepeatPageRate: 1},                                  // ... or every time: the traversal fails
 	} {
 		// Each fault holds for a few cycles, then one clean cycle ends the
 		// poller's backoff, so the next fault meets cycles at full pace.

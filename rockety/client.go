@@ -825,10 +825,17 @@ func (c *Client) FetchPage(ctx context.Context, resource string, page int, filte
 	}
 	body, err := DecodePage(resp.body, resource)
 	if err != nil {
-		return PageBody{}, fmt.Errorf("rockety: decoding %s page %d: %w", resource, page, err)
+		return PageBody{}, undecodablePage{fmt.Errorf("rockety: decoding %s page %d: %w", resource, page, err)}
 	}
 	return body, nil
 }
+
+// undecodablePage: a page came back 200 with a body that is not a page
+// (cut off, or not JSON at all). It matches ErrDecode.
+type undecodablePage struct{ err error }
+
+func (e undecodablePage) Error() string { return e.err.Error() }
+func (e undecodablePage) Unwrap() error { return e.err }
 
 // Response is the API's answer to a write.
 type Response struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -429,6 +430,47 @@ func TestPagesGuardsAgainstEndlessListings(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// A page whose answer was cut off, or that came back as the page before
+// (a stale cache), is fetched again, and the traversal goes on whole.
+func TestPagesFetchesABrokenPageAgain(t *testing.T) {
+	var mu sync.Mutex
+	asked := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Query().Get("page")
+		mu.Lock()
+		asked[p]++
+		n := asked[p]
+		mu.Unlock()
+		switch {
+		case p == "2" && n == 1:
+			_, _ = w.Write([]byte(`{"data":[{"id":"2-a"},`))
+			return
+		case p == "3" && n <= 2:
+			p = "2" // page 2 again, twice
+		}
+		fmt.Fprintf(w, `{"data":[{"id":"%s-a"},{"id":"%s-b"}],"meta":{"pages":4}}`, p, p)
+	}))
+	defer srv.Close()
+	c := newClient(t, srv.URL, rockety.WithPageSize(2), rockety.WithRetry(time.Millisecond, 5*time.Millisecond, time.Second))
+	var ids []string
+	for page, err := range c.Pages(context.Background(), "tasks") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range page.Items {
+			ids = append(ids, string(it.ID))
+		}
+	}
+	if want := []string{"1-a", "1-b", "2-a", "2-b", "3-a", "3-b", "4-a", "4-b"}; !slices.Equal(ids, want) {
+		t.Errorf("ids %v, want %v", ids, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if asked["2"] != 2 || asked["3"] != 3 {
+		t.Errorf("page 2 asked %d times, page 3 %d; want 2 and 3", asked["2"], asked["3"])
 	}
 }
 

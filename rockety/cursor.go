@@ -57,10 +57,15 @@ func (c *cursor) accept(n int, page PageBody) error {
 	if n != c.accepted+1 {
 		return fmt.Errorf("rockety: internal: page %d accepted after page %d", n, c.accepted)
 	}
+	count := len(page.Items)
+	// Checked before anything is taken from the page, so that the page
+	// can be fetched again and fed anew.
+	if count > 0 && slices.EqualFunc(page.Items, c.prevIDs, func(it Item, id ID) bool { return it.ID == id }) {
+		return repeatedPage{fmt.Sprintf("%s page %d repeats page %d (the same %d ids)", c.resource, n, n-1, count)}
+	}
 	if n == 1 {
 		c.metaMode = page.Meta.Found
 	}
-	count := len(page.Items)
 	if c.metaMode {
 		last := page.Meta.lastPage(c.perPage)
 		if page.Meta.Found && n > last && count > 0 {
@@ -81,10 +86,6 @@ func (c *cursor) accept(n int, page PageBody) error {
 		}
 		c.done = count < c.perPage
 	}
-	if count > 0 && slices.EqualFunc(page.Items, c.prevIDs, func(it Item, id ID) bool { return it.ID == id }) {
-		return fmt.Errorf("%w: %s page %d repeats page %d (the same %d ids); the API seems to ignore the page parameter",
-			ErrPagination, c.resource, n, n-1, count)
-	}
 	c.prevIDs = c.prevIDs[:0]
 	for _, it := range page.Items {
 		c.prevIDs = append(c.prevIDs, it.ID)
@@ -92,3 +93,14 @@ func (c *cursor) accept(n int, page PageBody) error {
 	c.accepted = n
 	return nil
 }
+
+// repeatedPage: a page came back with the ids of the page before. A stale
+// cache in front of the API does that now and then; an API that ignores
+// the page parameter does it every time.
+type repeatedPage struct{ what string }
+
+func (e repeatedPage) Error() string {
+	return ErrPagination.Error() + ": " + e.what + "; the API seems to ignore the page parameter, or a cache in front of it serves pages from the wrong offset"
+}
+
+func (e repeatedPage) Unwrap() error { return ErrPagination }

@@ -2,8 +2,11 @@ package rockety
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"iter"
 	"sync"
+	"time"
 )
 
 // Filter is one query parameter of a list request besides page and
@@ -89,6 +92,23 @@ func (c *Client) Pages(ctx context.Context, resource string, filters ...Filter) 
 			if r.err == nil {
 				r.err = cur.accept(f.number, r.body)
 			}
+			for try := 1; r.err != nil && fetchAgain(r.err) && try <= pageRefetches; try++ {
+				// A 200 whose body is cut off, or a page from the wrong
+				// offset, is the answer of one request, not of the API:
+				// asked again, the page usually comes whole, and the
+				// traversal goes on instead of failing.
+				if err := c.pauseBeforeRefetch(ctx, try); err != nil {
+					r.err = err
+					break
+				}
+				r.body, r.err = c.FetchPage(ctx, resource, f.number, filters...)
+				if r.err == nil {
+					r.err = cur.accept(f.number, r.body)
+				}
+				if r.err != nil && try == pageRefetches {
+					r.err = fmt.Errorf("%w (also when fetched %d more times)", r.err, pageRefetches)
+				}
+			}
 			if r.err != nil {
 				yield(nil, r.err)
 				return
@@ -97,5 +117,32 @@ func (c *Client) Pages(ctx context.Context, resource string, filters ...Filter) 
 				return
 			}
 		}
+	}
+}
+
+// pageRefetches is how many more times a page is asked for when its answer
+// does not decode or repeats the page before.
+const pageRefetches = 3
+
+// fetchAgain reports whether err is of one answer, which another request
+// may not repeat: a body that is not a page (not one too large to read),
+// or the page before.
+func fetchAgain(err error) bool {
+	var undecodable undecodablePage
+	var repeated repeatedPage
+	return errors.As(err, &undecodable) || errors.As(err, &repeated)
+}
+
+// pauseBeforeRefetch waits before the try-th refetch of a page: the
+// client's first retry interval, doubled each time, at most its longest.
+func (c *Client) pauseBeforeRefetch(ctx context.Context, try int) error {
+	wait := min(c.retryInitial<<(try-1), c.retryMax)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
 	}
 }
