@@ -3,13 +3,11 @@
 package reliability
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,19 +141,12 @@ func (l *rig) scrapeAt(addr string) (metrics, error) {
 // errors by message.
 func logNotes(p *lab.Process) (levels map[string]int, notes map[string]int) {
 	levels, notes = map[string]int{}, map[string]int{}
-	f, err := os.Open(p.LogPath)
-	if err != nil {
-		return levels, notes
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
+	for raw := range logLines(p) {
 		var line struct {
 			Level string `json:"level"`
 			Msg   string `json:"msg"`
 		}
-		if json.Unmarshal(sc.Bytes(), &line) != nil {
+		if json.Unmarshal(raw, &line) != nil {
 			levels["(not JSON)"]++
 			continue
 		}

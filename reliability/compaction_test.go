@@ -84,13 +84,7 @@ func TestCompactionSoak(t *testing.T) {
 	start := time.Now()
 	take := func() compactSample {
 		t.Helper()
-		if b.Exited() {
-			t.Fatalf("the bridge exited:\n%s", b.Tail(40))
-		}
-		m, err := l.scrape()
-		if err != nil {
-			t.Fatalf("scraping the bridge: %v", err)
-		}
+		m := l.scrapeRunning(t, b)
 		s := compactSample{at: time.Since(start), live: m.sum("rockety_bridge_items_tracked"), ids: m.sum("rockety_bridge_ids_tracked"),
 			compacted: m.sum("rockety_bridge_delete_markers_compacted_total"),
 			deletes:   uint64(m.sum("rockety_bridge_events_published_total", "op", "deleted")), rss: m.sum("process_resident_memory_bytes")}

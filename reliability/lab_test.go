@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -200,24 +201,36 @@ func (l *rig) start(name string, env []string, bin string, args ...string) *lab.
 	return lab.Start(l.t, l.dir, name, env, filepath.Join(l.bin, bin), args...)
 }
 
+// logLines yields the lines of a bridge's log; none when it cannot be
+// read.
+func logLines(p *lab.Process) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		f, err := os.Open(p.LogPath)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+		for sc.Scan() {
+			if !yield(sc.Bytes()) {
+				return
+			}
+		}
+	}
+}
+
 // cycleCounts counts the poll cycles a bridge's JSON log reports, by
 // outcome: ok, failed, cut short (by shutdown); and the complete ones by
 // kind ("ok full", "ok incremental").
 func cycleCounts(p *lab.Process) map[string]int {
 	out := map[string]int{}
-	f, err := os.Open(p.LogPath)
-	if err != nil {
-		return out
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
+	for raw := range logLines(p) {
 		var line struct {
 			Msg  string `json:"msg"`
 			Kind string `json:"kind"`
 		}
-		if json.Unmarshal(sc.Bytes(), &line) != nil {
+		if json.Unmarshal(raw, &line) != nil {
 			continue
 		}
 		switch {
@@ -245,6 +258,19 @@ type sample struct {
 }
 
 // scrape reads the bridge's /metrics (Prometheus text format).
+// scrapeRunning scrapes b, which must still be running.
+func (l *rig) scrapeRunning(t *testing.T, b *lab.Process) metrics {
+	t.Helper()
+	if b.Exited() {
+		t.Fatalf("the bridge exited:\n%s", b.Tail(40))
+	}
+	m, err := l.scrape()
+	if err != nil {
+		t.Fatalf("scraping the bridge: %v", err)
+	}
+	return m
+}
+
 func (l *rig) scrape() (metrics, error) {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + l.httpAddr + "/metrics")

@@ -3,11 +3,9 @@
 package reliability
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -183,14 +181,7 @@ const zapTime = "2006-01-02T15:04:05.000Z0700"
 // leaseLines reads a bridge's log for the leases it took and the cycles
 // it ended, in the order it wrote them.
 func leaseLines(proc *lab.Process) (takes, cycles []leaseLine) {
-	f, err := os.Open(proc.LogPath)
-	if err != nil {
-		return nil, nil
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
+	for raw := range logLines(proc) {
 		var line struct {
 			Time     string  `json:"time"`
 			Msg      string  `json:"msg"`
@@ -198,7 +189,7 @@ func leaseLines(proc *lab.Process) (takes, cycles []leaseLine) {
 			Held     *bool   `json:"held"`
 			Took     float64 `json:"took"`
 		}
-		if json.Unmarshal(sc.Bytes(), &line) != nil || line.Resource == "" {
+		if json.Unmarshal(raw, &line) != nil || line.Resource == "" {
 			continue
 		}
 		at, err := time.Parse(zapTime, line.Time)

@@ -3,7 +3,6 @@
 package reliability
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -99,13 +98,7 @@ func TestSoak(t *testing.T) {
 	var samples []soakSample
 	take := func() soakSample {
 		t.Helper()
-		if b.Exited() {
-			t.Fatalf("the bridge exited during the soak:\n%s", b.Tail(40))
-		}
-		m, err := l.scrape()
-		if err != nil {
-			t.Fatalf("scraping the bridge: %v", err)
-		}
+		m := l.scrapeRunning(t, b)
 		s := soakSample{at: time.Since(start),
 			rss: m.sum("process_resident_memory_bytes"), heap: m.sum("go_memstats_heap_inuse_bytes"),
 			goroutines: m.sum("go_goroutines"),
@@ -113,6 +106,7 @@ func TestSoak(t *testing.T) {
 			badCycles:  m.sum("rockety_bridge_poll_cycles_total") - m.sum("rockety_bridge_poll_cycles_total", "outcome", "ok"),
 			cycleSum:   m.sum("rockety_bridge_poll_cycle_duration_seconds_sum"),
 			retries:    m.sum("rockety_bridge_api_retries_total"), lastSuccess: m.sum("rockety_bridge_last_successful_cycle_timestamp_seconds")}
+		var err error
 		if s.events, err = l.eventMsgs(); err != nil {
 			t.Fatal(err)
 		}
@@ -243,19 +237,12 @@ const (
 // the simulator's faults past it are not counted here.
 func failureCauses(p *lab.Process) map[string]int {
 	out := map[string]int{}
-	f, err := os.Open(p.LogPath)
-	if err != nil {
-		return out
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
+	for raw := range logLines(p) {
 		var line struct {
 			Msg   string `json:"msg"`
 			Error string `json:"error"`
 		}
-		if json.Unmarshal(sc.Bytes(), &line) != nil || !strings.HasPrefix(line.Msg, "poll cycle failed") {
+		if json.Unmarshal(raw, &line) != nil || !strings.HasPrefix(line.Msg, "poll cycle failed") {
 			continue
 		}
 		switch {
