@@ -2,6 +2,7 @@ package poller_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -168,5 +169,56 @@ func TestCompaction(t *testing.T) {
 	}
 	if n, want := restarted.IDs(), len(ids)+1; n != want {
 		t.Errorf("the restarted poller tracks %d ids, want %d (soft-deleted ones still listed count)", n, want)
+	}
+}
+
+// lostAck stores a commit and then, once armed, reports it failed: its
+// acknowledgement was lost (a leader change), the writes landed.
+type lostAck struct {
+	poller.Mirror
+	armed atomic.Bool
+}
+
+func (m *lostAck) Commit(ctx context.Context, resource string, writes []plan.Write) ([]plan.Committed, error) {
+	res, err := m.Mirror.Commit(ctx, resource, writes)
+	if err == nil && m.armed.CompareAndSwap(true, false) {
+		return nil, errors.New("nats: timeout waiting for ack")
+	}
+	return res, err
+}
+
+// TestCommitWhoseAckWasLost: a create's commit landed but was reported
+// failed, and the item was deleted before the next traversal. The next
+// cycle loads the index again from the mirror, so the item is known live,
+// missed, and its delete published.
+func TestCommitWhoseAckWasLost(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 14, SeedItems: 10, Resources: []string{"tasks"}})
+	deps := h.deps()
+	mirror := &lostAck{Mirror: deps.Mirror}
+	deps.Mirror = mirror
+	p := h.poller(poller.Config{}, deps)
+	evs := h.stream()
+	cycle(t, p)
+
+	id, err := h.sim.Create("tasks", map[string]any{"title": "stored, but its ack was lost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirror.armed.Store(true)
+	if _, err := p.RunOnce(context.Background()); err == nil {
+		t.Fatal("the cycle whose commit failed reported no error")
+	}
+	if err := h.sim.Delete("tasks", id); err != nil {
+		t.Fatal(err)
+	}
+	cycle(t, p)
+	var ops []events.Op
+	for _, e := range evs.next() {
+		if e.ID == id {
+			ops = append(ops, e.Op)
+		}
+	}
+	if len(ops) != 2 || ops[0] != events.OpCreated || ops[1] != events.OpDeleted {
+		t.Fatalf("events of %s: %v, want [created deleted]", id, ops)
 	}
 }

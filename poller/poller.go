@@ -247,9 +247,9 @@ type Poller struct {
 	// published are the events-stream sequences of the events this
 	// poller stored after othersFrom: learnOthers need not read them.
 	published []uint64
-	// uncommitted: a commit failed after its events were acknowledged, so
-	// events decided against the current floor may not be in the mirror;
-	// compaction waits for the next load, whose replay stores them.
+	// uncommitted: a commit failed after its events were acknowledged; the
+	// next cycle loads the index again (RunOnce), and compaction waits
+	// for that.
 	uncommitted bool
 	// compacted is when compaction last looked for delete markers, and
 	// floorRaised when it last raised the floor.
@@ -352,7 +352,15 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 	if err := p.checkLease(); err != nil {
 		return stats, err
 	}
-	if !p.loaded {
+	p.mu.Lock()
+	unsure := p.uncommitted
+	p.mu.Unlock()
+	// After a failed commit the index cannot tell which writes landed (an
+	// ack lost in a leader change): loaded again, it holds what the mirror
+	// holds, and the replay stores the events whose writes did not land.
+	// Else an item stored live but held dead here would never be suspected
+	// when it goes, and one published but not stored never get its delete.
+	if !p.loaded || unsure {
 		if err := p.load(ctx); err != nil {
 			return stats, err
 		}
@@ -535,10 +543,9 @@ func (p *Poller) load(ctx context.Context) error {
 	}
 	ix.SetFloor(b.Floor)
 	p.mu.Lock()
-	p.ix = ix
+	p.ix, p.uncommitted = ix, false
 	p.mu.Unlock()
 	p.bookmark, p.synced = b, synced
-	p.uncommitted = false
 
 	last := seq
 	_, err = p.deps.Journal.Replay(ctx, res, seq, recoveryLookback, func(at uint64, e events.Event) error {
