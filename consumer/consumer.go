@@ -599,21 +599,33 @@ func (c *Consumer) record(ctx context.Context, msg jetstream.Msg, key string, re
 	retry := backoff.NewExponentialBackOff(backoff.WithInitialInterval(100*time.Millisecond),
 		backoff.WithMaxInterval(2*time.Second), backoff.WithMaxElapsedTime(c.cfg.AckWait))
 	return backoff.RetryNotify(func() error {
+		// A try sent to a server that is going away is never answered: on
+		// its own it would wait out the client's timeout (5 s), which may be
+		// all of AckWait, and the command would be delivered again and, an
+		// update, sent to the API again. Short tries leave time for more.
+		tctx, cancel := context.WithTimeout(ctx, recordTry(c.cfg.AckWait))
+		defer cancel()
 		var err error
 		if rev == 0 {
-			_, err = c.results.Create(ctx, key, data)
+			_, err = c.results.Create(tctx, key, data)
 		} else {
-			_, err = c.results.Update(ctx, key, data, rev)
+			_, err = c.results.Update(tctx, key, data, rev)
 		}
 		if err == nil {
 			return nil
 		}
 		// A try whose answer was lost may have landed: the revision moved on.
-		if rec, _, lerr := c.lookup(ctx, key); lerr == nil && rec.State == stateDone {
+		if rec, _, lerr := c.lookup(tctx, key); lerr == nil && rec.State == stateDone {
 			return nil
 		}
 		return err
 	}, backoff.WithContext(retry, ctx), func(error, time.Duration) { _ = msg.InProgress() })
+}
+
+// recordTry bounds one try of recording a result: a sixth of AckWait, so
+// that several fit in it, from 250 ms (a round trip under load) to 2 s.
+func recordTry(ackWait time.Duration) time.Duration {
+	return min(max(ackWait/6, 250*time.Millisecond), 2*time.Second)
 }
 
 // finish publishes a result recorded before and settles the command.
