@@ -20,5 +20,6 @@
 //
 //	go test -tags reliability -run KillLoop -v -timeout 60m ./reliability -kills 50
 //	go test -tags reliability -run KillLoop -v -timeout 60m ./reliability -kills 50 -kill.replicas 2
-//	go test -tags reliability -run Soak -v -timeout 3h ./reliability -soak.duration 10m -soak.items 100000
+//	go test -tags reliability -run 'TestSoak$' -v -timeout 3h ./reliability -soak.duration 10m -soak.items 100000
+//	go test -tags reliability -run CompactionSoak -v -timeout 30m ./reliability
 package reliability
