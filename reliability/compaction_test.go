@@ -105,24 +105,13 @@ func TestCompactionSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		before, err := l.sim.LastSeq(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l.settleCycles(b, resources, 2, 10*time.Minute)
-		final, finalSeq := l.snapshotItems(resources)
-		if finalSeq != before {
-			continue
-		}
-		final = liveOnly(final)
-		end := take()
-		if code := b.Stop(30 * time.Second); code != 0 {
-			t.Errorf("the bridge exited %d after SIGTERM:\n%s", code, b.Tail(30))
-		}
-		l.finishCompaction(t, resources, baseline, baseSeq, final, finalSeq, stopped, samples, end)
-		return
+	final, finalSeq := l.settled(b, resources, 2, 10*time.Minute)
+	final = liveOnly(final)
+	end := take()
+	if code := b.Stop(30 * time.Second); code != 0 {
+		t.Errorf("the bridge exited %d after SIGTERM:\n%s", code, b.Tail(30))
 	}
+	l.finishCompaction(t, resources, baseline, baseSeq, final, finalSeq, stopped, samples, end)
 }
 
 func compactRow(s compactSample) string {

@@ -389,6 +389,25 @@ func (l *rig) settleCycles(bridge *lab.Process, resources []string, n int, timeo
 // waitCycles waits until the running bridge has completed n more cycles of
 // every resource than it had when called (counting from 0 when it had not
 // reported a resource yet). A cycle counted here started after the call
+// settled lets bridge complete n more cycles of every resource during
+// which the API did not change, and returns the API's items and its log
+// position then.
+func (l *rig) settled(bridge *lab.Process, resources []string, n int, timeout time.Duration) (map[judge.Key]json.RawMessage, uint64) {
+	l.t.Helper()
+	for {
+		before, err := l.sim.LastSeq(context.Background())
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		l.settleCycles(bridge, resources, n, timeout)
+		final, seq := l.snapshotItems(resources)
+		if seq == before {
+			return final, seq
+		}
+		l.t.Logf("the API changed while settling (log %d, then %d); settling again", before, seq)
+	}
+}
+
 // when n >= 2.
 func (l *rig) waitCycles(bridge *lab.Process, resources []string, n int, timeout time.Duration) {
 	l.t.Helper()

@@ -136,26 +136,14 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		before, err := l.sim.LastSeq(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l.settleCycles(b, resources, 2, 15*time.Minute+2**flagIncrementalFull)
-		final, finalSeq := l.snapshotItems(resources)
-		if finalSeq != before {
-			t.Logf("the API changed while settling (log %d, then %d); settling again", before, finalSeq)
-			continue
-		}
-		end := take()
-		cycles := cycleCounts(b)
-		causes := failureCauses(b)
-		if code := b.Stop(30 * time.Second); code != 0 {
-			t.Errorf("the bridge exited %d after SIGTERM:\n%s", code, b.Tail(30))
-		}
-		l.finishSoak(t, resources, baseline, baseSeq, final, finalSeq, stopped, samples, end, apiStats, cycles, causes)
-		return
+	final, finalSeq := l.settled(b, resources, 2, 15*time.Minute+2**flagIncrementalFull)
+	end := take()
+	cycles := cycleCounts(b)
+	causes := failureCauses(b)
+	if code := b.Stop(30 * time.Second); code != 0 {
+		t.Errorf("the bridge exited %d after SIGTERM:\n%s", code, b.Tail(30))
 	}
+	l.finishSoak(t, resources, baseline, baseSeq, final, finalSeq, stopped, samples, end, apiStats, cycles, causes)
 }
 
 // soakRow is one line of the time series, for the log.
