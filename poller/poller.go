@@ -257,6 +257,8 @@ type Poller struct {
 
 	leaseMu    sync.Mutex
 	leaseUntil time.Time
+	// leaseLost: the lease was held and lost since the last load.
+	leaseLost bool
 	// wake starts Run's next cycle at once: the lease was taken (so the
 	// first cycle does not wait out its look-again timer), or a resync
 	// was asked for.
@@ -355,6 +357,9 @@ func (p *Poller) RunOnce(ctx context.Context) (CycleStats, error) {
 	p.mu.Lock()
 	unsure := p.uncommitted
 	p.mu.Unlock()
+	p.leaseMu.Lock()
+	unsure, p.leaseLost = unsure || p.leaseLost, false
+	p.leaseMu.Unlock()
 	// After a failed commit the index cannot tell which writes landed (an
 	// ack lost in a leader change): loaded again, it holds what the mirror
 	// holds, and the replay stores the events whose writes did not land.
@@ -490,6 +495,12 @@ func (p *Poller) compact(ctx context.Context) (int, error) {
 		b.Floor = max(b.Floor, m.Revision)
 	}
 	b.FloorFrom = from
+	// Only the holder raises the floor and drops markers: a replica that
+	// took the lease over loaded the floor before, and would decide
+	// against it.
+	if err := p.checkLease(); err != nil {
+		return 0, err
+	}
 	if err := p.deps.Checkpoints.SetBookmark(ctx, res, b); err != nil {
 		return 0, err
 	}
@@ -497,6 +508,9 @@ func (p *Poller) compact(ctx context.Context) (int, error) {
 	p.mu.Lock()
 	p.ix.SetFloor(b.Floor)
 	p.mu.Unlock()
+	if err := p.checkLease(); err != nil {
+		return 0, err
+	}
 	gone, err := p.deps.Mirror.Forget(ctx, res, markers)
 	p.mu.Lock()
 	n := p.ix.Forget(markers, gone, p.cycle)

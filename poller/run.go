@@ -48,6 +48,12 @@ func (p *Poller) checkLease() error {
 func (p *Poller) setLease(until time.Time) {
 	p.leaseMu.Lock()
 	taken := p.leaseUntil.IsZero() && !until.IsZero()
+	if until.IsZero() && !p.leaseUntil.IsZero() {
+		// Another replica polls now and may raise the floor or store
+		// what this one's index and bookmark do not know: a lease taken
+		// again starts from the mirror, as a new process would.
+		p.leaseLost = true
+	}
 	p.leaseUntil = until
 	p.leaseMu.Unlock()
 	if until.IsZero() {
