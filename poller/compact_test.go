@@ -222,3 +222,58 @@ func TestCommitWhoseAckWasLost(t *testing.T) {
 		t.Fatalf("events of %s: %v, want [created deleted]", id, ops)
 	}
 }
+
+// switchLease is held while on is set.
+type switchLease struct{ on atomic.Bool }
+
+func (l *switchLease) Hold(context.Context) (time.Time, bool, error) {
+	return time.Now().Add(300 * time.Millisecond), l.on.Load(), nil
+}
+func (l *switchLease) Release(context.Context) error { return nil }
+
+// TestLeaseTakenAgainLoadsTheFloor: while a replica did not hold the
+// lease, another raised the floor; taken again, the lease makes it load
+// its state afresh, so it neither decides against the old floor nor
+// writes it back over the new one.
+func TestLeaseTakenAgainLoadsTheFloor(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 15, SeedItems: 10, Resources: []string{"tasks"}})
+	deps := h.deps()
+	lease := &switchLease{}
+	lease.on.Store(true)
+	deps.Lease = lease
+	p := h.poller(poller.Config{Interval: 100 * time.Millisecond}, deps)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, time.Second) }()
+	defer func() { cancel(); <-done }()
+	bookmark := func() plan.Bookmark {
+		b, _, err := deps.Checkpoints.Bookmark(context.Background(), "tasks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s within 10s", what)
+			}
+		}
+	}
+	waitFor("first cycle", func() bool { return bookmark().Checkpoint > 0 || !bookmark().LastFull.IsZero() })
+
+	lease.on.Store(false)
+	time.Sleep(time.Second) // the lease runs out here; another replica polls
+	b := bookmark()
+	b.Floor, b.FloorFrom = 999, b.Checkpoint
+	if err := deps.Checkpoints.SetBookmark(context.Background(), "tasks", b); err != nil {
+		t.Fatal(err)
+	}
+	taken := b.LastFull
+	lease.on.Store(true)
+	waitFor("cycle after the lease was taken again", func() bool { return bookmark().LastFull.After(taken) })
+	if got := bookmark(); got.Floor != 999 {
+		t.Fatalf("after the lease was taken again the bookmark's floor is %d, want the 999 the other replica stored", got.Floor)
+	}
+}
