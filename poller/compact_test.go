@@ -277,3 +277,54 @@ func TestLeaseTakenAgainLoadsTheFloor(t *testing.T) {
 		t.Fatalf("after the lease was taken again the bookmark's floor is %d, want the 999 the other replica stored", got.Floor)
 	}
 }
+
+// staleReads answers, once armed, every lookup as if nothing were stored:
+// a follower of a replicated bucket that is behind.
+type staleReads struct {
+	poller.Mirror
+	armed atomic.Bool
+}
+
+func (m *staleReads) Lookup(ctx context.Context, resource string, ids []string) ([]plan.State, error) {
+	if m.armed.CompareAndSwap(true, false) {
+		out := make([]plan.State, len(ids))
+		for i, id := range ids {
+			out[i] = plan.State{ID: id, Absent: true}
+		}
+		return out, nil
+	}
+	return m.Mirror.Lookup(ctx, resource, ids)
+}
+
+// TestStaleLookupLeavesTheIndexAlone: a lookup answered by a replica behind
+// says a live item is not stored; the index keeps what it knows, so when
+// the item goes, its delete is published.
+func TestStaleLookupLeavesTheIndexAlone(t *testing.T) {
+	h := newHarness(t, sim.Options{Seed: 16, SeedItems: 10, Resources: []string{"tasks"}})
+	deps := h.deps()
+	mirror := &staleReads{Mirror: deps.Mirror}
+	deps.Mirror = mirror
+	p := h.poller(poller.Config{}, deps)
+	evs := h.stream()
+	cycle(t, p)
+
+	id := h.sim.IDs("tasks")[3]
+	if err := h.sim.Update("tasks", id, map[string]any{"title": "read from a replica behind"}); err != nil {
+		t.Fatal(err)
+	}
+	mirror.armed.Store(true)
+	cycle(t, p) // the update is judged against the stale read: again next cycle
+	if err := h.sim.Delete("tasks", id); err != nil {
+		t.Fatal(err)
+	}
+	cycle(t, p)
+	var ops []events.Op
+	for _, e := range evs.next() {
+		if e.ID == id {
+			ops = append(ops, e.Op)
+		}
+	}
+	if len(ops) == 0 || ops[len(ops)-1] != events.OpDeleted {
+		t.Fatalf("events of %s: %v, want its delete last", id, ops)
+	}
+}

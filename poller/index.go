@@ -215,6 +215,13 @@ func (ix *Index) Revision(id string) (rev uint64, live bool) {
 	return ix.replaces(e), !e.dead() && e.rev() != 0
 }
 
+// entryRevision is the revision of id's stored entry as the index knows
+// it: 0 when none.
+func (ix *Index) entryRevision(id string) uint64 {
+	e, _ := ix.get(id)
+	return e.rev()
+}
+
 // replaces is the revision a change of e replaces: the floor when e has
 // no stored entry.
 func (ix *Index) replaces(e entry) uint64 {

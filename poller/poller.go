@@ -652,8 +652,15 @@ func (p *Poller) apply(ctx context.Context, writes []plan.Write, res []plan.Comm
 }
 
 // refreshLocked makes the index agree with the mirror for one item. The
-// caller holds p.mu.
+// caller holds p.mu. A state older than the one the index holds is
+// ignored: a mirror entry's revision only grows, so the read came from a
+// replica behind the others (a direct get answered by a follower of a
+// replicated bucket); taken, it would make a live item dead here, never
+// suspected when it goes.
 func (p *Poller) refreshLocked(s plan.State) {
+	if s.EntryRevision() < p.ix.entryRevision(s.ID) {
+		return
+	}
 	switch {
 	case s.Absent || s.Revision == 0:
 		p.ix.Bury(s.ID, 0)
