@@ -320,7 +320,7 @@ func (b *Bridge) runCommands(ctx context.Context) error {
 		Reprovision: b.reprovision,
 	}
 	wt := WriteThrough{Store: b.store, Sink: b.sink(), Metrics: b.opts.Metrics, DeletedField: b.opts.Incremental.DeletedField,
-		Floors: publisher.NewCheckpoints(b.resources.Checkpoints, b.resources.State)}
+		Floors: publisher.NewCheckpoints(b.resources.Checkpoints, b.resources.State), Journal: publisher.NewJournal(b.js, b.opts.Subjects)}
 	var c *consumer.Consumer
 	retry := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second),
 		backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0)), ctx)

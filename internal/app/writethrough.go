@@ -30,6 +30,15 @@ type WriteThrough struct {
 	// no entry in the mirror is created over it, as a poll would. Without
 	// it an absent item replaces revision 0 (no compaction ever ran).
 	Floors Bookmarks
+	// Journal, when set, is asked for the item's latest events: one
+	// published and not yet stored (its bridge died in between) means the
+	// mirror lags, and this write is left to the poll.
+	Journal LatestEvents
+}
+
+// LatestEvents reads an item's last event of an op (publisher.Journal).
+type LatestEvents interface {
+	Latest(ctx context.Context, resource, id string, op events.Op) (events.Event, bool, error)
 }
 
 // Bookmarks read a resource's bookkeeping (publisher.Checkpoints).
@@ -101,6 +110,13 @@ func (w WriteThrough) written(ctx context.Context, req consumer.Request, resp ro
 		}
 		prev.state = prev.state.AtFloor(b.Floor)
 	}
+	if lags, err := w.mirrorLags(ctx, req.Resource, string(id), prev.state.Revision); err != nil || lags {
+		// Decided against the older state, its event would replace the
+		// revision the published one replaced: two events of one revision,
+		// the second with a stale before. The poll stores the published
+		// change first, then finds this write.
+		return err
+	}
 	obs := plan.Observation{Kind: plan.Listed, Value: resp.Item.Raw, Answer: true,
 		MarkedDeleted: plan.MarkedDeleted(resp.Item.Raw, w.DeletedField)}
 	if req.Action == events.ActionDelete {
@@ -142,6 +158,25 @@ func (w WriteThrough) written(ctx context.Context, req consumer.Request, resp ro
 	again.Absent = true
 	_, err = w.Store.Commit(ctx, req.Resource, []plan.Write{again})
 	return err
+}
+
+// mirrorLags reports whether an event of the item was published after the
+// stored revision and is not stored yet: its revision is above it (a
+// stored event's revision is at most the revision it was stored at).
+func (w WriteThrough) mirrorLags(ctx context.Context, resource, id string, stored uint64) (bool, error) {
+	if w.Journal == nil {
+		return false, nil
+	}
+	for _, op := range events.Ops {
+		e, found, err := w.Journal.Latest(ctx, resource, id, op)
+		if err != nil {
+			return false, fmt.Errorf("reading the latest %s event of %s %s: %w", op, resource, id, err)
+		}
+		if found && e.Revision > stored {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // CommandObserver logs and counts command outcomes.

@@ -325,3 +325,49 @@ func TestCommandDeleteBetweenPageAndPublish(t *testing.T) {
 		t.Fatalf("events of task 3: %v, want [deleted] (the command's)", ops)
 	}
 }
+
+// TestWriteThroughLeavesALaggingMirrorToThePoll: a poll published an
+// update of an item and its bridge died before storing it; a delete
+// command on another replica then reads the older state. Its write-through
+// publishes nothing (a delete replacing the revision the update replaced
+// would be a second event of that revision, with a stale before), and the
+// poll stores the update, then publishes the delete after it.
+func TestWriteThroughLeavesALaggingMirrorToThePoll(t *testing.T) {
+	r := newPollRig(t, nil)
+	ctx := context.Background()
+	stored, err := r.store.Lookup(ctx, "tasks", []string{"1"})
+	if err != nil || !stored[0].Live() {
+		t.Fatalf("task 1: %+v, %v", stored, err)
+	}
+	s := stored[0]
+	update := events.Event{Resource: "tasks", Op: events.OpUpdated, ID: "1", Revision: events.ChangeRevision(s.Revision),
+		Before: s.Value, After: json.RawMessage(`{"id":1,"title":"published, not stored"}`), Changed: []string{"title"}, DetectedAt: time.Now().UTC()}
+	if err := r.sink.Publish(ctx, []plan.Outgoing{{EventID: events.EventID("tasks", "1", events.OpUpdated, s.Revision), Event: update}},
+		func(int, plan.Ack) {}); err != nil {
+		t.Fatal(err)
+	}
+	wt := app.WriteThrough{Store: r.store, Sink: r.sink, Journal: publisher.NewJournal(r.js, subjects)}
+	done := wt.Begin(ctx, consumer.Request{Resource: "tasks", Action: events.ActionDelete, ID: "1"})
+	resp, err := r.client.Delete(ctx, "tasks", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := done(ctx, &resp); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := r.poller.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []events.Event
+	for _, o := range lab.Events(t, r.js, subjects, 0) {
+		if o.Event.ID == "1" {
+			got = append(got, o.Event)
+		}
+	}
+	if len(got) != 2 || got[0].Op != events.OpUpdated || got[1].Op != events.OpDeleted || got[1].Revision <= got[0].Revision ||
+		string(got[1].Before) != string(update.After) {
+		t.Fatalf("events of task 1: %+v; want the update, then a delete of a higher revision whose before is the update's after", got)
+	}
+}
