@@ -212,12 +212,7 @@ func TestCommitWhoseAckWasLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	cycle(t, p)
-	var ops []events.Op
-	for _, e := range evs.next() {
-		if e.ID == id {
-			ops = append(ops, e.Op)
-		}
-	}
+	ops := opsOf(evs.next(), id)
 	if len(ops) != 2 || ops[0] != events.OpCreated || ops[1] != events.OpDeleted {
 		t.Fatalf("events of %s: %v, want [created deleted]", id, ops)
 	}
@@ -318,13 +313,19 @@ func TestStaleLookupLeavesTheIndexAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	cycle(t, p)
+	ops := opsOf(evs.next(), id)
+	if len(ops) == 0 || ops[len(ops)-1] != events.OpDeleted {
+		t.Fatalf("events of %s: %v, want its delete last", id, ops)
+	}
+}
+
+// opsOf lists the ops of id's events, in order.
+func opsOf(evs []events.Event, id string) []events.Op {
 	var ops []events.Op
-	for _, e := range evs.next() {
+	for _, e := range evs {
 		if e.ID == id {
 			ops = append(ops, e.Op)
 		}
 	}
-	if len(ops) == 0 || ops[len(ops)-1] != events.OpDeleted {
-		t.Fatalf("events of %s: %v, want its delete last", id, ops)
-	}
+	return ops
 }
